@@ -1,0 +1,192 @@
+"""The ``tandem`` command line. Verbs wrap the library; a user's mistake is one line on stderr.
+
+Exit codes: 0 ok, 1 a failed run (e.g. bad input data), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tandem.errors import UserError
+from transforms import REFERENCE_CATALOG, parse_duration
+
+app = typer.Typer(
+    name="tandem",
+    help="Tandem: one feature definition, executed by Spark (batch) and Flink (stream), proven identical.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out = Console()
+
+# Shared options ---------------------------------------------------------------
+
+Users = Annotated[int, typer.Option(help="Distinct users (entity keys).", min=1)]
+Merchants = Annotated[int, typer.Option(help="Distinct merchants.", min=1)]
+Rate = Annotated[float, typer.Option(help="Mean events per second of event time.")]
+Duration = Annotated[str, typer.Option(help="Event-time span of the stream, e.g. 10m, 1h, 2d.")]
+Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same stream.")]
+
+
+def _duration_ms(text: str, option: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=option) from None
+
+
+def _spec(**kwargs):
+    from tandem.generator import StreamSpec
+
+    try:
+        return StreamSpec(**kwargs)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+@app.command()
+def generate(
+    out_path: Annotated[Path, typer.Option("--out", help="File to write: .jsonl or .parquet.")],
+    users: Users = 1_000,
+    merchants: Merchants = 200,
+    rate: Rate = 10.0,
+    duration: Duration = "1h",
+    start: Annotated[str, typer.Option(help="Event time of the stream's start (ISO-8601 UTC).")] = "2024-05-01T00:00:00Z",
+    skew: Annotated[float, typer.Option(help="Zipf exponent of key popularity (0 = uniform; hot keys above 1).")] = 1.0,
+    ties: Annotated[float, typer.Option(help="Share of events in the same millisecond as the previous one.")] = 0.02,
+    out_of_order: Annotated[float, typer.Option(help="Share of events delivered late.")] = 0.05,
+    max_delay: Annotated[str, typer.Option(help="How late a disordered event may arrive.")] = "30s",
+    duplicates: Annotated[float, typer.Option(help="Share of events retried (same event id).")] = 0.01,
+    invalid: Annotated[float, typer.Option(help="Share of records corrupted (missing fields, wrong types, ...).")] = 0.01,
+    time_format: Annotated[str, typer.Option(help="Event time as 'iso' strings or 'epoch_ms' integers.")] = "iso",
+    seed: Seed = 0,
+) -> None:
+    """Write a realistic, deterministic stream of card transactions."""
+    from tandem.events_io import write_events
+    from tandem.generator import PARQUET_INVALID_KINDS, INVALID_KINDS, generate as gen
+
+    parquet = out_path.suffix.lower() in (".parquet", ".pq")
+    spec = _spec(
+        users=users, merchants=merchants, rate_per_s=rate, duration=duration, start=start, skew=skew, ties=ties,
+        out_of_order=out_of_order, max_delay=max_delay, duplicates=duplicates, invalid=invalid,
+        invalid_kinds=PARQUET_INVALID_KINDS if parquet else tuple(INVALID_KINDS),
+        time_format="epoch_ms" if parquet else time_format, seed=seed,
+    )
+    n = write_events(gen(spec), out_path, REFERENCE_CATALOG)
+    console.print(f"wrote {n:,} records to {out_path}")
+
+
+@app.command()
+def reference(
+    events: Annotated[Path, typer.Option(help="Transactions: .jsonl or .parquet, in arrival order.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write features.parquet and rejected.parquet here.")] = None,
+    allowed_lateness: Annotated[
+        Optional[str], typer.Option(help="Apply stream lateness (e.g. 5s); omit for batch semantics.")
+    ] = None,
+) -> None:
+    """Evaluate the reference catalog with the pure-Python reference evaluator (the ground truth)."""
+    lateness = _duration_ms(allowed_lateness, "--allowed-lateness") if allowed_lateness is not None else None
+    _evaluate_and_report(events, out_dir, lateness)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its files.")] = Path("out/demo"),
+    users: Users = 500,
+    merchants: Merchants = 100,
+    rate: Rate = 10.0,
+    duration: Duration = "2h",
+    seed: Seed = 7,
+) -> None:
+    """The main job: generate a stream, evaluate the reference catalog, print a summary."""
+    from tandem.events_io import write_events
+    from tandem.generator import generate as gen
+
+    spec = _spec(users=users, merchants=merchants, rate_per_s=rate, duration=duration, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    events = out_dir / "events.jsonl"
+    with console.status("generating transactions"):
+        n = write_events(gen(spec), events, REFERENCE_CATALOG)
+    console.print(f"[bold]1/2[/] generated {n:,} records -> {events}")
+    console.print("[bold]2/2[/] evaluating the reference catalog")
+    _evaluate_and_report(events, out_dir, None)
+
+
+def _evaluate_and_report(events: Path, out_dir: Path | None, lateness_ms: int | None) -> None:
+    from tandem.events_io import read_events, write_feature_rows, write_rejections
+    from tandem.reference import evaluate
+
+    started = time.perf_counter()
+    records = read_events(events)
+    with console.status("evaluating"):
+        result = evaluate(records, REFERENCE_CATALOG, allowed_lateness_ms=lateness_ms)
+    elapsed = time.perf_counter() - started
+    if result.records_in == 0:
+        raise UserError(f"{events}: holds no records")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_feature_rows(result.rows, out_dir / "features.parquet", REFERENCE_CATALOG)
+        write_rejections(result.rejected, out_dir / "rejected.parquet")
+    _print_summary(result, elapsed, out_dir)
+    if not result.rows:
+        raise UserError(f"{events}: no record was accepted ({result.counts['invalid']} invalid); see the rejections")
+
+
+def _print_summary(result, elapsed: float, out_dir: Path | None) -> None:
+    from collections import Counter
+
+    c = result.counts
+    summary = Table(title="Reference evaluation", show_header=False)
+    summary.add_row("records read", f"{result.records_in:,}")
+    summary.add_row("feature rows (accepted events)", f"{c['accepted']:,}")
+    for reason in ("invalid", "duplicate", "late"):
+        summary.add_row(f"rejected: {reason}", f"{c[reason]:,}")
+    kinds = Counter(r.kind for r in result.rejected if r.reason == "invalid")
+    if kinds:
+        summary.add_row("invalid by kind", ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    summary.add_row("features per row", str(len(REFERENCE_CATALOG.features)))
+    summary.add_row("time", f"{elapsed:.1f} s ({result.records_in / max(elapsed, 1e-9):,.0f} records/s)")
+    if out_dir is not None:
+        summary.add_row("outputs", f"{out_dir / 'features.parquet'}, {out_dir / 'rejected.parquet'}")
+    out.print(summary)
+    if result.rows:
+        busiest = Counter(r["user_id"] for r in result.rows).most_common(1)[0][0]
+        latest = max((r for r in result.rows if r["user_id"] == busiest), key=lambda r: (r["event_time"], r["transaction_id"]))
+        sample = Table(title=f"Latest feature row of the busiest user, {busiest}", show_header=False)
+        for name, value in latest.items():
+            sample.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
+        out.print(sample)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn user mistakes into one line and a non-zero exit."""
+    try:
+        app(args=argv, prog_name="tandem", standalone_mode=False)
+    except typer.Exit as e:  # --help and friends
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        console.print("aborted", highlight=False)
+        sys.exit(130)
+    except typer.TyperException as e:  # usage errors: unknown option, bad value, missing argument
+        if type(e).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # the help was printed already
+        ctx = getattr(e, "ctx", None)
+        where = f"tandem {ctx.command.name} --help" if ctx is not None and ctx.parent is not None else "tandem --help"
+        console.print(f"error: {e.format_message()} (see {where})", highlight=False, soft_wrap=True, markup=False)
+        sys.exit(getattr(e, "exit_code", 2))
+    except UserError as e:
+        console.print(f"error: {e}", highlight=False, soft_wrap=True, markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

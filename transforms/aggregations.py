@@ -1,0 +1,75 @@
+"""Declarative windowed aggregations: what a feature is, never how an engine computes it.
+
+A :class:`Feature` names one output column: an aggregation of one column (or of
+events, for ``count``) over a trailing window, per entity key. The semantics
+every engine must reproduce, stated once:
+
+* **Window.** The feature row of an event at time ``t`` aggregates the valid,
+  deduplicated events of the same entity with event time in ``[t - W, t]``,
+  both ends inclusive, peers (same millisecond) included. The event itself is
+  always in its window, so no aggregate is ever empty or null.
+* **count** - events in the window (int64).
+* **sum** - of an int64 column: the exact integer sum. Of a float64 column:
+  the correctly rounded exact sum (``math.fsum``), ``+inf`` if that overflows;
+  never the order-dependent running double sum of an engine.
+* **mean** - that float64 sum divided by the count (float64 division).
+* **min** / **max** - of the column's values, same type as the column.
+* **distinct_count** - exact number of distinct values (int64).
+* **last** - the value of the window's latest event: greatest event time, ties
+  broken by the greatest event id (string order = Unicode code point order =
+  UTF-8 byte order, which is what Spark and Flink compare).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from transforms.durations import parse_duration
+
+
+class Agg(str, enum.Enum):
+    COUNT = "count"
+    SUM = "sum"
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+    DISTINCT_COUNT = "distinct_count"
+    LAST = "last"
+
+    @property
+    def needs_numeric(self) -> bool:
+        return self in (Agg.SUM, Agg.MEAN, Agg.MIN, Agg.MAX)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature: ``agg`` of column ``of`` over the trailing ``window`` (e.g. ``"24h"``)."""
+
+    name: str
+    agg: Agg
+    window: str
+    of: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "agg", Agg(self.agg))
+        if self.agg is Agg.COUNT and self.of is not None:
+            raise ValueError(f"feature {self.name}: count takes no column (got of={self.of!r})")
+        if self.agg is not Agg.COUNT and self.of is None:
+            raise ValueError(f"feature {self.name}: {self.agg.value} needs a column: of=...")
+        if self.window_ms <= 0:
+            raise ValueError(f"feature {self.name}: window must be positive")
+
+    @property
+    def window_ms(self) -> int:
+        return parse_duration(self.window)
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """Features aggregated per one entity key (e.g. all ``user_*`` features per ``user_id``)."""
+
+    entity: str
+    key: str
+    features: tuple[Feature, ...]
+    description: str = ""

@@ -1,0 +1,59 @@
+"""The reference catalog of DESIGN.md: card transactions, per-user and per-merchant features.
+
+Adding a feature is one line in a group below; every engine, the Feast
+repository and the parity harness read it from here.
+"""
+
+from transforms.aggregations import Agg, Feature, FeatureGroup
+from transforms.catalog import Catalog
+from transforms.rows import amount_log1p, is_night
+from transforms.schema import EventSchema, Field, FieldType, currency_code, finite_non_negative, non_empty
+
+TRANSACTIONS_V1 = EventSchema(
+    name="transactions",
+    version=1,
+    fields=(
+        Field("transaction_id", FieldType.STRING, non_empty),
+        Field("user_id", FieldType.STRING, non_empty),
+        Field("merchant_id", FieldType.STRING, non_empty),
+        Field("amount", FieldType.FLOAT64, finite_non_negative),
+        Field("currency", FieldType.STRING, currency_code),
+        Field("event_time", FieldType.TIMESTAMP_MS),
+    ),
+    event_id="transaction_id",
+    entity_keys=("user_id", "merchant_id"),
+    event_time="event_time",
+)
+
+USER_FEATURES = FeatureGroup(
+    entity="user",
+    key="user_id",
+    description="Card holder activity",
+    features=(
+        Feature("user_txn_count_10m", Agg.COUNT, "10m"),
+        Feature("user_txn_count_1h", Agg.COUNT, "1h"),
+        Feature("user_txn_count_24h", Agg.COUNT, "24h"),
+        Feature("user_amount_sum_1h", Agg.SUM, "1h", of="amount"),
+        Feature("user_amount_sum_24h", Agg.SUM, "24h", of="amount"),
+        Feature("user_amount_max_24h", Agg.MAX, "24h", of="amount"),
+        Feature("user_amount_avg_7d", Agg.MEAN, "7d", of="amount"),
+        Feature("user_night_txn_count_24h", Agg.SUM, "24h", of="is_night"),
+        Feature("user_distinct_merchants_24h", Agg.DISTINCT_COUNT, "24h", of="merchant_id"),
+    ),
+)
+
+MERCHANT_FEATURES = FeatureGroup(
+    entity="merchant",
+    key="merchant_id",
+    description="Merchant activity",
+    features=(
+        Feature("merchant_txn_count_1h", Agg.COUNT, "1h"),
+        Feature("merchant_amount_avg_24h", Agg.MEAN, "24h", of="amount"),
+    ),
+)
+
+REFERENCE_CATALOG = Catalog(
+    schema=TRANSACTIONS_V1,
+    row_functions=(amount_log1p, is_night),
+    groups=(USER_FEATURES, MERCHANT_FEATURES),
+)
