@@ -24,7 +24,7 @@ def exact_sum(values: Iterable[float]) -> float:
         try:
             return float(total)  # int / int: correctly rounded
         except OverflowError:
-            return math.copysign(math.inf, total)
+            return math.inf if total > 0 else -math.inf
 
 
 def exact_mean(values: Iterable[float]) -> float:

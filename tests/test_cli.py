@@ -1,0 +1,77 @@
+"""The tandem command as a user runs it: clear help, one-line errors, non-zero exits, no tracebacks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+TANDEM = str(Path(sys.executable).parent / "tandem")
+
+
+def run(*args, cwd=None):
+    return subprocess.run([TANDEM, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result, code, text):
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], result.stderr
+
+
+def test_help_lists_the_verbs():
+    result = run("--help")
+    assert result.returncode == 0
+    for verb in ("generate", "reference", "demo"):
+        assert verb in result.stdout
+
+
+def test_unknown_option_is_one_line():
+    assert_one_line_error(run("generate", "--out", "x.jsonl", "--bogus"), 2, "No such option: --bogus")
+
+
+def test_unknown_command_is_one_line():
+    assert_one_line_error(run("frobnicate"), 2, "No such command")
+
+
+def test_bad_duration_is_one_line():
+    assert_one_line_error(run("reference", "--events", "x.jsonl", "--allowed-lateness", "5 s"), 2, "invalid duration")
+
+
+def _file(name, content):
+    def make(directory):
+        path = directory / name
+        if content is not None:
+            path.write_bytes(content)
+        return path
+    return make
+
+
+@pytest.mark.parametrize("make, text", [
+    (_file("missing.jsonl", None), "no such file"),
+    (_file("g.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00"), "not UTF-8 text"),
+    (_file("empty.jsonl", b""), "holds no records"),
+    (_file("bad.jsonl", b"nope\n{}\n"), "no record was accepted"),
+], ids=["missing", "binary", "empty", "all-invalid"])
+def test_unusable_events_file_is_one_line(tmp_path, make, text):
+    assert_one_line_error(run("reference", "--events", str(make(tmp_path))), 1, text)
+
+
+def test_generate_then_reference_writes_outputs(tmp_path):
+    events = tmp_path / "e.jsonl"
+    gen = run("generate", "--out", str(events), "--users", "30", "--duration", "20m", "--seed", "9")
+    assert gen.returncode == 0, gen.stderr
+    ref = run("reference", "--events", str(events), "--out", str(tmp_path / "ref"), "--allowed-lateness", "5s")
+    assert ref.returncode == 0, ref.stderr
+    assert "feature rows" in ref.stdout
+    features = pq.read_table(tmp_path / "ref" / "features.parquet")
+    rejected = pq.read_table(tmp_path / "ref" / "rejected.parquet").to_pylist()
+    read = sum(1 for line in events.read_text().splitlines() if line.strip())
+    assert features.num_rows + len(rejected) == read  # every record accounted for
+    assert {r["reason"] for r in rejected} == {"invalid", "duplicate", "late"}
+
+
+def test_generate_refuses_a_bad_spec():
+    assert_one_line_error(run("generate", "--out", "x.jsonl", "--invalid", "2"), 1, "invalid must be a fraction")

@@ -1,0 +1,105 @@
+"""The catalog declarations, durations, row functions and schema checks of transforms/."""
+
+import numpy as np
+import pytest
+
+from transforms import (
+    Agg, Catalog, Feature, FeatureGroup, REFERENCE_CATALOG, TRANSACTIONS_V1, format_duration, parse_duration,
+)
+from transforms.rows import amount_log1p, is_night
+from transforms.schema import Invalid, format_timestamp_ms, parse_iso_timestamp_ms
+from tests.factories import NOON, tx
+
+
+@pytest.mark.parametrize("text, ms", [("500ms", 500), ("5s", 5000), ("2m", 120_000), ("1h", 3_600_000),
+                                      ("7d", 604_800_000), (" 10m ", 600_000)])
+def test_parse_duration(text, ms):
+    assert parse_duration(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "5", "1.5s", "-5s", "5 s", "5sec", "h", None])
+def test_parse_duration_rejects_with_the_accepted_forms(text):
+    with pytest.raises(ValueError, match="e.g. 500ms, 5s"):
+        parse_duration(text)
+
+
+def test_format_duration():
+    assert [format_duration(ms) for ms in (500, 5000, 600_000, 86_400_000, 90_000)] == ["500ms", "5s", "10m", "1d", "90s"]
+
+
+def test_row_functions_are_vectorised_and_scalar_alike():
+    amounts = np.array([0.0, 1.0, 1e-20, 1e308])
+    assert amount_log1p(amounts).tolist() == [float(amount_log1p(a)) for a in amounts]
+    times = np.array([NOON, NOON - 12 * 3_600_000])
+    assert is_night(times).tolist() == [0, 1]
+    assert amount_log1p.inputs == ("amount",) and is_night.inputs == ("event_time",)
+
+
+def test_reference_catalog_is_the_design_catalog():
+    windows = {f.name: (f.agg, f.window_ms, f.of) for _, f in REFERENCE_CATALOG.features}
+    H = 3_600_000
+    assert windows == {
+        "user_txn_count_10m": (Agg.COUNT, 600_000, None),
+        "user_txn_count_1h": (Agg.COUNT, H, None),
+        "user_txn_count_24h": (Agg.COUNT, 24 * H, None),
+        "user_amount_sum_1h": (Agg.SUM, H, "amount"),
+        "user_amount_sum_24h": (Agg.SUM, 24 * H, "amount"),
+        "user_amount_max_24h": (Agg.MAX, 24 * H, "amount"),
+        "user_amount_avg_7d": (Agg.MEAN, 7 * 24 * H, "amount"),
+        "user_night_txn_count_24h": (Agg.SUM, 24 * H, "is_night"),
+        "user_distinct_merchants_24h": (Agg.DISTINCT_COUNT, 24 * H, "merchant_id"),
+        "merchant_txn_count_1h": (Agg.COUNT, H, None),
+        "merchant_amount_avg_24h": (Agg.MEAN, 24 * H, "amount"),
+    }
+    assert [g.key for g in REFERENCE_CATALOG.groups] == ["user_id", "merchant_id"]
+
+
+@pytest.mark.parametrize(
+    "features, message",
+    [
+        ((Feature("x", Agg.SUM, "1h", of="nope"),), "unknown column 'nope'"),
+        ((Feature("x", Agg.MAX, "1h", of="currency"),), "needs a numeric column"),
+        ((Feature("x", Agg.COUNT, "1h"), Feature("x", Agg.COUNT, "2h")), "used twice"),
+        ((Feature("amount", Agg.COUNT, "1h"),), "used twice"),
+    ],
+)
+def test_a_malformed_catalog_is_refused_at_declaration(features, message):
+    with pytest.raises(ValueError, match=message):
+        Catalog(TRANSACTIONS_V1, REFERENCE_CATALOG.row_functions, (FeatureGroup("user", "user_id", features),))
+
+
+def test_a_feature_needs_a_valid_window_and_column():
+    with pytest.raises(ValueError, match="needs a column"):
+        Feature("x", Agg.SUM, "1h")
+    with pytest.raises(ValueError, match="count takes no column"):
+        Feature("x", Agg.COUNT, "1h", of="amount")
+    with pytest.raises(ValueError, match="invalid duration"):
+        Feature("x", Agg.COUNT, "1 hour")
+
+
+def test_group_key_must_be_an_entity_key():
+    with pytest.raises(ValueError, match="not an entity key"):
+        Catalog(TRANSACTIONS_V1, (), (FeatureGroup("cur", "currency", (Feature("n", Agg.COUNT, "1h"),)),))
+
+
+def test_validate_returns_the_typed_event():
+    event = TRANSACTIONS_V1.validate(tx("a", amount=3, t="2024-05-01T12:00:00.007Z"))
+    assert event == {"transaction_id": "a", "user_id": "u1", "merchant_id": "m1", "amount": 3.0,
+                     "currency": "USD", "event_time": NOON + 7}
+    assert isinstance(event["amount"], float)
+
+
+def test_validate_reports_the_first_problem_in_schema_order():
+    result = TRANSACTIONS_V1.validate({"transaction_id": "a"})
+    assert isinstance(result, Invalid) and result.field == "user_id"
+    assert result.detail == "required field 'user_id' is missing"
+
+
+def test_iso_timestamps_round_trip_and_reject_what_would_be_truncated():
+    assert parse_iso_timestamp_ms("1970-01-01T00:00:00.001Z") == 1
+    assert parse_iso_timestamp_ms("2024-05-01T12:00:00.120000000Z") == NOON + 120
+    assert "finer than a millisecond" in parse_iso_timestamp_ms("2024-05-01T12:00:00.1201Z")
+    assert "not an ISO-8601" in parse_iso_timestamp_ms("2024-05-01 12:00:00Z")
+    assert "invalid UTC offset" in parse_iso_timestamp_ms("2024-05-01T12:00:00+24:00")
+    assert format_timestamp_ms(NOON + 5) == "2024-05-01T12:00:00.005Z"
+    assert parse_iso_timestamp_ms(format_timestamp_ms(NOON + 5)) == NOON + 5
