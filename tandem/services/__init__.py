@@ -1,0 +1,72 @@
+"""Real local services (Redis, a KRaft Kafka broker) that Tandem starts and stops itself.
+
+Tests and local runs use these instead of mocks: each runs on 127.0.0.1 on a
+free port, in its own temp dir, and is stopped on exit. Import the classes
+from their modules (``tandem.services.redis_server.RedisServer``,
+``tandem.services.kafka_broker.KafkaBroker``); this module holds the small
+process helpers they share.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import socket
+import subprocess
+import sys
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:  # runs in the child, between fork and exec
+    """Linux: have the kernel SIGTERM the child when the parent dies.
+
+    A test run killed by a CI timeout must not leave brokers behind. The
+    signal follows the *thread* that started the child, so start services
+    from a long-lived thread (pytest fixtures run on the main thread).
+    """
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def popen(cmd: list[str], log_path, **kwargs) -> subprocess.Popen:
+    """Start a service process with stdout+stderr to ``log_path``, tied to our lifetime."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                                **kwargs)
+
+
+def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM the process (a clean shutdown), then SIGKILL after ``grace`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace)
+
+
+def tail(path, lines: int = 40) -> str:
+    """The last lines of a log file ('' when absent), for error messages."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""

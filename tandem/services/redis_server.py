@@ -1,0 +1,85 @@
+"""A real, throwaway ``redis-server`` on 127.0.0.1 (tests and local runs; never a mock)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tandem.services import free_port, popen, stop, tail
+
+
+class RedisServer:
+    """Start ``redis-server`` on a free loopback port in its own temp dir.
+
+    No persistence (``--save ''``, ``--appendonly no``): the data is the test's
+    and dies with it. Use as a context manager, or call ``start()``/``stop()``::
+
+        with RedisServer() as r:
+            redis.Redis.from_url(r.url).ping()
+    """
+
+    def __init__(self, startup_timeout: float = 15.0):
+        self.startup_timeout = startup_timeout
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self.workdir: Path | None = None
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        if self._proc is not None:
+            raise RuntimeError(f"RedisServer already running on port {self.port}")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not on PATH: run ./dev setup (installs Debian's redis-server)")
+        self.workdir = Path(tempfile.mkdtemp(prefix="tandem-redis-"))
+        self.port = free_port()
+        log = self.workdir / "redis.log"
+        self._proc = popen(
+            [binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.workdir),
+             "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+             "--logfile", str(log)],
+            self.workdir / "stdout.log")
+        self._wait_ready(log)
+        return self
+
+    def _wait_ready(self, log: Path) -> None:
+        """Poll PING until PONG; fail with the log when the server dies or is slow."""
+        import redis  # imported here so the module loads without redis-py
+
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            while True:
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self._proc.returncode}:\n{tail(log)}")
+                try:
+                    if client.ping():
+                        return
+                except redis.exceptions.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server on port {self.port} did not answer PING within "
+                                       f"{self.startup_timeout:.0f}s:\n{tail(log)}")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        stop(self._proc, grace=5)
+        self._proc = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
