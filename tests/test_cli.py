@@ -75,3 +75,10 @@ def test_generate_then_reference_writes_outputs(tmp_path):
 
 def test_generate_refuses_a_bad_spec():
     assert_one_line_error(run("generate", "--out", "x.jsonl", "--invalid", "2"), 1, "invalid must be a fraction")
+
+
+def test_demo_runs_the_main_job(tmp_path):
+    result = run("demo", "--out", str(tmp_path), "--duration", "15m", "--users", "40", "--merchants", "10")
+    assert result.returncode == 0, result.stderr
+    assert "Latest feature row of the busiest user" in result.stdout
+    assert pq.read_table(tmp_path / "features.parquet").num_rows > 1000
