@@ -121,6 +121,55 @@ def demo(
     _evaluate_and_report(events, out_dir, None)
 
 
+LakeOption = Annotated[
+    Optional[Path], typer.Option("--lake", help="Lake root holding the Delta tables (default: $TANDEM_LAKE or ./lake).")
+]
+
+
+@app.command()
+def ingest(
+    events: Annotated[Path, typer.Option(help="A .jsonl/.parquet file, or a directory of them (read in name order).")],
+    lake: LakeOption = None,
+) -> None:
+    """Validate raw transactions into the Delta events table; rejects go to dead_letters."""
+    from batch_jobs.ingest import input_files, ingest as run_ingest
+    from batch_jobs.spark_session import build_spark
+    from tandem.lake import Lake
+
+    input_files(events)  # a bad path fails before Spark starts
+    target = Lake.at(lake)
+    with console.status("starting Spark"):
+        spark = build_spark("tandem-ingest")
+    with console.status(f"ingesting {events}"):
+        result = run_ingest(spark, events, target, REFERENCE_CATALOG)
+    for f in result.skipped_files:
+        console.print(f"skipped {f}: this content was ingested before")
+    if result.files:
+        rejected = ", ".join(f"{reason} {n:,}" for reason, n in sorted(result.rejected.items())) or "none"
+        out.print(f"ingested {result.records:,} records from {len(result.files)} file(s): "
+                  f"{result.accepted:,} events, rejected {rejected} -> {target.root}")
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First event date (UTC), e.g. 2024-05-01.")],
+    end: Annotated[str, typer.Option(help="Last event date (UTC), inclusive.")],
+    lake: LakeOption = None,
+) -> None:
+    """Recompute the Delta feature tables for a date range (idempotent; windows read the history they need)."""
+    from batch_jobs.backfill import backfill as run_backfill, parse_date
+    from batch_jobs.spark_session import build_spark
+    from tandem.lake import Lake
+
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
+    with console.status("starting Spark"):
+        spark = build_spark("tandem-backfill")
+    with console.status(f"backfilling {first} .. {last}"):
+        result = run_backfill(spark, Lake.at(lake), first, last)
+    out.print(f"backfilled {result.rows:,} feature rows for {result.start} .. {result.end} into "
+              + ", ".join(result.tables.values()))
+
+
 def _evaluate_and_report(events: Path, out_dir: Path | None, lateness_ms: int | None) -> None:
     from tandem.events_io import read_events, write_feature_rows, write_rejections
     from tandem.reference import evaluate

@@ -52,6 +52,12 @@ def read_events(path: str | Path) -> Iterator[dict[str, Any] | Undecodable]:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any] | Undecodable]:
+    for lineno, text in jsonl_lines(path):
+        yield decode_json_line(lineno, text)
+
+
+def jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each non-blank line; lines end at ``\\n`` only."""
     try:
         handle = path.open("r", encoding="utf-8", errors="strict", newline="\n")
     except OSError as e:
@@ -63,16 +69,20 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any] | Undecodable]:
                 line = handle.readline()
             except UnicodeDecodeError as e:
                 # Not text at all: say so once rather than emitting garbage records.
-                raise UserError(f"{path}: line {lineno + 1} is not UTF-8 text; is this a JSON Lines file?") from e
+                raise UserError(f"{path}: near line {lineno + 1}: not UTF-8 text; is this a JSON Lines file?") from e
             if not line:
                 return
             lineno += 1
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line, object_pairs_hook=_reject_duplicate_keys)
-            except (ValueError, RecursionError) as e:
-                yield Undecodable(line.rstrip("\n")[:1000], f"line {lineno}: not valid JSON ({e})")
+            if line.strip():
+                yield lineno, line.removesuffix("\n")
+
+
+def decode_json_line(lineno: int, text: str) -> Any:
+    """The JSON value of one line, or an :class:`Undecodable` carrying the whole line and why."""
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except (ValueError, RecursionError) as e:
+        return Undecodable(text, f"line {lineno}: not valid JSON ({e})")
 
 
 def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:

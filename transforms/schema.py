@@ -281,3 +281,78 @@ class Undecodable:
 
     text: str
     error: str
+
+
+# Schema drift: what every record shows is a change of schema, not a bad record ------------
+
+#: The JSON types (see :func:`json_type`) a field of each type may arrive as.
+ACCEPTED_JSON_TYPES: dict[FieldType, frozenset[str]] = {
+    FieldType.STRING: frozenset({"string"}),
+    FieldType.FLOAT64: frozenset({"integer", "number"}),
+    FieldType.INT64: frozenset({"integer"}),
+    FieldType.TIMESTAMP_MS: frozenset({"integer", "string", "timestamp"}),
+}
+
+Shape = tuple[tuple[str, str], ...]
+
+
+def json_type(value: Any) -> str:
+    """The type word of a decoded value, as used in record shapes and drift messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, datetime):
+        return "timestamp"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def record_shape(record: Any) -> Shape | None:
+    """Sorted ``(field, json type)`` pairs of a record; None for what is not an object."""
+    if not isinstance(record, Mapping):
+        return None
+    return tuple(sorted((str(k), json_type(v)) for k, v in record.items()))
+
+
+def schema_drift(schema: EventSchema, shapes: Mapping[Shape, int]) -> list[str]:
+    """The schema changes an input shows, one line each; empty when there is none.
+
+    A problem that *every* decodable record shares (a field missing from all,
+    a field of another type in all, a new field in all) is a change of the
+    input's schema: the batch job stops before writing anything. A problem
+    only some records show is bad data: those records are dead-lettered.
+    """
+    total = sum(shapes.values())
+    if total == 0:
+        return []
+    present: dict[str, int] = {}
+    typed: dict[str, dict[str, int]] = {}
+    for shape, n in shapes.items():
+        for key, jtype in shape:
+            if jtype != "null":
+                present[key] = present.get(key, 0) + n
+                typed.setdefault(key, {})[jtype] = typed.setdefault(key, {}).get(jtype, 0) + n
+    missing = [f.name for f in schema.fields if f.required and present.get(f.name, 0) == 0]
+    new = sorted(k for k, n in present.items() if n == total and k not in schema._by_name)
+    problems = []
+    if len(missing) == 1 and len(new) == 1:
+        problems.append(f"field {missing[0]!r} is missing and {new[0]!r} is new in every record: renamed?")
+    else:
+        problems += [f"field {name!r} is missing from every record" for name in missing]
+        problems += [f"field {name!r} is new: every record has it" for name in new]
+    for f in schema.fields:
+        seen = typed.get(f.name, {})
+        if seen and not set(seen) & ACCEPTED_JSON_TYPES[f.type]:
+            got = ", ".join(sorted(seen))
+            problems.append(f"field {f.name!r} changed type: expected {f.type.value}, every record has {got}")
+    return [f"schema {schema.name} v{schema.version}: {p}" for p in problems]

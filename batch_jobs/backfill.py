@@ -1,0 +1,139 @@
+"""Backfill: recompute the feature tables for a range of event dates, idempotently.
+
+Runnable as a Spark job::
+
+    spark-submit --properties-file tandem-spark.conf batch_jobs/backfill.py \\
+        --start 2024-05-01 --end 2024-05-07 [--lake PATH]
+
+(``python -m batch_jobs.spark_session > tandem-spark.conf`` writes the
+properties: pinned jars, UTC), or as ``tandem backfill --start ... --end ...``.
+
+Windows reach back before ``--start``: the job reads the events it needs from
+``start - longest window`` so the first day's features are complete. The rows
+are staged (persisted), checked (one row per event of the range, no missing
+value), and only then each feature table's partitions of the range are
+replaced in one Delta commit (``batch_jobs.delta_tables``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batch_jobs.compile_catalog import EVENT_DATE, feature_rows, group_table
+from batch_jobs.delta_tables import date_range_predicate, replace_partitions, table_exists
+from tandem.errors import UserError
+from tandem.lake import Lake
+from transforms import REFERENCE_CATALOG, Catalog
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class BackfillResult:
+    start: date
+    end: date
+    rows: int
+    tables: dict[str, str]  # entity -> path
+
+
+def longest_window_ms(catalog: Catalog) -> int:
+    return max(f.window_ms for _, f in catalog.features)
+
+
+def events_for_range(spark: SparkSession, lake: Lake, catalog: Catalog, start: date, end: date) -> DataFrame:
+    """The events whose windows the range needs: from ``start - longest window`` to ``end``."""
+    if not table_exists(spark, lake.events):
+        raise UserError(f"no events table at {lake.events}: run `tandem ingest --events PATH` first")
+    lookback = longest_window_ms(catalog)
+    first_ms = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000) - lookback
+    first_day = start - timedelta(days=math.ceil(lookback / DAY_MS))
+    events = spark.read.format("delta").load(lake.events)
+    return events.where(
+        (F.col(EVENT_DATE) >= F.lit(first_day)) & (F.col(EVENT_DATE) <= F.lit(end))  # partition pruning
+        & (F.unix_millis(F.col(catalog.schema.event_time)) >= F.lit(first_ms))
+    ).select(*catalog.schema.field_names)
+
+
+def compute_features(spark: SparkSession, lake: Lake, catalog: Catalog, start: date, end: date) -> DataFrame:
+    """Feature rows (DESIGN.md columns + event_date) of the events dated ``[start, end]``."""
+    from batch_jobs.exact_sum import register_exact_sum
+
+    register_exact_sum(spark)
+    rows = feature_rows(events_for_range(spark, lake, catalog, start, end), catalog)
+    return rows.where(date_range_predicate(start, end))
+
+
+def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: Catalog = REFERENCE_CATALOG) -> BackfillResult:
+    if start > end:
+        raise UserError(f"--start {start} is after --end {end}")
+    rows = compute_features(spark, lake, catalog, start, end).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n = _check_staged(spark, rows, lake, catalog, start, end)
+        tables = {}
+        for group in catalog.groups:
+            path = lake.features(group.entity)
+            table = group_table(rows, catalog, group.entity)
+            replace_partitions(table, path, start, end, [group.key, catalog.schema.event_time, catalog.schema.event_id])
+            tables[group.entity] = path
+    finally:
+        rows.unpersist()
+    return BackfillResult(start, end, n, tables)
+
+
+def _check_staged(spark, rows: DataFrame, lake: Lake, catalog: Catalog, start: date, end: date) -> int:
+    """Refuse to commit rows that are not exactly one complete feature row per event of the range."""
+    expected = spark.read.format("delta").load(lake.events).where(date_range_predicate(start, end)).count()
+    if expected == 0:
+        raise UserError(f"no events dated {start} .. {end} in {lake.events}: nothing to backfill")
+    names = [name for name, _ in catalog.feature_row_columns()]
+    stats = rows.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.countDistinct(catalog.schema.event_id).alias("ids"),
+        *(F.sum(F.col(c).isNull().cast("long")).alias(c) for c in names),
+    ).first()
+    nulls = {c: stats[c] for c in names if stats[c]}
+    if stats["n"] != expected or stats["ids"] != expected or nulls:
+        raise RuntimeError(
+            f"staged feature rows failed validation, nothing committed: {stats['n']} rows, {stats['ids']} ids "
+            f"for {expected} events; null values: {nulls or 'none'}")
+    return expected
+
+
+def parse_date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{option}: {text!r} is not a date like 2024-05-01") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``spark-submit batch_jobs/backfill.py --start D --end D [--lake PATH]``."""
+    from batch_jobs.spark_session import build_spark
+
+    parser = argparse.ArgumentParser(prog="backfill", description=__doc__.splitlines()[0])
+    parser.add_argument("--start", required=True, help="first event date (UTC), e.g. 2024-05-01")
+    parser.add_argument("--end", required=True, help="last event date (UTC), inclusive")
+    parser.add_argument("--lake", default=None, help="lake root (default: $TANDEM_LAKE or ./lake)")
+    args = parser.parse_args(argv)
+    try:
+        start, end = parse_date(args.start, "--start"), parse_date(args.end, "--end")
+        spark = build_spark("tandem-backfill")
+        result = backfill(spark, Lake.at(args.lake), start, end)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"backfilled {result.rows} feature rows for {result.start} .. {result.end} into "
+          + ", ".join(result.tables.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Ingestion: raw transaction files -> the Delta ``events`` table and its dead letters.
+
+Every record of every input file ends in exactly one place: ``events`` (valid,
+first of its event id) or ``dead_letters`` (``invalid`` with its kind and
+detail, or ``duplicate``), with its source file, position and raw text.
+
+The boundary rules run on the driver with the very reader and validator the
+reference evaluator uses (``tandem.events_io``, ``transforms.schema``): one
+implementation of parsing and validation, so the batch path cannot drift from
+it. Deduplication and the writes are Spark's. Before anything is written the
+whole input is checked for a schema change (a field renamed, retyped or added
+in every record): that fails the run with the field named, since dead-lettering
+every record would hide it.
+
+Re-running is safe: a file whose content (sha256) was ingested before is
+skipped, and records already written from the same content (a run killed
+between its writes) are not written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
+
+from batch_jobs.compile_catalog import EVENT_DATE, SPARK_TYPES
+from batch_jobs.delta_tables import table_exists
+from tandem.errors import UserError
+from tandem.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, raw_text, read_events
+from tandem.lake import Lake
+from transforms import Catalog, Invalid
+from transforms.schema import record_shape, schema_drift
+
+SOURCE_COLUMNS = [("_source", StringType()), ("_source_sha256", StringType()), ("_position", LongType())]
+
+
+@dataclass
+class IngestResult:
+    files: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+    records: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)  # reason -> count
+
+
+def input_files(path: str | Path) -> list[Path]:
+    """The events files under ``path`` (a file, or a directory's files sorted by name)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in JSONL_SUFFIXES + PARQUET_SUFFIXES)
+    if not files:
+        raise UserError(f"{path}: no .jsonl or .parquet files in this directory")
+    return files
+
+
+def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog) -> IngestResult:
+    """Validate, deduplicate and append the records under ``path`` to the lake."""
+    result = IngestResult()
+    done = _ingested_hashes(spark, lake)
+    valid_parts, rejected_parts = [], []
+    for file_index, file in enumerate(input_files(path)):
+        sha = _sha256(file)
+        if sha in done:
+            result.skipped_files.append(str(file))
+            continue
+        valid, rejected, shapes, n = _read_and_validate(file, sha, file_index, catalog)
+        if n == 0:
+            raise UserError(f"{file}: holds no records")
+        drift = schema_drift(catalog.schema, shapes)
+        if drift:
+            raise UserError(f"{file}: the input's schema changed, nothing was written: " + "; ".join(drift))
+        result.files.append(str(file))
+        result.records += n
+        valid_parts.append(valid)
+        rejected_parts.append(rejected)
+    if not result.files:
+        return result
+
+    valid_df = _to_spark(spark, pd.concat(valid_parts, ignore_index=True), _valid_schema(catalog))
+    invalid_df = _to_spark(spark, pd.concat(rejected_parts, ignore_index=True), _DEAD_LETTER_INPUT)
+    events, duplicates = _deduplicate(spark, valid_df, lake, catalog)
+    dead = invalid_df.unionByName(duplicates)
+    events, dead = _not_yet_written(spark, events, dead, lake)
+
+    events = events.persist()
+    dead = dead.persist()
+    result.accepted = events.count()
+    result.rejected.update({r["reason"]: r["n"] for r in dead.groupBy("reason").agg(F.count("*").alias("n")).collect()})
+    now = F.current_timestamp()
+    (events.withColumn("_ingested_at", now).write.format("delta").mode("append")
+     .partitionBy(EVENT_DATE).save(lake.events))
+    dead.withColumn("_ingested_at", now).write.format("delta").mode("append").save(lake.dead_letters)
+    log = spark.createDataFrame(
+        [(f, _sha256(Path(f))) for f in result.files], "path string, sha256 string"
+    ).withColumn("_ingested_at", now)
+    log.write.format("delta").mode("append").save(lake.ingest_log)
+    events.unpersist()
+    dead.unpersist()
+    return result
+
+
+def _read_and_validate(file: Path, sha: str, file_index: int, catalog: Catalog):
+    """One pass over a file with the reference reader: typed valid rows, rejections, shapes."""
+    schema = catalog.schema
+    valid: dict[str, list] = {name: [] for name in schema.field_names}
+    valid_pos: list[int] = []
+    valid_raw: list[str] = []
+    rejected: list[dict] = []
+    shapes: Counter = Counter()
+    n = 0
+    for position, record in enumerate(read_events(file)):
+        n += 1
+        shape = record_shape(record)
+        if shape is not None:
+            shapes[shape] += 1
+        event = schema.validate(record)
+        if isinstance(event, Invalid):
+            rid = record.get(schema.event_id) if isinstance(record, dict) else None
+            rejected.append({
+                "_source": str(file), "_source_sha256": sha, "_position": position,
+                schema.event_id: rid if isinstance(rid, str) else None,
+                "reason": "invalid", "kind": event.kind.value, "detail": event.detail, "raw": raw_text(record),
+            })
+            continue
+        for name in schema.field_names:
+            valid[name].append(event[name])
+        valid_pos.append(position)
+        valid_raw.append(raw_text(record))
+    frame = pd.DataFrame(valid)
+    frame[schema.event_time] = pd.to_datetime(frame[schema.event_time].astype("int64"), unit="ms", utc=True)
+    frame["_source"], frame["_source_sha256"], frame["_position"] = str(file), sha, valid_pos
+    frame["_file_index"], frame["_raw"] = file_index, valid_raw
+    dead = pd.DataFrame(rejected, columns=[c.name for c in _DEAD_LETTER_INPUT.fields])
+    return frame, dead, shapes, n
+
+
+def _valid_schema(catalog: Catalog) -> StructType:
+    fields = [StructField(f.name, SPARK_TYPES[f.type], nullable=not f.required) for f in catalog.schema.fields]
+    return StructType(fields + [StructField(n, t) for n, t in SOURCE_COLUMNS] + [StructField("_file_index", IntegerType()), StructField("_raw", StringType())])
+
+
+_DEAD_LETTER_INPUT = StructType(
+    [StructField(n, t) for n, t in SOURCE_COLUMNS]
+    + [StructField("transaction_id", StringType()), StructField("reason", StringType()),
+       StructField("kind", StringType()), StructField("detail", StringType()), StructField("raw", StringType())]
+)
+
+
+def _to_spark(spark: SparkSession, frame: pd.DataFrame, schema: StructType) -> DataFrame:
+    if frame.empty:
+        return spark.createDataFrame([], schema)
+    return spark.createDataFrame(frame[[f.name for f in schema.fields]], schema)
+
+
+def _deduplicate(spark: SparkSession, valid: DataFrame, lake: Lake, catalog: Catalog):
+    """First valid record of each event id (in file, then record order) wins; the rest are duplicates.
+
+    An id already in the events table makes every new record with it a duplicate.
+    """
+    eid = catalog.schema.event_id
+    first = Window.partitionBy(eid).orderBy("_file_index", "_position")
+    ranked = valid.withColumn("_rank", F.row_number().over(first))
+    if table_exists(spark, lake.events):
+        known = spark.read.format("delta").load(lake.events).select(eid).distinct().withColumn("_known", F.lit(True))
+        ranked = ranked.join(known, eid, "left")
+    else:
+        ranked = ranked.withColumn("_known", F.lit(False))
+    is_first = (F.col("_rank") == 1) & F.coalesce(~F.col("_known"), F.lit(True))
+    events = ranked.where(is_first).withColumn(EVENT_DATE, F.to_date(catalog.schema.event_time))
+    events = events.select(*catalog.schema.field_names, EVENT_DATE, *(n for n, _ in SOURCE_COLUMNS))
+    duplicates = ranked.where(~is_first).select(
+        *(n for n, _ in SOURCE_COLUMNS), F.col(eid).alias("transaction_id"),
+        F.lit("duplicate").alias("reason"), F.lit(None).cast("string").alias("kind"),
+        F.concat(F.lit("event id "), F.col(eid), F.lit(" was seen before")).alias("detail"),
+        F.col("_raw").alias("raw"),
+    )
+    return events, duplicates
+
+
+def _not_yet_written(spark: SparkSession, events: DataFrame, dead: DataFrame, lake: Lake):
+    """Drop records a killed earlier run of the same file content already wrote."""
+    keys = ["_source_sha256", "_position"]
+    written = [spark.read.format("delta").load(p).select(*keys) for p in (lake.events, lake.dead_letters)
+               if table_exists(spark, p)]
+    for table in written:
+        events = events.join(table, keys, "left_anti")
+        dead = dead.join(table, keys, "left_anti")
+    return events, dead
+
+
+def _ingested_hashes(spark: SparkSession, lake: Lake) -> set[str]:
+    if not table_exists(spark, lake.ingest_log):
+        return set()
+    return {r["sha256"] for r in spark.read.format("delta").load(lake.ingest_log).select("sha256").collect()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
