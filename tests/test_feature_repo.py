@@ -1,7 +1,7 @@
 """feature_repo/ end to end: real Spark, Delta, the feast CLI and a real Redis.
 
-The feature tables are built, in the batch job's layout, from the reference
-evaluator's rows; every expected value below is computed here from those rows
+The feature tables are built by the real batch path (ingest, backfill); every
+expected value below is computed here from the reference evaluator's rows
 (latest event at or before t), never by the code under test. ``feast apply``
 and ``feast materialize`` run once per module through the real CLI, each in a
 fresh JVM (~15 s and ~30 s); materialize runs while the offline tests do.
@@ -30,7 +30,6 @@ from transforms import REFERENCE_CATALOG, FieldType
 pytestmark = pytest.mark.filterwarnings("ignore:The spark .* experimental:RuntimeWarning")
 
 GROUPS = REFERENCE_CATALOG.groups
-SPARK_TYPES = {FieldType.INT64: "long", FieldType.FLOAT64: "double"}
 DAY = 24 * HOUR
 LATE = 30 * DAY  # "far after the last event"
 FEAST = str(Path(sys.executable).with_name("feast"))
@@ -50,18 +49,19 @@ def adversarial_events():
     ]
 
 
-def write_feature_tables(spark, rows, lake):
-    """The batch job's layout: one Delta table per group, partitioned by the UTC date."""
-    from pyspark.sql import functions as F
+def write_feature_tables(spark, records, lake):
+    """The real batch path: ingest the records, backfill every date they cover."""
+    from datetime import datetime, timezone
 
-    for g in GROUPS:
-        cols = [g.key, "event_time", "transaction_id", *(f.name for f in g.features)]
-        ddl = ", ".join([f"{g.key} string", "event_time long", "transaction_id string",
-                         *(f"{f.name} {SPARK_TYPES[REFERENCE_CATALOG.feature_dtype(f)]}" for f in g.features)])
-        df = (spark.createDataFrame([tuple(r[c] for c in cols) for r in rows], ddl)
-              .withColumn("event_time", F.timestamp_millis("event_time"))
-              .withColumn("event_date", F.to_date("event_time")))
-        df.write.format("delta").partitionBy("event_date").save(Lake.at(lake).features(g.entity))
+    from batch_jobs.backfill import backfill
+    from batch_jobs.ingest import ingest
+    from tandem.events_io import write_events
+
+    path = Path(lake) / "events.jsonl"
+    write_events(records, path, REFERENCE_CATALOG)
+    ingest(spark, path, Lake.at(lake), REFERENCE_CATALOG)
+    days = [datetime.fromtimestamp(r["event_time"] / 1000, timezone.utc).date() for r in evaluate(records).rows]
+    backfill(spark, Lake.at(lake), min(days), max(days))
 
 
 class FeastCli:
@@ -113,7 +113,7 @@ def world(spark, redis_server, tmp_path_factory):
             vals = tuple(r[f.name] for f in g.features)
             assert seen.setdefault((r[g.key], r["event_time"]), vals) == vals
     lake = tmp_path_factory.mktemp("lake")
-    write_feature_tables(spark, rows, lake)
+    write_feature_tables(spark, records, lake)
     env = fs.feast_env(lake, f"{redis_server.host}:{redis_server.port}")
     FeastCli(env, "apply", log_dir=lake).wait()
     # Materialize (a fresh JVM, ~30 s) runs while the offline tests use this process's Spark.
