@@ -4,7 +4,9 @@ Why each setting is here:
 
 - ``spark.jars`` points at the pinned Delta jars from ``jvm/jars/spark``
   (see ``tandem.jars``); nothing is resolved through Ivy or downloaded at start,
-  unlike ``delta.configure_spark_with_delta_pip``.
+  unlike ``delta.configure_spark_with_delta_pip``. It also carries Tandem's own
+  ``jvm/jars/udf`` jar, whose ``exact_sum``/``exact_mean`` SQL functions
+  ``batch_jobs.exact_sum.register_exact_sum`` adds to a session.
 - ``spark.sql.session.timeZone=UTC`` and ``-Duser.timezone=UTC`` on driver and
   executors: hour-of-day (``is_night``) and date partitions follow the session
   zone, so a machine in another zone would silently shift them.
@@ -63,7 +65,7 @@ def _static_conf(scratch: str) -> dict[str, str]:
     """Settings fixed when the JVM/SparkContext starts."""
     java_opts = f"-Duser.timezone=UTC -Dderby.system.home={scratch}"
     return {
-        "spark.jars": ",".join(str(p) for p in jars("spark")),
+        "spark.jars": ",".join(str(p) for p in [*jars("spark"), *jars("udf")]),
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.driver.extraJavaOptions": java_opts,

@@ -3,7 +3,9 @@
 Why each setting is here:
 
 - ``pipeline.jars`` = the pinned Kafka SQL connector (``jvm/jars/flink``, see
-  ``tandem.jars``) as ``file://`` URLs: nothing is fetched at job start.
+  ``tandem.jars``) and Tandem's own ``jvm/jars/udf`` jar (the ``exact_sum``
+  aggregate, see ``stream_jobs.exact_sum``) as ``file://`` URLs: nothing is
+  fetched at job start.
 - ``table.local-time-zone=UTC`` and ``-Duser.timezone=UTC`` for the JVM:
   ``TIMESTAMP_LTZ`` hours and dates follow the session zone, so a machine in
   another zone would silently shift ``is_night``. The Python process is
@@ -53,10 +55,15 @@ def _pin_jvm_timezone() -> None:
         os.environ["JVM_ARGS"] = f"{current} {_UTC_JVM_ARG}".strip()
 
 
+def _pipeline_jars() -> str:
+    """The pinned connector jars and Tandem's udf jar, as Flink's ``;``-separated URLs."""
+    return ";".join([*file_urls("flink"), *file_urls("udf")])
+
+
 def flink_config(parallelism: int = 1) -> Configuration:
     """The Configuration shared by every Tandem Flink job."""
     config = Configuration()
-    config.set_string("pipeline.jars", ";".join(file_urls("flink")))
+    config.set_string("pipeline.jars", _pipeline_jars())
     config.set_string("parallelism.default", str(parallelism))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
@@ -80,7 +87,9 @@ def build_table_env(parallelism: int = 1, streaming: bool = True) -> StreamTable
                 .with_configuration(flink_config(parallelism)))
     settings = (settings.in_streaming_mode() if streaming else settings.in_batch_mode()).build()
     t_env = StreamTableEnvironment.create(env, environment_settings=settings)
-    # Set again on the table config: it is what SQL planning reads.
+    # Set again on the table config: it is what SQL planning reads (and setting
+    # pipeline.jars there also puts the jars on PyFlink's context class loader,
+    # which create_java_temporary_system_function loads UDF classes from).
     t_env.get_config().set("table.local-time-zone", "UTC")
-    t_env.get_config().set("pipeline.jars", ";".join(file_urls("flink")))
+    t_env.get_config().set("pipeline.jars", _pipeline_jars())
     return t_env

@@ -2,12 +2,14 @@
 
 Jobs never download jars at start (no ``spark.jars.packages``, no Ivy): every
 jar is pinned in ``jvm/pom.xml``, checksummed in ``jvm/jars.sha256`` and copied
-by ``./dev setup`` into ``jvm/jars/{spark,flink,kafka}``. Engines and test
+by ``./dev setup`` into ``jvm/jars/{spark,flink,kafka}``. ``jvm/jars/udf`` holds
+Tandem's own jar (``exact_sum`` for both engines), built by ``./dev setup``
+from ``jvm/udf`` (so not checksummed: it is built, not fetched). Engines and test
 services ask this module for the files, so a moved or missing jar fails here
 with one clear message instead of deep inside a JVM stack trace.
 
 Set ``TANDEM_JARS_DIR`` to use a jar tree elsewhere (same ``spark``/``flink``/
-``kafka`` subfolders), e.g. on a cluster image where the repo is not checked out.
+``kafka``/``udf`` subfolders), e.g. on a cluster image where the repo is not checked out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-KINDS = ("spark", "flink", "kafka")
+KINDS = ("spark", "flink", "kafka", "udf")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +29,7 @@ def jars_dir() -> Path:
 
 
 def jars(kind: str) -> list[Path]:
-    """The pinned jars of one kind (``spark``, ``flink`` or ``kafka``), sorted.
+    """The jars of one kind (``spark``, ``flink``, ``kafka`` or ``udf``), sorted.
 
     Raises ``RuntimeError`` when the folder is missing or empty, because a
     half-configured engine would otherwise start and fail much later with a
