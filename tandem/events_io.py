@@ -53,7 +53,7 @@ def read_events(path: str | Path) -> Iterator[dict[str, Any] | Undecodable]:
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any] | Undecodable]:
     for lineno, text in jsonl_lines(path):
-        yield decode_json_line(lineno, text)
+        yield decode_json_line(text, lineno)
 
 
 def jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -77,12 +77,13 @@ def jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line.removesuffix("\n")
 
 
-def decode_json_line(lineno: int, text: str) -> Any:
+def decode_json_line(text: str, lineno: int | None = None) -> Any:
     """The JSON value of one line, or an :class:`Undecodable` carrying the whole line and why."""
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
     except (ValueError, RecursionError) as e:
-        return Undecodable(text, f"line {lineno}: not valid JSON ({e})")
+        where = f"line {lineno}: " if lineno is not None else ""
+        return Undecodable(text, f"{where}not valid JSON ({e})")
 
 
 def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
