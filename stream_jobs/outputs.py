@@ -1,0 +1,40 @@
+"""Reading what the stream job wrote: its feature log and dead letters (JSON Lines part files).
+
+Only committed part files count: Flink writes in-progress files as hidden
+(``.part-...``) and makes them visible on a checkpoint or at the end of a
+bounded input, so a reader never sees rows a restart could take back.
+Flink's JSON writes a non-finite double (an overflowed sum) as the string
+``"Infinity"``; the catalog's types turn it back into a float.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from transforms import Catalog, FieldType
+
+
+def committed_rows(folder: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if not folder.exists():
+        return rows
+    for part in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        with part.open(encoding="utf-8") as fh:
+            rows.extend(json.loads(line) for line in fh if line.strip())
+    return rows
+
+
+def feature_rows(out_dir: Path, catalog: Catalog) -> list[dict[str, Any]]:
+    floats = [name for name, t in catalog.feature_row_columns() if t is FieldType.FLOAT64]
+    rows = committed_rows(Path(out_dir) / "features")
+    for row in rows:
+        for name in floats:
+            if isinstance(row[name], str):
+                row[name] = float(row[name])
+    return rows
+
+
+def dead_letters(out_dir: Path) -> list[dict[str, Any]]:
+    return committed_rows(Path(out_dir) / "dead_letters")
