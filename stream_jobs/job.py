@@ -73,3 +73,31 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
 
 def _options(options: dict[str, str]) -> str:
     return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``flink run -py stream_jobs/job.py --source ... --out ...`` (or ``tandem stream``)."""
+    import argparse
+    import sys
+
+    from stream_jobs.flink_env import build_table_env
+    from transforms import parse_duration
+
+    parser = argparse.ArgumentParser(prog="stream", description="Tandem's Flink stream job")
+    parser.add_argument("--source", required=True, help="file:PATH or kafka:BROKERS/TOPIC")
+    parser.add_argument("--out", required=True, help="folder for the feature log and dead letters")
+    parser.add_argument("--allowed-lateness", default="5s", help="e.g. 500ms, 5s, 2m (default 5s)")
+    args = parser.parse_args(argv)
+    try:
+        lateness = parse_duration(args.allowed_lateness)
+        run(build_table_env(parallelism=1), StreamJobSpec(args.source, Path(args.out), lateness))
+    except (UserError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -170,6 +170,29 @@ def backfill(
               + ", ".join(result.tables.values()))
 
 
+@app.command()
+def stream(
+    source: Annotated[str, typer.Option(help="file:PATH (JSON Lines, replayed in file order) or kafka:BROKERS/TOPIC.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the feature log and the dead letters.")],
+    allowed_lateness: Annotated[str, typer.Option(help="How late an event may be, e.g. 500ms, 5s, 2m.")] = "5s",
+) -> None:
+    """Run the Flink stream job on the local mini-cluster (a real cluster: see README, flink run)."""
+    from stream_jobs.flink_env import build_table_env
+    from stream_jobs.job import StreamJobSpec, run
+    from stream_jobs.outputs import dead_letters, feature_rows
+
+    lateness = _duration_ms(allowed_lateness, "--allowed-lateness")
+    with console.status("starting Flink"):
+        t_env = build_table_env(parallelism=1)
+    with console.status(f"streaming {source}"):
+        run(t_env, StreamJobSpec(source, out_dir, lateness))
+    from collections import Counter
+
+    reasons = Counter(d["reason"] for d in dead_letters(out_dir))
+    out.print(f"{len(feature_rows(out_dir, REFERENCE_CATALOG)):,} feature rows, dead letters: "
+              + (", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items())) or "none") + f" -> {out_dir}")
+
+
 def _evaluate_and_report(events: Path, out_dir: Path | None, lateness_ms: int | None) -> None:
     from tandem.events_io import read_events, write_feature_rows, write_rejections
     from tandem.reference import evaluate

@@ -1,0 +1,437 @@
+"""The stream job's online sink: the latest feature row per entity, into Redis, in Feast's own layout.
+
+Feast's ``get_online_features`` on ``feature_repo/`` reads what this writes,
+because every byte is made by Feast's own functions, as Feast's Redis online
+store (``feast/infra/online_stores/redis.py``, feast 0.67) writes and reads it:
+
+- **hash key** = ``serialize_entity_key(EntityKey(join_keys=[group.key],
+  entity_values=[Value(string_val=key)]), entity_key_serialization_version)``
+  followed by the project name in UTF-8: ``feast.infra.online_stores.helpers._redis_key``,
+  the function Feast's ``online_write_batch`` calls (its reads build the same
+  bytes in ``_generate_redis_keys_for_entities``);
+- **feature field** = ``_mmh3("<view>:<feature>")``, the 4-byte little-endian
+  murmur3 of the name; its value a serialized ``feast.types.Value``, converted by
+  ``feast.type_map.python_values_to_proto_values`` (what materialization uses);
+  ``None`` becomes an empty ``Value``, which Feast reads as null;
+- **``_ts:<view>``** = a serialized ``google.protobuf.Timestamp`` of the row's event time;
+- the EXPIRE of ``online_store.key_ttl_seconds``, when the repo sets one.
+
+The view name is the feature group's ``entity``, its join key the group's
+``key`` and its features the group's features (``feature_repo/features.py``
+generates the Feast objects from the same catalog). The project, the entity
+key serialization version and the TTL are read from ``feature_store.yaml``
+through Feast's own ``RepoConfig``; nothing is repeated here.
+
+**The guard, atomic on the server.** Feast's own write path reads ``_ts`` and
+then writes, in two round trips: two writers can race, and an older row can
+land after a newer one. Here each row is one ``EVALSHA`` of :data:`GUARDED_HSET`,
+which decodes the stored ``_ts:<view>`` Timestamp (protobuf varints, in Lua),
+compares it with the new one as (seconds, nanos), and writes the fields and
+``_ts`` only when the new event time is ``>=`` the stored one -- all inside one
+script, which Redis runs without interleaving any other command. Equal times
+are written: peers (same entity, same millisecond) carry identical window
+features, and a replay after a restart rewrites what is there (idempotent).
+Comparing against Feast's ``_ts`` itself (not a side field) means rows that
+``feast materialize`` wrote are guarded too, and no second clock can drift
+from the one Feast serves. (``feast materialize`` itself stays non-atomic: a
+materialization racing the stream can still put an older batch row over a
+stream row; run it for backfills, not beside a live stream on the same keys.)
+
+**Round trips and acknowledgement.** :meth:`OnlineWriter.write` keeps the
+latest row per (view, entity) of what it is given, sends the scripts pipelined
+(``batch_size`` per round trip) and returns only after Redis has answered every
+one: nothing is acknowledged that was not written, so a Flink operator may call
+it before letting a checkpoint complete. Redis down mid-run: the batch is
+re-sent (safe, the script is idempotent) after an exponential backoff, up to
+``max_tries`` times, then :class:`OnlineStoreError` is raised. A Redis that
+restarted has lost its script cache: ``NOSCRIPT`` replies make the writer load
+the script again and re-send those rows.
+
+Plain Python (no Flink import): one writer per operator instance (not to be
+shared between threads), created in ``open()``, ``write()`` in the flush path.
+Importing this module imports Feast (several seconds, once per Python worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+from feast.infra.online_stores.helpers import _mmh3, _redis_key
+from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.repo_config import RepoConfig
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tandem.errors import UserError
+from transforms import REFERENCE_CATALOG, FieldType
+from transforms.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+FEATURE_STORE_YAML = Path(__file__).resolve().parents[1] / "feature_repo" / "feature_store.yaml"
+
+# Catalog type -> Feast value type; the same mapping as feature_repo/features.py's FEAST_TYPES
+# (Int64 / Float64), which tests/test_online_sink.py checks.
+FEAST_VALUE_TYPES = {FieldType.INT64: ValueType.INT64, FieldType.FLOAT64: ValueType.DOUBLE}
+
+# KEYS[1] = the entity's hash; ARGV[1] = TTL seconds (0: none); ARGV[2] = "_ts:<view>";
+# ARGV[3] = the new serialized Timestamp; ARGV[4..] = feature field, value, field, value, ...
+# Returns 1 (written) or 0 (stale: the stored event time is newer).
+GUARDED_HSET = r"""
+-- A protobuf varint at s[i..] as a signed 64-bit integer (exact while |v| < 2^53), and the next index.
+local function varint(s, i)
+  local groups, n, b = {}, 0, 128
+  while b >= 128 do
+    if n == 10 then return nil, i end
+    b = string.byte(s, i)
+    if b == nil then return nil, i end
+    n = n + 1
+    groups[n] = b % 128
+    i = i + 1
+  end
+  local v, m = 0, 1
+  if n == 10 and groups[10] % 2 == 1 then  -- negative: 64-bit two's complement, sign in byte 10
+    for k = 1, 9 do v = v + (127 - groups[k]) * m; m = m * 128 end
+    return -(v + 1), i
+  end
+  for k = 1, n do v = v + groups[k] * m; m = m * 128 end
+  return v, i
+end
+
+-- google.protobuf.Timestamp bytes -> seconds (field 1), nanos (field 2); nil if not a Timestamp.
+-- Absent fields are 0 (Timestamp(0, 0) serializes to ""); unknown fields are skipped.
+local function timestamp(s)
+  local secs, nanos, i = 0, 0, 1
+  while i <= #s do
+    local tag, v
+    tag, i = varint(s, i)
+    if tag == nil or tag < 0 then return nil end
+    local fieldno, wire = math.floor(tag / 8), tag % 8
+    if wire == 0 then
+      v, i = varint(s, i)
+      if v == nil then return nil end
+      if fieldno == 1 then secs = v elseif fieldno == 2 then nanos = v end
+    elseif wire == 1 then i = i + 8
+    elseif wire == 5 then i = i + 4
+    elseif wire == 2 then
+      v, i = varint(s, i)
+      if v == nil or v < 0 then return nil end
+      i = i + v
+    else return nil end
+  end
+  if i ~= #s + 1 then return nil end
+  return secs, nanos
+end
+
+local new_s, new_n = timestamp(ARGV[3])
+if new_s == nil then return redis.error_reply('tandem online sink: the new ' .. ARGV[2] .. ' is not a Timestamp') end
+local stored = redis.call('HGET', KEYS[1], ARGV[2])
+if stored then
+  local old_s, old_n = timestamp(stored)
+  if old_s == nil then
+    return redis.error_reply('tandem online sink: the stored ' .. ARGV[2] .. ' is not a protobuf Timestamp')
+  end
+  if new_s < old_s or (new_s == old_s and new_n < old_n) then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"""
+SCRIPT_SHA = hashlib.sha1(GUARDED_HSET.encode()).hexdigest()
+
+_RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+try:  # metrics are optional
+    from prometheus_client import Counter
+
+    _METRICS = {
+        "written": Counter("tandem_online_rows_written_total", "Rows written to the online store", ["view"]),
+        "stale": Counter("tandem_online_rows_stale_total",
+                         "Rows not written: the online store holds a newer event", ["view"]),
+        "superseded": Counter("tandem_online_rows_superseded_total",
+                              "Rows dropped before sending: a newer row of the entity was in the same batch",
+                              ["view"]),
+        "retries": Counter("tandem_online_write_retries_total", "Batches re-sent after a Redis connection error"),
+    }
+except ImportError:  # pragma: no cover
+    _METRICS = {}
+
+
+class OnlineStoreError(RuntimeError):
+    """The online store failed a write (unreachable after every retry, or an error reply)."""
+
+
+class RedisUnreachable(OnlineStoreError, UserError):
+    """Redis did not answer PING when the writer was created: a wrong address or a stopped server."""
+
+
+@dataclass
+class WriteStats:
+    """Counts of one writer's life (also exported as Prometheus counters, per view)."""
+
+    written: int = 0  # rows whose fields the script wrote
+    stale: int = 0  # rows the script refused: Redis held a newer event of the entity
+    superseded: int = 0  # rows dropped in the batch: a newer (or equal, later) row of the entity came with them
+    retries: int = 0  # batches re-sent after a connection error
+    script_loads: int = 0  # SCRIPT LOADs (once at start, then after each Redis restart)
+    per_view: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def _add(self, what: str, view: str | None, n: int = 1) -> None:
+        if not n:
+            return
+        setattr(self, what, getattr(self, what) + n)
+        if view is not None:
+            counts = self.per_view.setdefault(view, {})
+            counts[what] = counts.get(what, 0) + n
+        if what in _METRICS:
+            (_METRICS[what].labels(view=view) if view is not None else _METRICS[what]).inc(n)
+
+    def _merge(self, other: "WriteStats") -> None:
+        for what in ("written", "stale", "superseded", "retries", "script_loads"):
+            setattr(self, what, getattr(self, what) + getattr(other, what))
+        for view, counts in other.per_view.items():
+            mine = self.per_view.setdefault(view, {})
+            for what, n in counts.items():
+                mine[what] = mine.get(what, 0) + n
+
+
+@dataclass(frozen=True)
+class _View:
+    name: str  # the Feast feature view = the group's entity
+    key: str  # the join key = the group's key column
+    ts_field: bytes  # b"_ts:<view>"
+    features: tuple[tuple[str, bytes, ValueType], ...]  # (column, murmur3 field, Feast value type)
+
+
+def load_repo_config(path: str | Path = FEATURE_STORE_YAML) -> RepoConfig:
+    """``feature_store.yaml`` as Feast reads it (``${VARS}`` left as text: only layout facts are used)."""
+    return RepoConfig(**yaml.safe_load(Path(path).read_text()))
+
+
+def _connect(address: str, socket_timeout: float, connect_timeout: float) -> tuple[redis.Redis, str]:
+    """A client for ``redis://...`` or Feast's ``host:port[,db=N,password=...,ssl=true]``; and its display name."""
+    opts = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
+    if "://" in address:
+        client = redis.Redis.from_url(address, **opts)
+    else:
+        nodes, params = RedisOnlineStore._parse_connection_string(address)  # Feast's own parser
+        if len(nodes) != 1 or "port" not in nodes[0]:
+            raise UserError(f"Redis address {address!r}: expected host:port[,db=N,...] or redis://host:port/db")
+        client = redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **{**opts, **params})
+    kw = client.connection_pool.connection_kwargs
+    where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+    return client, f"{where}/{kw.get('db', 0)}"
+
+
+class OnlineWriter:
+    """Writes Tandem feature rows into Redis as Feast's online store lays them out, timestamp-guarded.
+
+    ``address``: ``redis://host:port/db`` or Feast's connection string
+    ``host:port[,db=N,password=...]``. ``repo_config``: a Feast ``RepoConfig``
+    or the path of a ``feature_store.yaml`` (default: ``feature_repo/``'s);
+    ``project`` overrides its project. Retries: ``max_tries`` sends of a batch
+    in all, sleeping ``backoff`` s, then twice that, ... (at most ``max_backoff``)
+    in between: the defaults give up after about 7.5 s of sleeping plus the
+    timeouts. Raises :class:`RedisUnreachable` when Redis does not answer PING.
+    """
+
+    def __init__(self, address: str, *, catalog: Catalog = REFERENCE_CATALOG,
+                 repo_config: RepoConfig | str | Path | None = None, project: str | None = None,
+                 batch_size: int = 500, max_tries: int = 5, backoff: float = 0.5, max_backoff: float = 5.0,
+                 socket_timeout: float = 5.0, connect_timeout: float = 2.0):
+        if max_tries < 1 or batch_size < 1:
+            raise ValueError("max_tries and batch_size must be at least 1")
+        config = repo_config if isinstance(repo_config, RepoConfig) else load_repo_config(
+            repo_config or FEATURE_STORE_YAML)
+        store = config.online_store
+        if not isinstance(store, RedisOnlineStoreConfig) or store.redis_type != RedisType.redis:
+            kind = getattr(store, "redis_type", getattr(store, "type", store))
+            raise UserError(f"online store {str(kind)!r}: the Tandem online sink writes one Redis "
+                            "(online_store type: redis, redis_type: redis)")
+        if getattr(config.registry, "enable_online_feature_view_versioning", False):
+            raise UserError("enable_online_feature_view_versioning is on: Feast would read hash fields of "
+                            "versioned view names (<view>_vN), which this sink does not write")
+        self.project = project or config.project
+        self.key_version = config.entity_key_serialization_version
+        self.ttl = int(store.key_ttl_seconds or 0)
+        self.catalog = catalog
+        self.event_time = catalog.schema.event_time
+        self.views = tuple(
+            _View(name=g.entity, key=g.key, ts_field=f"_ts:{g.entity}".encode(),
+                  features=tuple((f.name, _mmh3(f"{g.entity}:{f.name}"), FEAST_VALUE_TYPES[catalog.feature_dtype(f)])
+                                 for f in g.features))
+            for g in catalog.groups)
+        self.batch_size, self.max_tries = batch_size, max_tries
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self.stats = WriteStats()
+        self._client, self.address = _connect(address, socket_timeout, connect_timeout)
+        try:
+            self._client.ping()
+            self._load_script(self.stats)
+        except redis.exceptions.RedisError as e:
+            self._client.close()
+            raise RedisUnreachable(f"Redis at {self.address} is unreachable: {_one_line(e)}") from None
+
+    # --- encoding, all by Feast's functions ---------------------------------------------------
+
+    def _hash_key(self, key_column: str, value: str) -> bytes:
+        entity_key = EntityKeyProto(join_keys=[key_column], entity_values=[ValueProto(string_val=value)])
+        return _redis_key(self.project, entity_key, entity_key_serialization_version=self.key_version)
+
+    def _event_ms(self, row: Mapping[str, Any]) -> int:
+        t = row[self.event_time]
+        if isinstance(t, datetime):
+            if t.tzinfo is None:
+                raise ValueError(f"{self.event_time}={t!r} has no time zone: give UTC epoch ms or an aware datetime")
+            ts = Timestamp()
+            ts.FromDatetime(t)
+            return ts.ToMilliseconds()
+        if isinstance(t, bool) or not hasattr(t, "__index__"):
+            raise ValueError(f"{self.event_time}={t!r}: expected UTC epoch milliseconds (int)")
+        return int(t)
+
+    def _commands(self, rows: Iterable[Mapping[str, Any]], stats: WriteStats) -> list[tuple[_View, bytes, list]]:
+        """(view, hash key, EVALSHA args) for the latest row of each (view, entity) of ``rows``."""
+        latest: dict[tuple[int, str], tuple[int, Mapping[str, Any]]] = {}
+        count = [0] * len(self.views)
+        for row in rows:
+            try:
+                t = self._event_ms(row)
+                for i, view in enumerate(self.views):
+                    count[i] += 1
+                    k = (i, _key_value(view.key, row[view.key]))
+                    seen = latest.get(k)
+                    if seen is None or t >= seen[0]:  # equal: a peer or a replay, identical features
+                        latest[k] = (t, row)
+            except KeyError as e:
+                raise ValueError(f"feature row lacks column {e.args[0]!r}: {dict(row)!r}"[:500]) from None
+        out = []
+        for i, view in enumerate(self.views):
+            picked = [(self._hash_key(view.key, key), t, row) for (vi, key), (t, row) in latest.items() if vi == i]
+            stats._add("superseded", view.name, count[i] - len(picked))
+            if not picked:
+                continue
+            columns = []
+            for name, field_key, value_type in view.features:
+                try:
+                    raw = [row[name] for _, _, row in picked]
+                except KeyError as e:
+                    raise ValueError(f"feature row lacks feature {e.args[0]!r} of view {view.name!r}") from None
+                if value_type is ValueType.INT64:  # Feast's conversion would truncate 1.5 to 1, silently
+                    bad = next((v for v in raw if isinstance(v, float) and not v.is_integer()), None)
+                    if bad is not None:
+                        raise ValueError(f"feature {name!r} is INT64 but a row has {bad!r}")
+                values = python_values_to_proto_values(raw, value_type)
+                columns.append((field_key, values))
+            for j, (key, t, _) in enumerate(picked):
+                ts = Timestamp()
+                ts.FromMilliseconds(t)
+                args: list[bytes | int] = [self.ttl, view.ts_field, ts.SerializeToString()]
+                for field_key, values in columns:
+                    args += (field_key, values[j].SerializeToString())
+                out.append((view, key, args))
+        return out
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def write(self, rows: Iterable[Mapping[str, Any]]) -> WriteStats:
+        """Write the latest row per entity of ``rows``; return once Redis acknowledged every one.
+
+        Returns this call's counts. Raises :class:`OnlineStoreError` when Redis
+        stays unreachable through every retry (nothing after the failed batch was
+        sent; what was sent before is written, and re-sending it is harmless).
+        """
+        call = WriteStats()
+        try:
+            commands = self._commands(rows, call)
+            for start in range(0, len(commands), self.batch_size):
+                self._send_with_retries(commands[start:start + self.batch_size], call)
+        finally:
+            self.stats._merge(call)
+        return call
+
+    def _send_with_retries(self, batch, stats: WriteStats) -> None:
+        """Send until every row is acknowledged: re-send what was not, after a backoff, ``max_tries`` times."""
+        pending, delay, began, reloads = batch, self.backoff, time.monotonic(), 0
+        for attempt in range(1, self.max_tries + 1):
+            try:
+                while pending:
+                    pending, lost_script = self._send(pending, stats)
+                    if lost_script:  # Redis restarted (or SCRIPT FLUSH): load again, re-send those rows
+                        reloads += 1
+                        if reloads > self.max_tries:
+                            raise OnlineStoreError(f"Redis at {self.address} keeps answering NOSCRIPT "
+                                                   "after SCRIPT LOAD")
+                        log.info("Redis at %s lost the sink's script (restarted?): loading it again",
+                                 self.address)
+                        self._load_script(stats)
+                return
+            except _RETRYABLE as e:  # the pipeline's replies are lost: its rows count as not written
+                if attempt == self.max_tries:
+                    raise OnlineStoreError(
+                        f"Redis at {self.address} unreachable: {len(pending)} rows not acknowledged after "
+                        f"{self.max_tries} tries over {time.monotonic() - began:.1f}s: {_one_line(e)}") from e
+                log.warning("Redis at %s: %s; retry %d/%d in %.2fs", self.address, _one_line(e),
+                            attempt, self.max_tries - 1, delay)
+                stats._add("retries", None)
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    def _send(self, batch, stats: WriteStats) -> tuple[list, bool]:
+        """One pipelined round trip of EVALSHAs; returns the rows that met an empty script cache."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for _view, key, args in batch:
+                pipe.execute_command("EVALSHA", SCRIPT_SHA, 1, key, *args)
+            replies = pipe.execute(raise_on_error=False)
+        again = []
+        for cmd, reply in zip(batch, replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                again.append(cmd)
+            elif isinstance(reply, _RETRYABLE):  # e.g. LOADING while a restarted Redis reads its data
+                raise reply
+            elif isinstance(reply, Exception):
+                raise OnlineStoreError(f"Redis at {self.address} refused a write to view "
+                                       f"{cmd[0].name!r}: {_one_line(reply)}")
+            else:
+                stats._add("written" if reply == 1 else "stale", cmd[0].name)
+        return again, bool(again)
+
+    def _load_script(self, stats: WriteStats) -> None:
+        sha = self._client.script_load(GUARDED_HSET)
+        if sha != SCRIPT_SHA:  # cannot happen with a real Redis; guards the constant
+            raise OnlineStoreError(f"Redis at {self.address} returned script SHA {sha}, expected {SCRIPT_SHA}")
+        stats._add("script_loads", None)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "OnlineWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _key_value(key_column: str, value: Any) -> str:
+    """The entity key of a row: Tandem's entities are STRING in Feast (feature_repo/features.py)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"feature row has {key_column}={value!r}: entity keys are non-empty strings")
+    return value
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
