@@ -27,6 +27,7 @@ class StreamJobSpec:
     out_dir: Path
     allowed_lateness_ms: int = 5_000
     catalog: Catalog = REFERENCE_CATALOG
+    redis: str | None = None  # host:port (or redis://...) of the online store; None: no online writes
 
 
 def create_source(t_env: StreamTableEnvironment, source: str) -> None:
@@ -65,6 +66,10 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO {feature_sink} SELECT * FROM {outputs.features}")
     statements.add_insert_sql(f"INSERT INTO {dead_sink} SELECT * FROM {outputs.dead_letters}")
+    if spec.redis:
+        from stream_jobs.online_udf import online_write_sql
+
+        statements.add_insert_sql(online_write_sql(t_env, outputs.features, spec.redis, spec.catalog))
     result = statements.execute()
     if wait:
         result.wait()
@@ -87,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, help="file:PATH or kafka:BROKERS/TOPIC")
     parser.add_argument("--out", required=True, help="folder for the feature log and dead letters")
     parser.add_argument("--allowed-lateness", default="5s", help="e.g. 500ms, 5s, 2m (default 5s)")
+    parser.add_argument("--redis", default=None, help="online store host:port (omit: no online writes)")
     args = parser.parse_args(argv)
     try:
         lateness = parse_duration(args.allowed_lateness)
-        run(build_table_env(parallelism=1), StreamJobSpec(args.source, Path(args.out), lateness))
+        run(build_table_env(parallelism=1), StreamJobSpec(args.source, Path(args.out), lateness, redis=args.redis))
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -175,6 +175,7 @@ def stream(
     source: Annotated[str, typer.Option(help="file:PATH (JSON Lines, replayed in file order) or kafka:BROKERS/TOPIC.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the feature log and the dead letters.")],
     allowed_lateness: Annotated[str, typer.Option(help="How late an event may be, e.g. 500ms, 5s, 2m.")] = "5s",
+    redis: Annotated[Optional[str], typer.Option(help="Online store host:port; each entity's latest row goes there.")] = None,
 ) -> None:
     """Run the Flink stream job on the local mini-cluster (a real cluster: see README, flink run)."""
     from stream_jobs.flink_env import build_table_env
@@ -185,7 +186,7 @@ def stream(
     with console.status("starting Flink"):
         t_env = build_table_env(parallelism=1)
     with console.status(f"streaming {source}"):
-        run(t_env, StreamJobSpec(source, out_dir, lateness))
+        run(t_env, StreamJobSpec(source, out_dir, lateness, redis=redis))
     from collections import Counter
 
     reasons = Counter(d["reason"] for d in dead_letters(out_dir))

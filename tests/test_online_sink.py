@@ -410,3 +410,26 @@ def test_redis_back_within_the_retries_loses_nothing(feast, own_redis):
     assert stats.written == 2 and stats.retries >= 1 and stats.script_loads == 1, stats
     assert read_versions(feast, own_redis, "back") == {"user": 2, "merchant": 2}
     writer.close()
+
+
+# --- the sink inside the Flink job ----------------------------------------------------------------
+
+def test_the_stream_job_writes_what_feast_serves(feast, redis_server, flink_table_env, tmp_path):
+    """tandem's Flink job -> Redis -> Feast get_online_features = each entity's latest accepted row."""
+    from stream_jobs.job import StreamJobSpec, run
+    from tandem.events_io import write_events
+
+    client(redis_server, SINK_DB).flushdb()
+    records = generate(StreamSpec(users=15, merchants=4, rate_per_s=0.2, duration="2h", out_of_order=0.2, seed=13))
+    write_events(records, tmp_path / "events.jsonl", REFERENCE_CATALOG)
+    run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'events.jsonl'}", tmp_path / "out", 5_000,
+                                       redis=feast["addr"][SINK_DB]))
+    rows = evaluate(records, allowed_lateness_ms=5_000).rows
+    latest = {g.entity: latest_rows(rows, g) for g in GROUPS}
+    pairs = [(u, m) for u, m in zip(sorted(latest["user"]), sorted(latest["merchant"]) * 15)]
+    got, ts = online(feast["store"], pairs)
+    for i, (user, merchant) in enumerate(pairs):
+        for g, key in zip(GROUPS, (user, merchant)):
+            want = latest[g.entity][key]
+            assert ts[g.entity][i] == want["event_time"]
+            assert [got[f.name][i] for f in g.features] == [want[f.name] for f in g.features], (g.entity, key)
