@@ -28,9 +28,19 @@ class StreamJobSpec:
     allowed_lateness_ms: int = 5_000
     catalog: Catalog = REFERENCE_CATALOG
     redis: str | None = None  # host:port (or redis://...) of the online store; None: no online writes
+    kafka_group: str = "tandem-stream"
+    kafka_until_latest: bool = False  # stop at the offsets that were latest at start (replays, tests)
 
 
-def create_source(t_env: StreamTableEnvironment, source: str) -> None:
+def create_source(t_env: StreamTableEnvironment, source: str, kafka_group: str = "tandem-stream",
+                  kafka_until_latest: bool = False) -> None:
+    """``file:PATH`` or ``kafka:BROKERS/TOPIC`` as the one-column (``line``) table :data:`SOURCE`.
+
+    Kafka starts from the group's committed offsets, or the earliest offsets for
+    a new group; with several partitions the arrival order across them (and so
+    which events are late) is the broker's interleaving: use one partition
+    where replays must be deterministic.
+    """
     kind, _, where = source.partition(":")
     if kind == "file":
         path = Path(where)
@@ -42,7 +52,10 @@ def create_source(t_env: StreamTableEnvironment, source: str) -> None:
         if not brokers or not topic:
             raise UserError(f"--source {source!r}: use kafka:HOST:PORT[,HOST:PORT]/TOPIC")
         options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": brokers,
-                   "format": "raw", "scan.startup.mode": "earliest-offset"}
+                   "properties.group.id": kafka_group, "format": "raw", "scan.startup.mode": "group-offsets",
+                   "properties.auto.offset.reset": "earliest"}
+        if kafka_until_latest:
+            options["scan.bounded.mode"] = "latest-offset"
     else:
         raise UserError(f"--source {source!r}: use file:PATH or kafka:BROKERS/TOPIC")
     t_env.execute_sql(f"CREATE TEMPORARY TABLE {SOURCE} (line STRING) WITH ({_options(options)})")
@@ -60,7 +73,7 @@ def create_sinks(t_env: StreamTableEnvironment, out_dir: Path, catalog: Catalog)
 
 def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     """Build and submit the job; with ``wait``, block until a bounded source is exhausted."""
-    create_source(t_env, spec.source)
+    create_source(t_env, spec.source, spec.kafka_group, spec.kafka_until_latest)
     outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms)
     feature_sink, dead_sink = create_sinks(t_env, spec.out_dir, spec.catalog)
     statements = t_env.create_statement_set()

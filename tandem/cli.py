@@ -176,6 +176,8 @@ def stream(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the feature log and the dead letters.")],
     allowed_lateness: Annotated[str, typer.Option(help="How late an event may be, e.g. 500ms, 5s, 2m.")] = "5s",
     redis: Annotated[Optional[str], typer.Option(help="Online store host:port; each entity's latest row goes there.")] = None,
+    kafka_group: Annotated[str, typer.Option(help="Kafka consumer group (a new group starts at the earliest offsets).")] = "tandem-stream",
+    until_latest: Annotated[bool, typer.Option(help="Kafka: stop at the offsets that are latest at start.")] = False,
 ) -> None:
     """Run the Flink stream job on the local mini-cluster (a real cluster: see README, flink run)."""
     from stream_jobs.flink_env import build_table_env
@@ -186,7 +188,8 @@ def stream(
     with console.status("starting Flink"):
         t_env = build_table_env(parallelism=1)
     with console.status(f"streaming {source}"):
-        run(t_env, StreamJobSpec(source, out_dir, lateness, redis=redis))
+        run(t_env, StreamJobSpec(source, out_dir, lateness, redis=redis, kafka_group=kafka_group,
+                                 kafka_until_latest=until_latest))
     from collections import Counter
 
     reasons = Counter(d["reason"] for d in dead_letters(out_dir))

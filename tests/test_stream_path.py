@@ -79,3 +79,23 @@ def test_a_missing_source_or_unknown_scheme_is_a_user_error(flink_table_env, tmp
         run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'nope.jsonl'}", tmp_path / "out"))
     with pytest.raises(UserError, match="use file:PATH or kafka:BROKERS/TOPIC"):
         run(flink_table_env, StreamJobSpec("s3://bucket/x", tmp_path / "out"))
+
+
+def test_kafka_source_equals_the_reference(flink_table_env, kafka_broker, tmp_path):
+    """Raw JSON lines through a real KRaft broker (one partition: arrival order is the send order)."""
+    import json
+    import uuid
+
+    topic = f"tx-{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, partitions=1)
+    records = generate(StreamSpec(users=10, merchants=3, rate_per_s=0.1, duration="3h", out_of_order=0.2, seed=17))
+    lines = [json.dumps(r) for r in records] + ["not json at all"]
+    flink_table_env.execute_sql(
+        f"CREATE TEMPORARY TABLE to_kafka (line STRING) WITH ('connector' = 'kafka', 'topic' = '{topic}', "
+        f"'properties.bootstrap.servers' = '{kafka_broker.bootstrap_servers}', 'format' = 'raw')")
+    flink_table_env.from_elements([(line,) for line in lines], ["line"]).execute_insert("to_kafka").wait()
+
+    out = tmp_path / "out"
+    run(flink_table_env, StreamJobSpec(f"kafka:{kafka_broker.bootstrap_servers}/{topic}", out, 5_000,
+                                       kafka_group=f"g-{topic}", kafka_until_latest=True))
+    assert_matches_reference(records + ["not json at all"], feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
