@@ -30,6 +30,7 @@ class StreamJobSpec:
     redis: str | None = None  # host:port (or redis://...) of the online store; None: no online writes
     kafka_group: str = "tandem-stream"
     kafka_until_latest: bool = False  # stop at the offsets that were latest at start (replays, tests)
+    checkpoint_interval_ms: int = 2_000  # 0 turns checkpointing off
 
 
 def create_source(t_env: StreamTableEnvironment, source: str, kafka_group: str = "tandem-stream",
@@ -72,7 +73,13 @@ def create_sinks(t_env: StreamTableEnvironment, out_dir: Path, catalog: Catalog)
 
 
 def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
-    """Build and submit the job; with ``wait``, block until a bounded source is exhausted."""
+    """Build and submit the job; with ``wait``, block until a bounded source is exhausted.
+
+    Checkpoints go to ``OUT/_checkpoints`` and are kept when the job dies; a
+    run over the same ``OUT`` resumes from the newest complete one, so a
+    killed job restarted with the same arguments loses and repeats nothing.
+    """
+    configure_checkpoints(t_env, spec)
     create_source(t_env, spec.source, spec.kafka_group, spec.kafka_until_latest)
     outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms)
     feature_sink, dead_sink = create_sinks(t_env, spec.out_dir, spec.catalog)
@@ -87,6 +94,30 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     if wait:
         result.wait()
     return result
+
+
+def configure_checkpoints(t_env: StreamTableEnvironment, spec: StreamJobSpec) -> None:
+    if spec.checkpoint_interval_ms <= 0:
+        return
+    folder = (spec.out_dir / "_checkpoints").resolve()
+    config = t_env.get_config()
+    config.set("execution.checkpointing.interval", f"{spec.checkpoint_interval_ms} ms")
+    config.set("execution.checkpointing.mode", "EXACTLY_ONCE")
+    config.set("execution.checkpointing.dir", folder.as_uri())
+    config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    # With checkpoints on, Flink's default is to restart a failing job forever: fail loudly instead.
+    config.set("restart-strategy.type", "fixed-delay")
+    config.set("restart-strategy.fixed-delay.attempts", "3")
+    config.set("restart-strategy.fixed-delay.delay", "1 s")
+    latest = latest_checkpoint(folder)
+    if latest is not None:
+        config.set("execution.state-recovery.path", latest.as_uri())
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (``chk-N`` with its ``_metadata``) of any earlier run."""
+    complete = [p.parent for p in folder.glob("*/chk-*/_metadata")] if folder.exists() else []
+    return max(complete, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def _options(options: dict[str, str]) -> str:
@@ -106,10 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the feature log and dead letters")
     parser.add_argument("--allowed-lateness", default="5s", help="e.g. 500ms, 5s, 2m (default 5s)")
     parser.add_argument("--redis", default=None, help="online store host:port (omit: no online writes)")
+    parser.add_argument("--checkpoint-interval", default="2s", help="e.g. 500ms, 2s; 0ms turns checkpoints off")
     args = parser.parse_args(argv)
     try:
         lateness = parse_duration(args.allowed_lateness)
-        run(build_table_env(parallelism=1), StreamJobSpec(args.source, Path(args.out), lateness, redis=args.redis))
+        interval = parse_duration(args.checkpoint_interval)
+        run(build_table_env(parallelism=1), StreamJobSpec(args.source, Path(args.out), lateness, redis=args.redis,
+                                                          checkpoint_interval_ms=interval))
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
