@@ -18,7 +18,6 @@ How each piece of a catalog runs on Spark:
 
 from __future__ import annotations
 
-import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, TimestampType
@@ -50,8 +49,8 @@ def with_row_functions(events: DataFrame, catalog: Catalog) -> DataFrame:
 
 
 def _pandas_udf(fn: RowFunction):
-    def run(*columns: pd.Series) -> pd.Series:
-        return pd.Series(fn.apply({name: col.to_numpy() for name, col in zip(fn.inputs, columns)}))
+    def run(*columns):
+        return fn.on_series(*columns)
 
     run.__name__ = fn.name
     return F.pandas_udf(run, SPARK_TYPES[fn.dtype])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from itertools import groupby
 
-import pandas as pd
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import udf
 
@@ -48,10 +47,7 @@ def register_row_functions(t_env: StreamTableEnvironment, catalog: Catalog) -> N
 
 
 def _pandas_udf(fn: RowFunction):
-    def run(*columns: pd.Series) -> pd.Series:
-        return pd.Series(fn.apply({name: col.to_numpy() for name, col in zip(fn.inputs, columns)}))
-
-    return udf(run, result_type=FLINK_TYPES[fn.dtype], func_type="pandas", name=f"rowfn_{fn.name}")
+    return udf(fn.on_series, result_type=FLINK_TYPES[fn.dtype], func_type="pandas", name=f"rowfn_{fn.name}")
 
 
 def row_function_sql(catalog: Catalog) -> list[str]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from transforms.schema import FieldType
 
@@ -37,6 +38,10 @@ class RowFunction:
         """Evaluate over whole columns (arrays of equal length), returning an array."""
         out = np.asarray(self.fn(*(columns[i] for i in self.inputs)))
         return out.astype(_NUMPY_DTYPE[self.dtype], copy=False)
+
+    def on_series(self, *columns: pd.Series) -> pd.Series:
+        """The engines' vectorised entry point: pandas Series (Arrow batches) in input order."""
+        return pd.Series(self.apply({name: col.to_numpy() for name, col in zip(self.inputs, columns)}))
 
 
 _NUMPY_DTYPE = {FieldType.FLOAT64: np.float64, FieldType.INT64: np.int64}
