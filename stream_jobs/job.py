@@ -79,6 +79,10 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     run over the same ``OUT`` resumes from the newest complete one, so a
     killed job restarted with the same arguments loses and repeats nothing.
     """
+    if spec.redis:  # an unreachable online store is the user's to fix: say so before Flink starts
+        from stream_jobs.online_sink import OnlineWriter
+
+        OnlineWriter(spec.redis, catalog=spec.catalog).close()
     configure_checkpoints(t_env, spec)
     create_source(t_env, spec.source, spec.kafka_group, spec.kafka_until_latest)
     outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms)

@@ -82,3 +82,16 @@ def test_demo_runs_the_main_job(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Latest feature row of the busiest user" in result.stdout
     assert pq.read_table(tmp_path / "features.parquet").num_rows > 1000
+
+
+def test_stream_with_an_unreachable_redis_is_one_line(tmp_path):
+    from tandem.services import free_port
+
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"transaction_id": "a"}\n')
+    result = run("stream", "--source", f"file:{events}", "--out", str(tmp_path / "out"),
+                 "--redis", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "is unreachable" in errors[0], result.stderr
