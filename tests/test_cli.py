@@ -1,5 +1,6 @@
 """The tandem command as a user runs it: clear help, one-line errors, non-zero exits, no tracebacks."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ TANDEM = str(Path(sys.executable).parent / "tandem")
 
 
 def run(*args, cwd=None):
-    return subprocess.run([TANDEM, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    # As from a shell: without the PYFLINK_* variables a Flink run in this process may leave behind.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")}
+    return subprocess.run([TANDEM, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def assert_one_line_error(result, code, text):

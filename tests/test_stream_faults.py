@@ -18,12 +18,16 @@ from transforms import REFERENCE_CATALOG
 COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
 
 
-def start_job(events: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{events}", "--out", str(out),
-         "--allowed-lateness", "5s", "--checkpoint-interval", "300ms"],
-        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+def start_job(events: Path, out: Path, log: Path) -> subprocess.Popen:
+    # PyFlink leaves PYFLINK_GATEWAY_DISABLED in this process's environment once a Python UDF
+    # has run here; inherited, it forbids the job's own gateway. The job starts clean, as from a shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")}
+    with log.open("w") as sink:  # a file, not a pipe: an unread pipe would stall the job
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{events}", "--out", str(out),
+             "--allowed-lateness", "5s", "--checkpoint-interval", "300ms"],
+            cwd=Path(__file__).resolve().parent.parent, stdout=sink, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
 
 
 def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
@@ -32,11 +36,12 @@ def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
     write_events(records, events, REFERENCE_CATALOG)
     out = tmp_path / "out"
 
-    job = start_job(events, out)
+    log = tmp_path / "job.log"
+    job = start_job(events, out, log)
     deadline = time.monotonic() + 240
     while job.poll() is None and time.monotonic() < deadline and latest_checkpoint(out / "_checkpoints") is None:
         time.sleep(0.05)
-    assert job.poll() is None, "the job finished before its first checkpoint: make the stream longer"
+    assert job.poll() is None, f"the job ended before its first checkpoint:\n{log.read_text()[-3000:]}"
     time.sleep(0.4)  # past the checkpoint: work the restart must neither lose nor repeat
     os.killpg(job.pid, signal.SIGKILL)
     job.wait(timeout=60)
@@ -44,9 +49,8 @@ def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
     expected = evaluate(records, allowed_lateness_ms=5_000)
     assert len(partial) < len(expected.rows), "the kill came after the job had finished"
 
-    job = start_job(events, out)
-    log, _ = job.communicate(timeout=300)
-    assert job.returncode == 0, log[-3000:]
+    job = start_job(events, out, log)
+    assert job.wait(timeout=300) == 0, log.read_text()[-3000:]
 
     got = feature_rows(out, REFERENCE_CATALOG)
     ids = Counter(r["transaction_id"] for r in got)
