@@ -66,7 +66,7 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog) 
     """Validate, deduplicate and append the records under ``path`` to the lake."""
     result = IngestResult()
     done = _ingested_hashes(spark, lake)
-    valid_parts, rejected_parts = [], []
+    valid_parts, rejected_parts, hashes = [], [], []
     for file_index, file in enumerate(input_files(path)):
         sha = _sha256(file)
         if sha in done:
@@ -79,6 +79,7 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog) 
         if drift:
             raise UserError(f"{file}: the input's schema changed, nothing was written: " + "; ".join(drift))
         result.files.append(str(file))
+        hashes.append(sha)
         result.records += n
         valid_parts.append(valid)
         rejected_parts.append(rejected)
@@ -100,7 +101,7 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog) 
      .partitionBy(EVENT_DATE).save(lake.events))
     dead.withColumn("_ingested_at", now).write.format("delta").mode("append").save(lake.dead_letters)
     log = spark.createDataFrame(
-        [(f, _sha256(Path(f))) for f in result.files], "path string, sha256 string"
+        list(zip(result.files, hashes)), "path string, sha256 string"
     ).withColumn("_ingested_at", now)
     log.write.format("delta").mode("append").save(lake.ingest_log)
     events.unpersist()
