@@ -1,0 +1,204 @@
+"""``tandem parity``: one events file through the batch path, the stream path and the reference.
+
+The batch path is the real one: ``batch_jobs.ingest`` into a Delta lake under
+``OUT/work/lake``, then ``batch_jobs.backfill.compute_features`` over every
+event date in it, so it sees every valid event. The stream path is the real
+Flink job (``stream_jobs.job.run``) with a ``file:`` source replaying the
+events in file order (a Parquet input is first written as JSON Lines, the
+stream source's format, record for record). Checkpoints are off: the replay is
+bounded and nothing restarts.
+
+Outputs land in ``OUT``; ``report.json`` is written last and atomically, with
+the verdict in it, so a run that died part-way can never pass for a pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tandem.errors import UserError
+from tandem.events_io import JSONL_SUFFIXES, read_events, write_feature_rows
+from tandem.parity.compare import Comparison, PathOutput, references, compare
+from tandem.reference import evaluate
+from transforms import REFERENCE_CATALOG, Catalog
+
+#: The output files, named by the parity contract (DESIGN.md).
+BATCH, STREAM, REJECTED, REPORT_JSON, REPORT_HTML = (
+    "batch.parquet", "stream.parquet", "rejected.parquet", "report.json", "report.html")
+WORK = "work"  # the engines' own files (lake, stream output), kept for inspection
+
+REJECTED_SCHEMA = pa.schema([("transaction_id", pa.string()), ("path", pa.string()),
+                             ("reason", pa.string()), ("detail", pa.string())])
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+Step = Callable[[str], AbstractContextManager]
+
+
+@contextlib.contextmanager
+def _quiet_step(_: str) -> Iterator[None]:
+    yield
+
+
+@dataclass
+class ParityRun:
+    events: Path
+    out_dir: Path
+    allowed_lateness_ms: int
+    records: int
+    comparison: Comparison
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """An output directory must be new or empty: old files could pass for this run's."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory; choose another --out")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UserError(f"{out_dir}: exists and is not empty; choose a new --out or remove it")
+
+
+def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: Catalog = REFERENCE_CATALOG,
+               spark=None, step: Step = _quiet_step) -> ParityRun:
+    """Run both engines and the reference over ``events``, compare, and write every output under ``out_dir``.
+
+    ``spark``: an existing session (tests share one); otherwise one is built.
+    ``step``: wraps each stage, for progress display.
+    """
+    events, out_dir = Path(events), Path(out_dir)
+    check_out_dir(out_dir)
+    timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timed(name: str):
+        began = time.perf_counter()
+        with step(name):
+            yield
+        timings[name] = round(time.perf_counter() - began, 3)
+
+    with timed("reading events and evaluating the reference (batch semantics)"):
+        records = list(read_events(events))
+        if not records:
+            raise UserError(f"{events}: holds no records")
+        batch_reference = evaluate(records, catalog)
+        if not batch_reference.rows:
+            raise UserError(f"{events}: no record is valid ({batch_reference.counts['invalid']} invalid); "
+                            "nothing to compare")
+
+    work = out_dir / WORK
+    work.mkdir(parents=True, exist_ok=True)
+    with timed("batch: Spark ingest into Delta and feature rows"):
+        batch, batch_rejected = _run_batch(spark, events, work / "lake", catalog)
+    with timed("stream: Flink replay of the file"):
+        stream, stream_rejected = _run_stream(events, records, work, allowed_lateness_ms, catalog)
+    with timed("reference (stream semantics) and comparison"):
+        refs = references(records, allowed_lateness_ms, catalog, batch=batch_reference)
+        comparison = compare(PathOutput(batch, [(r[0], r[1]) for r in batch_rejected]),
+                             PathOutput(stream, [(r[0], r[1]) for r in stream_rejected]), refs, catalog)
+    result = ParityRun(events, out_dir, allowed_lateness_ms, len(records), comparison, timings)
+    with timed("writing outputs"):
+        write_feature_rows(batch, out_dir / BATCH, catalog)
+        write_feature_rows(stream, out_dir / STREAM, catalog)
+        _write_rejected(batch_rejected, stream_rejected, out_dir / REJECTED)
+        from tandem.parity import html, report
+
+        (out_dir / REPORT_HTML).write_text(html.render(result), encoding="utf-8")
+        write_json_atomically(report.to_json(result), out_dir / REPORT_JSON)  # last: its presence means finished
+    return result
+
+
+def write_json_atomically(doc: dict[str, Any], path: Path) -> None:
+    """Write to a temporary sibling, then rename: readers see the whole file or none."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# The batch path ----------------------------------------------------------------
+
+
+def _run_batch(spark, events: Path, lake_root: Path, catalog: Catalog):
+    """Ingest then compute the feature rows of every event date in the lake; rows with time as epoch ms."""
+    from pyspark.sql import functions as F
+
+    from batch_jobs.backfill import compute_features
+    from batch_jobs.compile_catalog import EVENT_DATE
+    from batch_jobs.ingest import ingest
+    from batch_jobs.spark_session import build_spark
+    from tandem.lake import Lake
+
+    spark = spark or build_spark("tandem-parity")
+    lake = Lake.at(lake_root)
+    ingest(spark, events, lake, catalog)
+    first, last = spark.read.format("delta").load(lake.events).agg(F.min(EVENT_DATE), F.max(EVENT_DATE)).first()
+    t = catalog.schema.event_time
+    columns = [name for name, _ in catalog.feature_row_columns()]
+    frame = compute_features(spark, lake, catalog, first, last).select(
+        *(F.unix_millis(t).alias(t) if name == t else F.col(name) for name in columns))
+    rows = [row.asDict() for row in frame.collect()]
+    dead = spark.read.format("delta").load(lake.dead_letters).select("transaction_id", "reason", "kind", "detail")
+    rejected = [(r["transaction_id"], r["reason"], _detail(r["kind"], r["detail"])) for r in dead.collect()]
+    return rows, rejected
+
+
+# The stream path ---------------------------------------------------------------
+
+
+def _run_stream(events: Path, records: list, work: Path, allowed_lateness_ms: int, catalog: Catalog):
+    from stream_jobs.flink_env import build_table_env
+    from stream_jobs.job import StreamJobSpec, run
+    from stream_jobs.outputs import dead_letters, feature_rows
+
+    source = work / "stream_input" / "events.jsonl"  # a plain name: Flink's file source skips hidden (. or _) files
+    source.parent.mkdir(parents=True)
+    if events.suffix.lower() in JSONL_SUFFIXES:
+        shutil.copyfile(events, source)
+    else:
+        _write_jsonl(records, source)
+    out = work / "stream"
+    run(build_table_env(parallelism=1),
+        StreamJobSpec(f"file:{source}", out, allowed_lateness_ms, catalog=catalog, checkpoint_interval_ms=0))
+    rows = feature_rows(out, catalog)
+    rejected = [(d["transaction_id"], d["reason"], _detail(d.get("kind"), d.get("detail"))) for d in dead_letters(out)]
+    return rows, rejected
+
+
+def _write_jsonl(records: list, path: Path) -> None:
+    """Parquet records as JSON lines the stream's validator reads exactly as the reference read the originals."""
+    with path.open("w", encoding="utf-8") as out:
+        for n, rec in enumerate(records, 1):
+            out.write(json.dumps({k: _json_value(v, k, n) for k, v in rec.items()}, ensure_ascii=False,
+                                 allow_nan=True) + "\n")
+
+
+def _json_value(value: Any, column: str, n: int) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and value.microsecond % 1000 == 0:
+            return (value - _EPOCH) // timedelta(milliseconds=1)
+        return value.isoformat()  # no zone or finer than a ms: invalid on both paths, as the reference says
+    raise UserError(f"record {n}, column {column!r}: a {type(value).__name__} value cannot be replayed as JSON "
+                    "by the stream's file source; convert the file to JSON Lines")
+
+
+def _detail(kind: str | None, detail: str | None) -> str | None:
+    return f"{kind}: {detail}" if kind else detail
+
+
+def _write_rejected(batch: list[tuple], stream: list[tuple], path: Path) -> None:
+    rows = [{"transaction_id": i, "path": p, "reason": reason, "detail": detail}
+            for p, rejected in (("batch", batch), ("stream", stream)) for i, reason, detail in rejected]
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECTED_SCHEMA), path)
