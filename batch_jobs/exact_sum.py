@@ -1,11 +1,20 @@
-"""``exact_sum`` / ``exact_mean`` as native Spark SQL aggregate functions.
+"""Exact float sums as native Spark SQL functions.
 
 Spark's ``SUM`` of doubles rounds in row order (1e16 + 1 + 1 gives 1e16), so a
 float sum or mean in a feature uses these instead: the correctly rounded exact
-sum of ``transforms.numbers.exact_sum``, whatever the order or partitioning,
-also as window functions over RANGE frames. They are a JVM ``Aggregator``
-(``jvm/udf``, shared accumulator with Flink) in the ``udf`` jar that
-``build_spark`` puts on ``spark.jars``, so no Python runs per row.
+sum of ``transforms.numbers.exact_sum``, whatever the order or partitioning.
+
+- ``exact_sum(double)`` / ``exact_mean(double)``: aggregates (group-by or any
+  window frame);
+- ``exact_sum_state(double)``: the exact sum's state as bytes, and
+  ``exact_window_sum(upto, before)`` / ``exact_window_mean(upto, before)``,
+  which subtract two such states exactly and round once. Over two frames that
+  start at ``UNBOUNDED PRECEDING`` (which Spark evaluates incrementally) they
+  give a sliding window's exact sum in O(1) per row; this is how
+  ``batch_jobs/compile_catalog.py`` compiles float sums and means.
+
+All are JVM code (``jvm/udf``, the accumulator shared with Flink) in the
+``udf`` jar that ``build_spark`` puts on ``spark.jars``: no Python runs per row.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ REGISTER_CLASS = "dev.tandem.udf.Register"
 
 
 def register_exact_sum(spark: SparkSession) -> None:
-    """Add ``exact_sum(double)`` and ``exact_mean(double)`` to ``spark``'s SQL functions.
+    """Add the functions above to ``spark``'s SQL functions.
 
     Registration is per session and idempotent. Raises ``RuntimeError`` when the
     udf jar is not on the driver's classpath (py4j would otherwise fail with an

@@ -122,6 +122,20 @@ def spark_results(spark):
 
 
 @pytest.fixture(scope="module")
+def spark_prefix_results(spark, spark_results):
+    """id -> (amount, sum, mean, None) through the prefix form the batch compiler uses:
+    exact states up to t and before t - 1h, subtracted exactly."""
+    result = spark.sql(f"""
+        SELECT id, amount,
+               exact_window_sum(exact_sum_state(amount) OVER upto, exact_sum_state(amount) OVER before) AS s,
+               exact_window_mean(exact_sum_state(amount) OVER upto, exact_sum_state(amount) OVER before) AS m
+        FROM exact_sum_events
+        WINDOW upto AS (PARTITION BY user_id ORDER BY ts_ms RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+               before AS (PARTITION BY user_id ORDER BY ts_ms RANGE BETWEEN UNBOUNDED PRECEDING AND {H + 1} PRECEDING)""")
+    return {r.id: (r.amount, r.s, r.m, None) for r in result.collect()}
+
+
+@pytest.fixture(scope="module")
 def flink_results(_flink_gateway, tmp_path_factory):
     """id -> (amount, exact_sum, exact_mean, native SUM) from one Flink OVER query, rows shuffled."""
     from stream_jobs.flink_env import build_table_env
@@ -167,6 +181,11 @@ def test_cases_are_adversarial():
 def test_spark_window_exact_sum_equals_fsum_per_row(spark_results):
     assert set(spark_results) == set(EXPECTED)
     assert _mismatches(spark_results) == []
+
+
+def test_spark_prefix_state_differences_equal_fsum_per_row(spark_prefix_results):
+    assert set(spark_prefix_results) == set(EXPECTED)
+    assert _mismatches(spark_prefix_results) == []
 
 
 def test_flink_over_window_exact_sum_equals_fsum_per_row(flink_results):

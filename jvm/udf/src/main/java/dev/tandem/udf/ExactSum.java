@@ -2,6 +2,7 @@ package dev.tandem.udf;
 
 import java.io.Serializable;
 import java.math.BigInteger;
+import java.nio.ByteBuffer;
 import java.util.Arrays;
 
 /**
@@ -76,6 +77,58 @@ public final class ExactSum implements Serializable {
         posInf += other.posInf;
         negInf += other.negInf;
         nan += other.nan;
+    }
+
+    /**
+     * Removes everything {@code other} holds (other is unchanged): exactly undoes
+     * {@link #merge}. With prefix sums this is how a sliding window's sum is
+     * taken in O(1): (all values up to t) minus (all values before t - W).
+     */
+    public void subtract(ExactSum other) {
+        if (other == this) {
+            clear();
+            return;
+        }
+        for (int k = 0; k < other.size; k++) addFinite(-other.partials[k]);  // negation is exact
+        if (other.overflow.signum() != 0) {
+            overflow = overflow.subtract(other.overflow);
+            canonicalise();
+        }
+        count -= other.count;
+        posInf -= other.posInf;
+        negInf -= other.negInf;
+        nan -= other.nan;
+    }
+
+    /**
+     * The whole state as compact bytes (counts, partials, overflow), for engines
+     * that carry a sum from row to row as a binary column; {@link #fromBytes}
+     * reads it back exactly.
+     */
+    public byte[] toBytes() {
+        byte[] big = overflow.signum() == 0 ? new byte[0] : overflow.toByteArray();
+        ByteBuffer out = ByteBuffer.allocate(4 * Long.BYTES + 2 * Integer.BYTES + size * Double.BYTES + big.length);
+        out.putLong(count).putLong(posInf).putLong(negInf).putLong(nan).putInt(size);
+        for (int k = 0; k < size; k++) out.putDouble(partials[k]);
+        out.putInt(big.length).put(big);
+        return out.array();
+    }
+
+    /** The state {@link #toBytes} wrote. */
+    public static ExactSum fromBytes(byte[] bytes) {
+        ByteBuffer in = ByteBuffer.wrap(bytes);
+        ExactSum s = new ExactSum();
+        s.count = in.getLong();
+        s.posInf = in.getLong();
+        s.negInf = in.getLong();
+        s.nan = in.getLong();
+        s.size = in.getInt();
+        if (s.size > s.partials.length) s.partials = new double[s.size];
+        for (int k = 0; k < s.size; k++) s.partials[k] = in.getDouble();
+        byte[] big = new byte[in.getInt()];
+        in.get(big);
+        if (big.length > 0) s.overflow = new BigInteger(big);
+        return s;
     }
 
     /** Back to the empty sum. */

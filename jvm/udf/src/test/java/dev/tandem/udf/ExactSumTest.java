@@ -144,6 +144,37 @@ class ExactSumTest {
         }
     }
 
+    /** Prefix states subtracted (through their bytes) = the sliding window's exact sum, bit for bit. */
+    @Test
+    void prefixDifferencesEqualTheWindowSum() {
+        Random rnd = new Random(7);
+        for (int round = 0; round < 50; round++) {
+            double[] xs = new double[80];
+            for (int k = 0; k < xs.length; k++) {
+                xs[k] = rnd.nextInt(10) == 0 ? (rnd.nextBoolean() ? Double.POSITIVE_INFINITY : Double.NaN)
+                        : randomDouble(rnd);
+            }
+            byte[][] prefix = new byte[xs.length + 1][];
+            ExactSum running = new ExactSum();
+            prefix[0] = running.toBytes();
+            for (int k = 0; k < xs.length; k++) {
+                running.add(xs[k]);
+                prefix[k + 1] = running.toBytes();
+            }
+            for (int lo = 0; lo <= xs.length; lo += 1 + rnd.nextInt(9)) {
+                for (int hi = lo; hi <= xs.length; hi += 1 + rnd.nextInt(9)) {
+                    ExactSum window = new ExactSum();
+                    for (int k = lo; k < hi; k++) window.add(xs[k]);
+                    assertBits(window.value(), SparkExactSumState.windowSum(prefix[hi], prefix[lo]));
+                    Double mean = SparkExactSumState.windowMean(prefix[hi], prefix[lo]);
+                    if (hi == lo) assertEquals(null, mean);
+                    else assertBits(window.mean(), mean);
+                }
+            }
+            assertBits(running.value(), SparkExactSumState.windowSum(prefix[xs.length], null));
+        }
+    }
+
     private static double randomDouble(Random rnd) {
         switch (rnd.nextInt(6)) {
             case 0: return (rnd.nextBoolean() ? 1 : -1) * MAX * rnd.nextDouble();  // near overflow
