@@ -2,9 +2,12 @@
 
 How each piece of a catalog runs on Flink:
 
-* **Row functions** run as vectorised (pandas) Python UDFs calling the very
-  numpy function declared in ``transforms/``: one definition, the reference's
-  arithmetic, Arrow batches across the JVM/Python boundary.
+* **Row functions** declared as integer expressions (``row_expression``, e.g.
+  ``is_night``) compile to native Flink SQL (:func:`native_sql`) with numpy's
+  rounding; no Python runs. Other row functions run as vectorised (pandas)
+  Python UDFs calling the very numpy function declared in ``transforms/``:
+  one definition, the reference's arithmetic, Arrow batches across the
+  JVM/Python boundary.
 * **Windows** are Flink's own event-time ``OVER`` windows: ``PARTITION BY key
   ORDER BY rowtime RANGE BETWEEN INTERVAL W PRECEDING AND CURRENT ROW``, which
   include both ends and all peers. Flink computes one OVER window per SELECT,
@@ -26,6 +29,7 @@ from pyflink.table.udf import udf
 
 from transforms import Agg, Catalog, FieldType
 from transforms.aggregations import Feature
+from transforms.expressions import BinOp, Col, Expr, Lit
 from transforms.rows import RowFunction
 
 ROWTIME = "rt"  # the event time as an event-time attribute (TIMESTAMP_LTZ(3))
@@ -43,7 +47,8 @@ SQL_TYPES = {FieldType.STRING: "STRING", FieldType.FLOAT64: "DOUBLE", FieldType.
 
 def register_row_functions(t_env: StreamTableEnvironment, catalog: Catalog) -> None:
     for fn in catalog.row_functions:
-        t_env.create_temporary_system_function(f"rowfn_{fn.name}", _pandas_udf(fn))
+        if fn.expr is None:
+            t_env.create_temporary_system_function(f"rowfn_{fn.name}", _pandas_udf(fn))
 
 
 def _pandas_udf(fn: RowFunction):
@@ -53,10 +58,35 @@ def _pandas_udf(fn: RowFunction):
 def row_function_sql(catalog: Catalog) -> list[str]:
     """SELECT items adding each row function's column (event time is passed as epoch ms)."""
     schema = catalog.schema
-    return [
-        f"rowfn_{fn.name}({', '.join(TS_MS if i == schema.event_time else _q(i) for i in fn.inputs)}) AS {_q(fn.name)}"
-        for fn in catalog.row_functions
-    ]
+    items = []
+    for fn in catalog.row_functions:
+        inputs = {i: TS_MS if i == schema.event_time else _q(i) for i in fn.inputs}
+        call = native_sql(fn.expr, inputs) if fn.expr is not None else f"rowfn_{fn.name}({', '.join(inputs.values())})"
+        items.append(f"{call} AS {_q(fn.name)}")
+    return items
+
+
+def native_sql(expr: Expr, columns: dict[str, str]) -> str:
+    """An integer expression as Flink SQL (BIGINT), rounding like numpy.
+
+    Flink's BIGINT ``/`` and ``MOD`` truncate toward zero; with a positive
+    constant ``k`` the floor modulo is ``MOD(MOD(a, k) + k, k)`` and the floor
+    division ``(a - floor_mod) / k`` is exact.
+    """
+    if isinstance(expr, Col):
+        return f"CAST({columns[expr.name]} AS BIGINT)"
+    if isinstance(expr, Lit):
+        return f"CAST({expr.value} AS BIGINT)"
+    assert isinstance(expr, BinOp)
+    a, b = native_sql(expr.left, columns), native_sql(expr.right, columns)
+    floor_mod = f"MOD(MOD({a}, {b}) + {b}, {b})"
+    if expr.op == "%":
+        return floor_mod
+    if expr.op == "//":
+        return f"(({a} - {floor_mod}) / {b})"
+    if expr.op in ("+", "-", "*"):
+        return f"({a} {expr.op} {b})"
+    return f"CAST({a} {expr.op} {b} AS BIGINT)"
 
 
 def feature_views(t_env: StreamTableEnvironment, source_view: str, catalog: Catalog, prefix: str = "tandem") -> str:
