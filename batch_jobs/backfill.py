@@ -10,8 +10,8 @@ properties: pinned jars, UTC), or as ``tandem backfill --start ... --end ...``.
 
 Windows reach back before ``--start``: the job reads the events it needs from
 ``start - longest window`` so the first day's features are complete. The rows
-are staged (persisted), checked (one row per event of the range, no missing
-value), and only then each feature table's partitions of the range are
+are staged (persisted), checked (one row per event of the range: same count
+and same ids as the events table, no missing value), and only then each feature table's partitions of the range are
 replaced in one Delta commit (``batch_jobs.delta_tables``).
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batch_jobs.compile_catalog import EVENT_DATE, feature_rows, group_table
@@ -74,37 +74,50 @@ def compute_features(spark: SparkSession, lake: Lake, catalog: Catalog, start: d
 def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: Catalog = REFERENCE_CATALOG) -> BackfillResult:
     if start > end:
         raise UserError(f"--start {start} is after --end {end}")
-    rows = compute_features(spark, lake, catalog, start, end).persist(StorageLevel.MEMORY_AND_DISK)
+    rows = compute_features(spark, lake, catalog, start, end)
+    # Stage only what the tables store: a row function no table keeps (amount_log1p) is never computed.
+    stored = list(dict.fromkeys(c for g in catalog.groups for c in group_table(rows, catalog, g.entity).columns))
+    staged = rows.select(*stored).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        n = _check_staged(spark, rows, lake, catalog, start, end)
+        n = _check_staged(spark, staged, lake, catalog, start, end)
         tables = {}
         for group in catalog.groups:
             path = lake.features(group.entity)
-            table = group_table(rows, catalog, group.entity)
+            table = group_table(staged, catalog, group.entity)
             replace_partitions(table, path, start, end, [group.key, catalog.schema.event_time, catalog.schema.event_id])
             tables[group.entity] = path
     finally:
-        rows.unpersist()
+        staged.unpersist()
     return BackfillResult(start, end, n, tables)
 
 
-def _check_staged(spark, rows: DataFrame, lake: Lake, catalog: Catalog, start: date, end: date) -> int:
+def _id_fingerprint(df: DataFrame, event_id: str) -> list[Column]:
+    """Row count and the sum of 64-bit id hashes: equal for two sets of rows with the same ids.
+
+    One aggregation pass with no shuffle (unlike a distinct count), and any
+    lost, extra or repeated event changes it.
+    """
+    return [F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(F.col(event_id)).cast("decimal(38,0)")).alias("ids")]
+
+
+def _check_staged(spark, staged: DataFrame, lake: Lake, catalog: Catalog, start: date, end: date) -> int:
     """Refuse to commit rows that are not exactly one complete feature row per event of the range."""
-    expected = spark.read.format("delta").load(lake.events).where(date_range_predicate(start, end)).count()
-    if expected == 0:
+    event_id = catalog.schema.event_id
+    events = spark.read.format("delta").load(lake.events).where(date_range_predicate(start, end))
+    expected = events.agg(*_id_fingerprint(events, event_id)).first()
+    if expected["n"] == 0:
         raise UserError(f"no events dated {start} .. {end} in {lake.events}: nothing to backfill")
-    names = [name for name, _ in catalog.feature_row_columns()]
-    stats = rows.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.countDistinct(catalog.schema.event_id).alias("ids"),
+    names = [c for c in staged.columns if c != EVENT_DATE]
+    stats = staged.agg(
+        *_id_fingerprint(staged, event_id),
         *(F.sum(F.col(c).isNull().cast("long")).alias(c) for c in names),
     ).first()
     nulls = {c: stats[c] for c in names if stats[c]}
-    if stats["n"] != expected or stats["ids"] != expected or nulls:
+    if stats["n"] != expected["n"] or stats["ids"] != expected["ids"] or nulls:
         raise RuntimeError(
-            f"staged feature rows failed validation, nothing committed: {stats['n']} rows, {stats['ids']} ids "
-            f"for {expected} events; null values: {nulls or 'none'}")
-    return expected
+            f"staged feature rows failed validation, nothing committed: {stats['n']} rows for {expected['n']} "
+            f"events, ids {'match' if stats['ids'] == expected['ids'] else 'differ'}; null values: {nulls or 'none'}")
+    return expected["n"]
 
 
 def parse_date(text: str, option: str) -> date:

@@ -17,6 +17,11 @@ Why each setting is here:
   (pyarrow 16.1 with pyspark 4.1), and a failure should be loud.
 - ``PYSPARK_PYTHON`` = this interpreter (unless set): Python workers get this
   venv's pyarrow/pandas instead of the first ``python3`` on PATH.
+- ``spark.driver.memory`` = ``$TANDEM_SPARK_DRIVER_MEMORY`` or 4g: in local
+  mode the driver is the only executor, and ingestion hands the validated
+  records to Spark from the driver, so Spark's 1g default dies with
+  ``OutOfMemoryError`` around 2 M records (BENCHMARKS.md); 4g held 2 M with
+  room to spare. A cluster deployment sets its own.
 - Small shuffle partitions, no UI, quiet logs: local runs on 2-core machines.
 - Warehouse and Derby dirs in a temp dir, so jobs never litter the cwd.
 
@@ -48,6 +53,7 @@ from tandem.jars import jars
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+DEFAULT_DRIVER_MEMORY = "4g"
 
 # Settings that may change on an existing session (spark-submit, notebooks).
 SQL_CONF = {
@@ -74,6 +80,7 @@ def _static_conf(scratch: str) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.default.parallelism": "4",
+        "spark.driver.memory": os.environ.get("TANDEM_SPARK_DRIVER_MEMORY", DEFAULT_DRIVER_MEMORY),
     }
 
 

@@ -126,6 +126,26 @@ def test_backfill_of_one_day_reads_the_history_its_windows_need(spark, lake):
     assert_same_rows(rows_by_id(compute_features(spark, lake, REFERENCE_CATALOG, MAY2, MAY2)), expected)
 
 
+@pytest.mark.parametrize("tamper", [
+    pytest.param(lambda rows: rows.limit(rows.count() - 1), id="one row missing"),
+    pytest.param(lambda rows: rows.union(rows.limit(1)), id="one row twice"),
+    pytest.param(lambda rows: rows.withColumn(
+        "transaction_id", F.when(F.col("transaction_id") == F.lit(rows.first()["transaction_id"]), F.lit("other"))
+        .otherwise(F.col("transaction_id"))), id="one id replaced"),
+    pytest.param(lambda rows: rows.withColumn(
+        "user_amount_sum_1h", F.when(F.col("user_txn_count_1h") == 1, F.lit(None)).otherwise(F.col("user_amount_sum_1h"))),
+        id="null feature value"),
+])
+def test_staged_rows_that_are_not_one_complete_row_per_event_are_refused(spark, lake, tamper):
+    from batch_jobs.backfill import _check_staged
+
+    lake, _ = lake
+    rows = compute_features(spark, lake, REFERENCE_CATALOG, MAY1, MAY2)
+    assert _check_staged(spark, rows, lake, REFERENCE_CATALOG, MAY1, MAY2) == rows.count()
+    with pytest.raises(RuntimeError, match="failed validation, nothing committed"):
+        _check_staged(spark, tamper(rows), lake, REFERENCE_CATALOG, MAY1, MAY2)
+
+
 def test_backfill_of_a_range_without_events_is_an_error(spark, lake):
     lake, _ = lake
     with pytest.raises(UserError, match="no events dated 2024-06-01"):
