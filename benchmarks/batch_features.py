@@ -31,18 +31,13 @@ What it does, in order:
      epoch ms), native SUM/AVG/MAX/COUNT, ``size(collect_set())``, native
      ``hour()`` (session zone UTC), one query per table.
 
-   and variants of A that each remove one of Tandem's costs, to attribute A's
-   extra time (``--no-variants`` skips them):
+   and variants of A' that compile float sums/means differently, to price
+   Tandem's prefix-state compilation (``--no-variants`` skips them):
 
-   * ``A-check``  A without the validation pass (persist + the two writes);
-   * ``A'+native rows``  A' with ``is_night``/``amount_log1p`` as native
-     expressions instead of pandas UDFs;
-   * ``A'+native rows+Aggregator sums``  that, with float sums through a plain
-     double-sum ``Aggregator`` built like Tandem's (``benchmarks/jvm``, compiled
-     with ``javac`` at start; skipped without a JDK): separates the cost of
-     Spark's Aggregator plumbing from ExactSum's own arithmetic;
-   * ``A'+native rows+sums``  that, with Spark's native SUM instead of the
-     ``exact_sum`` UDAF (fast but not exact: what B does).
+   * ``A' sliding exact_sum``  ``exact_sum`` over each sliding RANGE frame
+     (exact; Tandem's compilation before prefix states);
+   * ``A' sliding native SUM``  Spark's SUM over each sliding frame (what B
+     does; fast where frames are small, but not exact).
 4. Compares every output with A's tables, feature by feature (A is bit-exact
    with the reference evaluator: tests/test_batch_path.py).
 
@@ -190,37 +185,6 @@ def frame_stats(lake_events: str, folder: Path, say) -> dict:
         if proc.exitcode != 0:
             return {}
     return json.loads(path.read_text())
-
-
-PROBE_SOURCE = REPO / "benchmarks" / "jvm" / "PlainSumAggregator.java"
-
-
-def build_probe_jar(folder: Path, say) -> Path | None:
-    """Compile the Aggregator probe (benchmarks/jvm) against PySpark's jars; None when javac is missing."""
-    import hashlib
-
-    import pyspark
-
-    digest = hashlib.sha256(PROBE_SOURCE.read_bytes()).hexdigest()[:12]
-    jar = folder / f"probe-{digest}.jar"
-    if jar.exists():
-        return jar
-    if not (shutil.which("javac") and shutil.which("jar")):
-        say("javac/jar not found: skipping the Aggregator probe variant")
-        return None
-    classes = folder / "probe-classes"
-    shutil.rmtree(classes, ignore_errors=True)
-    classpath = str(Path(pyspark.__file__).parent / "jars" / "*")
-    try:
-        subprocess.run(["javac", "--release", "17", "-nowarn", "-cp", classpath, "-d", str(classes),
-                        str(PROBE_SOURCE)], check=True, capture_output=True, text=True)
-        subprocess.run(["jar", "cf", str(jar), "-C", str(classes), "."], check=True, capture_output=True, text=True)
-    except subprocess.CalledProcessError as e:
-        say(f"compiling {PROBE_SOURCE.name} failed, skipping the Aggregator probe variant: {e.stderr.strip()[:500]}")
-        return None
-    finally:
-        shutil.rmtree(classes, ignore_errors=True)
-    return jar
 
 
 # --------------------------------------------------------------------------- memory and CPU sampling
@@ -430,85 +394,53 @@ def job_a_direct(ctx: Context) -> None:
     _write_groups(ctx, compute_features(ctx.spark, ctx.lake, C, ctx.start, ctx.end), "A'")
 
 
-def job_a_no_check(ctx: Context) -> None:
-    """The backfill's persist + writes, without the validation pass (splits staging into its parts)."""
-    from pyspark import StorageLevel
+@contextlib.contextmanager
+def compiled_float_sums(kind: str):
+    """Compile float sums/means another way, to price Tandem's prefix-state compilation.
 
+    ``sliding exact``: ``exact_sum`` over each sliding RANGE frame (Tandem's
+    compilation before the prefix form: exact, but re-aggregates every frame);
+    ``sliding native``: Spark's SUM / SUM/COUNT over the sliding frame (what B
+    does; not exact).
+    """
+    from pyspark.sql import functions as F
+
+    import batch_jobs.compile_catalog as cc
+    from transforms import Agg
+
+    saved, saved_states = cc._aggregate, cc._prefix_states
+
+    def aggregate(feature, col_type, order, event_id):
+        if not cc._exact(feature, col_type):
+            return saved(feature, col_type, order, event_id)
+        frame = order.rangeBetween(-feature.window_ms, 0)
+        col = F.col(feature.of).cast("double")
+        total = F.call_function("exact_sum", col) if kind == "sliding exact" else F.sum(col)
+        return total.over(frame) if feature.agg is Agg.SUM else total.over(frame) / F.count(F.lit(1)).over(frame)
+
+    cc._aggregate, cc._prefix_states = aggregate, lambda *args: {}
+    try:
+        yield
+    finally:
+        cc._aggregate, cc._prefix_states = saved, saved_states
+
+
+def job_a_sliding_exact(ctx: Context) -> None:
     from batch_jobs.backfill import compute_features
     from transforms import REFERENCE_CATALOG as C
 
-    rows = compute_features(ctx.spark, ctx.lake, C, ctx.start, ctx.end).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        _write_groups(ctx, rows, "A-check")
-    finally:
-        rows.unpersist()
+    with compiled_float_sums("sliding exact"):
+        rows = compute_features(ctx.spark, ctx.lake, C, ctx.start, ctx.end)  # the plan is built here
+    _write_groups(ctx, rows, "A' sliding exact_sum")
 
 
-def _native_row_features(ctx: Context):
-    """compute_features with the two row functions as native Spark expressions instead of pandas UDFs."""
-    from pyspark.sql import functions as F
-
-    from batch_jobs.backfill import events_for_range
-    from batch_jobs.compile_catalog import EVENT_DATE, TS_MS, with_features
-    from batch_jobs.delta_tables import date_range_predicate
-    from batch_jobs.exact_sum import register_exact_sum
+def job_a_sliding_native(ctx: Context) -> None:
+    from batch_jobs.backfill import compute_features
     from transforms import REFERENCE_CATALOG as C
 
-    register_exact_sum(ctx.spark)
-    t = C.schema.event_time
-    df = (events_for_range(ctx.spark, ctx.lake, C, ctx.start, ctx.end)
-          .withColumn(TS_MS, F.unix_millis(F.col(t)))
-          .withColumn("amount_log1p", F.log1p("amount"))
-          .withColumn("is_night", (F.hour(F.col(t)) < 6).cast("long")))
-    df = with_features(df, C)
-    columns = [name for name, _ in C.feature_row_columns()]
-    return df.select(*columns, F.to_date(F.col(t)).alias(EVENT_DATE)).where(date_range_predicate(ctx.start, ctx.end))
-
-
-@contextlib.contextmanager
-def native_sums():
-    """Compile float sums/means to Spark's native SUM instead of the exact_sum UDAF (not exact!)."""
-    from pyspark.sql import functions as F
-
-    import batch_jobs.compile_catalog as cc
-
-    saved = cc._exact_sum
-    cc._exact_sum = lambda col: F.sum(col)
-    try:
-        yield
-    finally:
-        cc._exact_sum = saved
-
-
-@contextlib.contextmanager
-def aggregator_sums():
-    """Compile float sums/means to the plain-sum Aggregator probe: exact_sum's plumbing, not its arithmetic."""
-    from pyspark.sql import functions as F
-
-    import batch_jobs.compile_catalog as cc
-
-    saved = cc._exact_sum
-    cc._exact_sum = lambda col: F.call_function("plain_sum_udaf", col)
-    try:
-        yield
-    finally:
-        cc._exact_sum = saved
-
-
-def job_a_native_rows_aggregator(ctx: Context) -> None:
-    with aggregator_sums():
-        rows = _native_row_features(ctx)
-    _write_groups(ctx, rows, "A'+native rows+Aggregator sums")
-
-
-def job_a_native_rows(ctx: Context) -> None:
-    _write_groups(ctx, _native_row_features(ctx), "A'+native rows")
-
-
-def job_a_native_rows_sums(ctx: Context) -> None:
-    with native_sums():
-        rows = _native_row_features(ctx)  # the plan is built (and _exact_sum read) here
-    _write_groups(ctx, rows, "A'+native rows+sums")
+    with compiled_float_sums("sliding native"):
+        rows = compute_features(ctx.spark, ctx.lake, C, ctx.start, ctx.end)
+    _write_groups(ctx, rows, "A' sliding native SUM")
 
 
 def hand_written_sql(ctx: Context) -> dict[str, str]:
@@ -575,20 +507,16 @@ def job_b(ctx: Context) -> None:
 
 MAIN_JOBS = {"A": job_a, "A'": job_a_direct, "B": job_b}
 VARIANTS = {
-    "A-check": job_a_no_check,
-    "A'+native rows": job_a_native_rows,
-    "A'+native rows+Aggregator sums": job_a_native_rows_aggregator,
-    "A'+native rows+sums": job_a_native_rows_sums,
+    "A' sliding exact_sum": job_a_sliding_exact,
+    "A' sliding native SUM": job_a_sliding_native,
 }
 DESCRIPTIONS = {
-    "A": "Tandem backfill() as shipped: compute_features, persist, validation pass, 2 writes",
-    "A'": "compute_features -> group_table -> replace_partitions (no persist/validation)",
+    "A": "Tandem backfill() as shipped: compute_features, staged (persist), validation pass, 2 writes",
+    "A'": "compute_features -> group_table -> replace_partitions (no staging/validation)",
     "B": "hand-written Spark SQL, native windows/aggregates, one query per table",
-    "A-check": "A without the validation pass (persist + 2 writes)",
-    "A'+native rows": "A' with log1p / hour()<6 as native expressions instead of pandas UDFs",
-    "A'+native rows+Aggregator sums": "A'+native rows with a plain double-sum Aggregator (exact_sum's plumbing, "
-                                      "not its arithmetic; not exact)",
-    "A'+native rows+sums": "A'+native rows with native SUM instead of exact_sum (not exact)",
+    "A' sliding exact_sum": "A' with float sums/means as exact_sum over each sliding frame (exact; the "
+                            "compilation before prefix states)",
+    "A' sliding native SUM": "A' with float sums/means as Spark's SUM over each sliding frame (not exact)",
 }
 
 
@@ -778,27 +706,6 @@ def print_report(console, res: Results, runs: list[Run]) -> None:
     for job in [j for j in DESCRIPTIONS if any(r.job == j for r in runs)]:
         console.print(f"  {job:<31} {DESCRIPTIONS[job]}")
 
-    a = median_wall(runs, "A")
-    steps = [("A (backfill)", "A"), ("A-check", "A-check"), ("A'", "A'"),
-             ("A'+native rows", "A'+native rows"),
-             ("A'+native rows+Aggregator sums", "A'+native rows+Aggregator sums"),
-             ("A'+native rows+sums", "A'+native rows+sums"), ("B", "B")]
-    have = {r.job for r in runs}
-    steps = [(label, job) for label, job in steps if job in have]
-    if len(steps) > 2:
-        t = Table(title="Where A's extra time goes (each step removes one cost; medians)")
-        for col in ("step", "median s", "saved vs previous s", "share of A-B gap"):
-            t.add_column(col, justify="left" if col == "step" else "right")
-        gap = a - b
-        prev = None
-        for label, job in steps:
-            med = median_wall(runs, job)
-            saved = "" if prev is None else f"{prev - med:+.1f}"
-            share = "" if prev is None or gap <= 0 else f"{(prev - med) / gap:.0%}"
-            t.add_row(label, f"{med:.1f}", saved, share)
-            prev = med
-        console.print(t)
-
     if res.differences:
         names = list(res.differences)
         t = Table(title="Feature values that differ from A's (A is bit-exact with the reference evaluator)")
@@ -844,8 +751,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds; each runs A, A', B and the variants, in reverse order every other round (default 2)")
     parser.add_argument("--no-variants", action="store_true", help="skip the profiling variants")
-    parser.add_argument("--driver-memory", default="8g",
-                        help="spark.driver.memory (default 8g; Spark's default 1g runs out of heap ingesting 2M events)")
+    parser.add_argument("--driver-memory", default=None,
+                        help="spark.driver.memory (default: build_spark's, 4g)")
     parser.add_argument("--reingest", action="store_true", help="ingest again even when a cached lake exists")
     parser.add_argument("--data-dir", default=str(DATA_DIR), help="cache folder (default benchmarks/.data)")
     args = parser.parse_args(argv)
@@ -865,12 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     from tandem.lake import Lake
     from transforms import REFERENCE_CATALOG
 
-    from tandem.jars import jars
-
-    probe = None if args.no_variants else build_probe_jar(Path(args.data_dir).resolve(), say)
-    conf = {"spark.driver.memory": args.driver_memory}
-    if probe:  # build_spark's own jars plus the probe: same session settings otherwise
-        conf["spark.jars"] = ",".join(str(j) for j in [*jars("spark"), *jars("udf"), probe])
+    conf = {"spark.driver.memory": args.driver_memory} if args.driver_memory else {}
     say("starting Spark (build_spark, local[*]) ...")
     spark = build_spark("tandem-benchmark", conf=conf)
     spark.sparkContext.setLogLevel("ERROR")
@@ -933,10 +835,6 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(warm.lake.root, ignore_errors=True)
 
     variants = {} if args.no_variants else dict(VARIANTS)
-    if probe:
-        spark.sparkContext._jvm.dev.tandem.bench.PlainSumAggregator.register(spark._jsparkSession)
-    else:
-        variants.pop("A'+native rows+Aggregator sums", None)
     order = list({**MAIN_JOBS, **variants}.items())
     for rnd in range(1, args.rounds + 1):
         # Odd rounds run the list forwards, even rounds backwards: no job always goes first.
@@ -945,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
 
     say("comparing feature values with A's tables (not timed) ...")
     reference = table_paths(ctx, "A")
-    for job in ["B", "A'", "A'+native rows", "A'+native rows+sums"]:
+    for job in ["B", "A'", "A' sliding exact_sum", "A' sliding native SUM"]:
         if any(r.job == job for r in runs):
             res.differences[job] = compare_tables(spark, reference, table_paths(ctx, job))
     res.row_functions = compare_row_functions(ctx)
