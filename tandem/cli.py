@@ -197,6 +197,44 @@ def stream(
               + (", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items())) or "none") + f" -> {out_dir}")
 
 
+@app.command()
+def parity(
+    events: Annotated[Path, typer.Option(help="Transactions: .jsonl or .parquet, replayed by the stream in file order.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="A new (or empty) folder for the outputs and reports.")],
+    allowed_lateness: Annotated[str, typer.Option(help="The stream's allowed lateness, e.g. 500ms, 5s, 2m.")] = "5s",
+) -> None:
+    """Run the batch (Spark) and stream (Flink) paths and the reference on the same events; compare per feature.
+
+    Exit 0 only when every difference is explained by a late event the stream reported.
+    """
+    from contextlib import contextmanager
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from tandem.parity.report import print_table
+    from tandem.parity.run import REPORT_HTML, REPORT_JSON, check_out_dir, run_parity
+
+    lateness = _duration_ms(allowed_lateness, "--allowed-lateness")
+    check_out_dir(out_dir)
+    with Progress(SpinnerColumn(finished_text="[green]✓[/]"), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        @contextmanager
+        def step(name: str):
+            task = progress.add_task(name, total=1)
+            try:
+                yield
+            except BaseException:
+                progress.remove_task(task)  # the error line says what failed
+                raise
+            progress.update(task, completed=1)
+
+        result = run_parity(events, out_dir, lateness, REFERENCE_CATALOG, step=step)
+    print_table(result, out)
+    out.print(f"reports: {out_dir / REPORT_JSON}, {out_dir / REPORT_HTML}", highlight=False)
+    if not result.comparison.passed:
+        raise typer.Exit(1)
+
+
 def _evaluate_and_report(events: Path, out_dir: Path | None, lateness_ms: int | None) -> None:
     from tandem.events_io import read_events, write_feature_rows, write_rejections
     from tandem.reference import evaluate

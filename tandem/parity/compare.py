@@ -187,7 +187,8 @@ def compare(batch: PathOutput, stream: PathOutput, refs: References,
     windows = _FeatureWindows(catalog, rb, confirmed)
     stats = _column_stats(catalog)
     mismatches: list[Mismatch] = []
-    ids = sorted(set(b_rows) | set(s_rows) | set(rb) | set(rs), key=lambda i: (rb.get(i, {}).get(schema.event_time, 0), i))
+    ids = sorted(set(b_rows) | set(s_rows) | set(rb) | set(rs),
+                 key=lambda i: (rb.get(i, {}).get(schema.event_time, 0), str(i)))
     for i in ids:
         b, s, ref_b, ref_s = b_rows.get(i), s_rows.get(i), rb.get(i), rs.get(i)
         for col in stats:
