@@ -1,6 +1,7 @@
 """The ``tandem`` command line. Verbs wrap the library; a user's mistake is one line on stderr.
 
-Exit codes: 0 ok, 1 a failed run (e.g. bad input data), 2 a usage error.
+Exit codes: 0 ok, 1 a failed run (e.g. bad input data), 2 a usage error,
+3 ``tandem shadow --fail-on-change`` found a change.
 """
 
 from __future__ import annotations
@@ -233,6 +234,32 @@ def parity(
     out.print(f"reports: {out_dir / REPORT_JSON}, {out_dir / REPORT_HTML}", highlight=False)
     if not result.comparison.passed:
         raise typer.Exit(1)
+
+
+@app.command()
+def shadow(
+    candidate: Annotated[str, typer.Option(help="The changed catalog: pkg.module or path/to/file.py, "
+                                                "optionally :ATTRIBUTE.")],
+    events: Annotated[Path, typer.Option(help="Transactions (.jsonl or .parquet) both catalogs run on.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="A new (or empty) folder for shadow.json and the lakes.")],
+    fail_on_change: Annotated[bool, typer.Option(help="Exit 3 when any feature changed (for CI gates).")] = False,
+) -> None:
+    """Run a changed catalog beside the current one on the same events (batch path) and report what changed."""
+    from tandem.shadow import REPORT_JSON, print_report, run_shadow
+
+    with console.status("shadow run") as status:
+        result = run_shadow(events, candidate, out_dir, step=lambda name: _status_step(status, name))
+    print_report(result, out)
+    out.print(f"report: {out_dir / REPORT_JSON}", highlight=False)
+    if fail_on_change and result.changed:
+        raise typer.Exit(3)
+
+
+def _status_step(status, name: str):
+    from contextlib import nullcontext
+
+    status.update(name)
+    return nullcontext()
 
 
 def _evaluate_and_report(events: Path, out_dir: Path | None, lateness_ms: int | None) -> None:
