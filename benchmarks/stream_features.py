@@ -813,8 +813,14 @@ def machine_info(redis_url: str) -> dict:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    commit = git.stdout.strip() if git.returncode == 0 else (
+        (REPO / ".commit").read_text().strip() if (REPO / ".commit").exists() else "unknown")
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip() if git.returncode == 0 else ""
     kafka_jar = next((p.name for p in jars("kafka") if p.name.startswith("kafka_")), "?")
     return {
+        "code": f"{commit}{' + uncommitted changes' if dirty else ''}",
         "nproc": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count()),
         "memory_gib": round(mem_kb / 2**20, 1),
         "cpu": cpu,
