@@ -105,6 +105,8 @@ def print_table(run, console: Console) -> None:
     give the largest of all differing values too.
     """
     c = run.comparison
+    if not console.is_terminal and console.width < 110:  # a pipe or CI log: whole headers, not "explai…"
+        console = Console(file=console.file, width=110)
     table = Table(title=f"Parity: batch (Spark) vs stream (Flink), allowed lateness "
                         f"{format_duration(run.allowed_lateness_ms)}")
     table.add_column("column", no_wrap=True)
