@@ -35,7 +35,7 @@ from tandem.errors import UserError
 from tandem.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, raw_text, read_events
 from tandem.lake import Lake
 from transforms import Catalog, Invalid
-from transforms.schema import record_shape, schema_drift
+from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now, record_shape, schema_drift
 
 SOURCE_COLUMNS = [("_source", StringType()), ("_source_sha256", StringType()), ("_position", LongType())]
 
@@ -62,8 +62,13 @@ def input_files(path: str | Path) -> list[Path]:
     return files
 
 
-def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog) -> IngestResult:
-    """Validate, deduplicate and append the records under ``path`` to the lake."""
+def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,
+           max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS) -> IngestResult:
+    """Validate, deduplicate and append the records under ``path`` to the lake.
+
+    An event time more than ``max_future_ms`` ahead of the clock when its
+    record is read is invalid (``transforms.schema.DEFAULT_MAX_FUTURE_MS`` says why).
+    """
     result = IngestResult()
     done = _ingested_hashes(spark, lake)
     valid_parts, rejected_parts, hashes = [], [], []
@@ -72,7 +77,7 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog) 
         if sha in done:
             result.skipped_files.append(str(file))
             continue
-        valid, rejected, shapes, n = _read_and_validate(file, sha, file_index, catalog)
+        valid, rejected, shapes, n = _read_and_validate(file, sha, file_index, catalog, max_future_ms)
         if n == 0:
             raise UserError(f"{file}: holds no records")
         drift = schema_drift(catalog.schema, shapes)
@@ -109,7 +114,7 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog) 
     return result
 
 
-def _read_and_validate(file: Path, sha: str, file_index: int, catalog: Catalog):
+def _read_and_validate(file: Path, sha: str, file_index: int, catalog: Catalog, max_future_ms: int | None):
     """One pass over a file with the reference reader: typed valid rows, rejections, shapes."""
     schema = catalog.schema
     valid: dict[str, list] = {name: [] for name in schema.field_names}
@@ -123,7 +128,7 @@ def _read_and_validate(file: Path, sha: str, file_index: int, catalog: Catalog):
         shape = record_shape(record)
         if shape is not None:
             shapes[shape] += 1
-        event = schema.validate(record)
+        event = schema.validate(record, not_after_now(max_future_ms))
         if isinstance(event, Invalid):
             rid = record.get(schema.event_id) if isinstance(record, dict) else None
             rejected.append({

@@ -5,7 +5,10 @@ The stages, each the stream twin of a rule in ``tandem/reference.py``:
 1. **Validate** (Python UDF): every raw line goes through the very reader and
    validator the reference uses (``tandem.events_io.decode_json_line``,
    ``transforms.schema``). Blank lines are skipped as the file reader skips
-   them; invalid records become dead letters (``invalid``).
+   them; invalid records become dead letters (``invalid``), among them an
+   event time more than ``max_future_ms`` ahead of the wall clock when the
+   record is validated (``transforms.schema.DEFAULT_MAX_FUTURE_MS``), so one
+   far-future event cannot advance the watermark and make later events late.
 2. **Deduplicate** (native ``COUNT(*) OVER (PARTITION BY id ORDER BY
    proctime)``): the first valid record of an id in arrival order is the
    event; later ones are dead letters (``duplicate``). State per id expires
@@ -39,7 +42,7 @@ from stream_jobs.compile_catalog import FLINK_TYPES, ROWTIME, TS_MS, feature_vie
 from stream_jobs.exact_sum import register_exact_sum
 from tandem.events_io import decode_json_line
 from transforms import Catalog, Invalid
-from transforms.schema import Undecodable
+from transforms.schema import DEFAULT_MAX_FUTURE_MS, Undecodable, not_after_now
 
 #: Status words of the validation UDF.
 OK, INVALID, BLANK = "ok", "invalid", "blank"
@@ -60,7 +63,7 @@ def _validated_row_type(catalog: Catalog):
     return DataTypes.ROW(fields)
 
 
-def _validation_udf(catalog: Catalog):
+def _validation_udf(catalog: Catalog, max_future_ms: int | None):
     schema = catalog.schema
     width = len(schema.fields)
 
@@ -68,7 +71,7 @@ def _validation_udf(catalog: Catalog):
         if not line.strip():
             return Row(BLANK, None, None, None, *([None] * width))
         record = decode_json_line(line)
-        event = schema.validate(record)
+        event = schema.validate(record, not_after_now(max_future_ms))
         if isinstance(event, Invalid):
             rid = record.get(schema.event_id) if isinstance(record, dict) and not isinstance(record, Undecodable) else None
             return Row(INVALID, event.kind.value, event.detail, rid if isinstance(rid, str) else None, *([None] * width))
@@ -78,14 +81,14 @@ def _validation_udf(catalog: Catalog):
 
 
 def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, allowed_lateness_ms: int,
-          dedup_ttl_ms: int = 7 * 86_400_000) -> StreamOutputs:
+          dedup_ttl_ms: int = 7 * 86_400_000, max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS) -> StreamOutputs:
     """Define the job's views over ``source_table`` (one STRING column ``line``); return the output views."""
     schema = catalog.schema
     fields = [f.name for f in schema.fields]
     eid, etime = schema.event_id, schema.event_time
     register_exact_sum(t_env)
     register_row_functions(t_env, catalog)
-    t_env.create_temporary_system_function("tandem_validate", _validation_udf(catalog))
+    t_env.create_temporary_system_function("tandem_validate", _validation_udf(catalog, max_future_ms))
     t_env.get_config().set("table.exec.state.ttl", f"{dedup_ttl_ms} ms")
 
     # 1. validate

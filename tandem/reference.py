@@ -61,10 +61,14 @@ def evaluate(
     records: Iterable[Any],
     catalog: Catalog = REFERENCE_CATALOG,
     allowed_lateness_ms: int | None = None,
+    not_after_ms: int | None = None,
 ) -> Evaluation:
     """Evaluate ``catalog`` over raw ``records`` in arrival order.
 
     ``allowed_lateness_ms=None`` is the batch path: every valid event counts.
+    ``not_after_ms``: an event time after it is ``invalid`` (``out_of_domain``),
+    as the engines reject events too far ahead of their clock
+    (``transforms.schema.DEFAULT_MAX_FUTURE_MS``); None: no such bound.
     """
     schema = catalog.schema
     accepted: list[dict[str, Any]] = []
@@ -73,7 +77,7 @@ def evaluate(
     max_time: int | None = None
     position = -1
     for position, raw in enumerate(records):
-        event = schema.validate(raw)
+        event = schema.validate(raw, not_after_ms)
         if isinstance(event, Invalid):
             rid = raw.get(schema.event_id) if isinstance(raw, dict) else None
             rejected.append(

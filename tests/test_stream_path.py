@@ -24,8 +24,8 @@ def run_stream(t_env, tmp_path, records, lateness_ms):
     return feature_rows(out, REFERENCE_CATALOG), dead_letters(out)
 
 
-def assert_matches_reference(records, got_rows, got_dead, lateness_ms):
-    expected = evaluate(records, allowed_lateness_ms=lateness_ms)
+def assert_matches_reference(records, got_rows, got_dead, lateness_ms, not_after_ms=None):
+    expected = evaluate(records, allowed_lateness_ms=lateness_ms, not_after_ms=not_after_ms)
     got = {r["transaction_id"]: r for r in got_rows}
     assert len(got) == len(got_rows) == len(expected.rows)
     mismatches = [(r["transaction_id"], c, got.get(r["transaction_id"], {}).get(c), r[c])

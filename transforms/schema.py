@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,14 @@ from typing import Any
 MIN_EVENT_TIME_MS = 1
 MAX_EVENT_TIME_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_EXACT_INT_AS_DOUBLE = 2**53
+
+#: How far ahead of the wall clock an event time may be when the record crosses
+#: the boundary (sources pass ``not_after_ms = now + this`` to :meth:`EventSchema.validate`).
+#: Producer clocks drift by seconds, so an hour never rejects a real event; a
+#: time-zone mistake or a unit typo is hours to years ahead, and on the stream
+#: path one such event would advance the watermark and make every later event
+#: ``late`` until real time caught up. The bound caps that damage at an hour.
+DEFAULT_MAX_FUTURE_MS = 3_600_000
 
 
 class FieldType(enum.Enum):
@@ -107,10 +116,13 @@ class EventSchema:
     def get_field(self, name: str) -> Field:
         return self._by_name[name]
 
-    def validate(self, record: Any) -> dict[str, Any] | Invalid:
+    def validate(self, record: Any, not_after_ms: int | None = None) -> dict[str, Any] | Invalid:
         """Return the typed event (event time as UTC epoch ms) or why it is invalid.
 
         Fields are checked in schema order, so the reported problem is deterministic.
+        ``not_after_ms``: the latest event time accepted (``out_of_domain``
+        beyond it); callers compute it from their clock and
+        :data:`DEFAULT_MAX_FUTURE_MS`. None keeps only the fixed range.
         """
         if isinstance(record, Undecodable):
             return Invalid(InvalidKind.UNPARSEABLE, None, record.error)
@@ -130,6 +142,10 @@ class EventSchema:
                 return typed
             if f.rule is not None and (problem := f.rule(typed)) is not None:
                 return Invalid(InvalidKind.OUT_OF_DOMAIN, f.name, f"{f.name}: {problem}")
+            if f.name == self.event_time and not_after_ms is not None and typed > not_after_ms:
+                return Invalid(InvalidKind.OUT_OF_DOMAIN, f.name,
+                               f"{f.name}: {format_timestamp_ms(typed)} is after {format_timestamp_ms(not_after_ms)}, "
+                               "the latest event time accepted now (wall clock + max future)")
             event[f.name] = typed
         unknown = sorted(str(k) for k in record if k not in self._by_name)
         if unknown:
@@ -245,6 +261,11 @@ def parse_iso_timestamp_ms(text: str) -> int | str:
             return f"{_short(text)} has an invalid UTC offset"
         offset_ms = sign * (oh * 60 + om) * 60_000
     return (local - _EPOCH) // timedelta(milliseconds=1) + int(fraction[:3]) - offset_ms
+
+
+def not_after_now(max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS) -> int | None:
+    """``not_after_ms`` for a record crossing the boundary now (None: no bound)."""
+    return None if max_future_ms is None else time.time_ns() // 1_000_000 + max_future_ms
 
 
 def format_timestamp_ms(ms: int) -> str:
