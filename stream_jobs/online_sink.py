@@ -1,8 +1,9 @@
 """The stream job's online sink: the latest feature row per entity, into Redis, in Feast's own layout.
 
 Feast's ``get_online_features`` on ``feature_repo/`` reads what this writes,
-because every byte is made by Feast's own functions, as Feast's Redis online
-store (``feast/infra/online_stores/redis.py``, feast 0.67) writes and reads it:
+because every byte is made by Feast's own functions and messages (one
+conversion spelled out, byte-identical), as Feast's Redis online store
+(``feast/infra/online_stores/redis.py``, feast 0.67) writes and reads it:
 
 - **hash key** = ``serialize_entity_key(EntityKey(join_keys=[group.key],
   entity_values=[Value(string_val=key)]), entity_key_serialization_version)``
@@ -10,9 +11,10 @@ store (``feast/infra/online_stores/redis.py``, feast 0.67) writes and reads it:
   the function Feast's ``online_write_batch`` calls (its reads build the same
   bytes in ``_generate_redis_keys_for_entities``);
 - **feature field** = ``_mmh3("<view>:<feature>")``, the 4-byte little-endian
-  murmur3 of the name; its value a serialized ``feast.types.Value``, converted by
-  ``feast.type_map.python_values_to_proto_values`` (what materialization uses);
-  ``None`` becomes an empty ``Value``, which Feast reads as null;
+  murmur3 of the name; its value a serialized ``feast.types.Value``, the bytes
+  ``feast.type_map.python_values_to_proto_values`` (what materialization uses)
+  gives (:func:`serialized_values`); ``None`` becomes an empty ``Value``, which
+  Feast reads as null;
 - **``_ts:<view>``** = a serialized ``google.protobuf.Timestamp`` of the row's event time;
 - the EXPIRE of ``online_store.key_ttl_seconds``, when the repo sets one.
 
@@ -277,6 +279,7 @@ class OnlineWriter:
         self.batch_size, self.max_tries = batch_size, max_tries
         self.backoff, self.max_backoff = backoff, max_backoff
         self.stats = WriteStats()
+        self._hash_keys: dict[tuple[str, str], bytes] = {}
         self._client, self.address = _connect(address, socket_timeout, connect_timeout)
         try:
             self._client.ping()
@@ -285,11 +288,18 @@ class OnlineWriter:
             self._client.close()
             raise RedisUnreachable(f"Redis at {self.address} is unreachable: {_one_line(e)}") from None
 
-    # --- encoding, all by Feast's functions ---------------------------------------------------
+    # --- encoding, by Feast's functions and messages --------------------------------------------
 
     def _hash_key(self, key_column: str, value: str) -> bytes:
-        entity_key = EntityKeyProto(join_keys=[key_column], entity_values=[ValueProto(string_val=value)])
-        return _redis_key(self.project, entity_key, entity_key_serialization_version=self.key_version)
+        """Feast's hash key of an entity; memoised, since hot entities come back in every batch."""
+        key = self._hash_keys.get((key_column, value))
+        if key is None:
+            if len(self._hash_keys) >= _HASH_KEY_CACHE:
+                self._hash_keys.clear()
+            entity_key = EntityKeyProto(join_keys=[key_column], entity_values=[ValueProto(string_val=value)])
+            key = _redis_key(self.project, entity_key, entity_key_serialization_version=self.key_version)
+            self._hash_keys[(key_column, value)] = key
+        return key
 
     def _event_ms(self, row: Mapping[str, Any]) -> int:
         t = row[self.event_time]
@@ -305,44 +315,44 @@ class OnlineWriter:
 
     def _commands(self, rows: Iterable[Mapping[str, Any]], stats: WriteStats) -> list[tuple[_View, bytes, list]]:
         """(view, hash key, EVALSHA args) for the latest row of each (view, entity) of ``rows``."""
-        latest: dict[tuple[int, str], tuple[int, Mapping[str, Any]]] = {}
-        count = [0] * len(self.views)
+        latest: list[dict[str, tuple[int, Mapping[str, Any]]]] = [{} for _ in self.views]
+        key_columns = [view.key for view in self.views]
+        count = 0
         for row in rows:
+            count += 1
             try:
                 t = self._event_ms(row)
-                for i, view in enumerate(self.views):
-                    count[i] += 1
-                    k = (i, _key_value(view.key, row[view.key]))
-                    seen = latest.get(k)
+                for key_column, seen_by_key in zip(key_columns, latest):
+                    k = _key_value(key_column, row[key_column])
+                    seen = seen_by_key.get(k)
                     if seen is None or t >= seen[0]:  # equal: a peer or a replay, identical features
-                        latest[k] = (t, row)
+                        seen_by_key[k] = (t, row)
             except KeyError as e:
                 raise ValueError(f"feature row lacks column {e.args[0]!r}: {dict(row)!r}"[:500]) from None
         out = []
-        for i, view in enumerate(self.views):
-            picked = [(self._hash_key(view.key, key), t, row) for (vi, key), (t, row) in latest.items() if vi == i]
-            stats._add("superseded", view.name, count[i] - len(picked))
+        for view, seen_by_key in zip(self.views, latest):
+            picked = list(seen_by_key.items())
+            stats._add("superseded", view.name, count - len(picked))
             if not picked:
                 continue
             columns = []
             for name, field_key, value_type in view.features:
                 try:
-                    raw = [row[name] for _, _, row in picked]
+                    raw = [row[name] for _, (_, row) in picked]
                 except KeyError as e:
                     raise ValueError(f"feature row lacks feature {e.args[0]!r} of view {view.name!r}") from None
                 if value_type is ValueType.INT64:  # Feast's conversion would truncate 1.5 to 1, silently
                     bad = next((v for v in raw if isinstance(v, float) and not v.is_integer()), None)
                     if bad is not None:
                         raise ValueError(f"feature {name!r} is INT64 but a row has {bad!r}")
-                values = python_values_to_proto_values(raw, value_type)
-                columns.append((field_key, values))
-            for j, (key, t, _) in enumerate(picked):
+                columns.append((field_key, serialized_values(raw, value_type)))
+            for j, (key, (t, _)) in enumerate(picked):
                 ts = Timestamp()
                 ts.FromMilliseconds(t)
                 args: list[bytes | int] = [self.ttl, view.ts_field, ts.SerializeToString()]
                 for field_key, values in columns:
-                    args += (field_key, values[j].SerializeToString())
-                out.append((view, key, args))
+                    args += (field_key, values[j])
+                out.append((view, self._hash_key(view.key, key), args))
         return out
 
     # --- sending ---------------------------------------------------------------------------------
@@ -423,6 +433,27 @@ class OnlineWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def serialized_values(values: list[Any], value_type: ValueType) -> list[bytes]:
+    """One feature column as serialized Feast ``Value`` messages.
+
+    The bytes Feast's ``python_values_to_proto_values`` gives for the two types
+    the catalog has: a null (``None``, NaN) is an empty ``Value``, anything else
+    ``Value(int64_val=int(v))`` / ``Value(double_val=v)``. Written out here
+    because Feast's generic per-value dispatch cost as much as everything else in
+    :meth:`OnlineWriter._commands`; tests/test_online_sink.py checks the bytes
+    against Feast's conversion, and Feast's own write, value for value.
+    """
+    if value_type is ValueType.INT64:
+        return [_EMPTY if v is None or v != v else ValueProto(int64_val=int(v)).SerializeToString() for v in values]
+    if value_type is ValueType.DOUBLE:
+        return [_EMPTY if v is None or v != v else ValueProto(double_val=v).SerializeToString() for v in values]
+    return [v.SerializeToString() for v in python_values_to_proto_values(values, value_type)]
+
+
+_EMPTY = ValueProto().SerializeToString()
+_HASH_KEY_CACHE = 1_000_000  # entities whose hash keys are kept (~100 bytes each)
 
 
 def _key_value(key_column: str, value: Any) -> str:

@@ -170,6 +170,21 @@ def test_layout_is_byte_for_byte_feasts_own_write(feast, sink, redis_server, str
     print(f"{len(keys)} hashes identical to Feast's")
 
 
+def test_value_bytes_are_feasts_conversion(feast):
+    """serialized_values spells out Feast's python_values_to_proto_values for INT64 and DOUBLE: same bytes."""
+    from feast.type_map import python_values_to_proto_values
+
+    columns = {
+        ValueType.INT64: [[0, 1, -1, 2**63 - 1, -(2**63), 7.0, -3.0, None, 12], [None, None], [5.0, 2]],
+        ValueType.DOUBLE: [[0.0, -0.0, 1.5, float("inf"), float("-inf"), float("nan"), None, 1e-320, 3, 2**53 + 1,
+                            0.1 + 0.2], [None], [float("nan"), 2.5]],
+    }
+    for value_type, cases in columns.items():
+        for values in cases:
+            want = [v.SerializeToString() for v in python_values_to_proto_values(values, value_type)]
+            assert online_sink.serialized_values(values, value_type) == want, (value_type, values)
+
+
 def test_types_agree_with_the_feast_repo(feast):
     """The sink's catalog-type -> Feast-type map is feature_repo/features.py's."""
     for ftype, feast_type in feast["features"].FEAST_TYPES.items():
