@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a failed run (e.g. bad input data), 2 a usage error,
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -203,6 +204,9 @@ def parity(
     events: Annotated[Path, typer.Option(help="Transactions: .jsonl or .parquet, replayed by the stream in file order.")],
     out_dir: Annotated[Path, typer.Option("--out", help="A new (or empty) folder for the outputs and reports.")],
     allowed_lateness: Annotated[str, typer.Option(help="The stream's allowed lateness, e.g. 500ms, 5s, 2m.")] = "5s",
+    serving: Annotated[bool, typer.Option(help="Also check training = serving through Feast and Redis.")] = False,
+    redis: Annotated[Optional[str], typer.Option(help="Redis host:port for --serving (default: $TANDEM_REDIS, "
+                                                      "else a local redis-server started for the run).")] = None,
 ) -> None:
     """Run the batch (Spark) and stream (Flink) paths and the reference on the same events; compare per feature.
 
@@ -229,11 +233,34 @@ def parity(
                 raise
             progress.update(task, completed=1)
 
-        result = run_parity(events, out_dir, lateness, REFERENCE_CATALOG, step=step)
+        with _online_store(redis if serving else "", step) as address:
+            result = run_parity(events, out_dir, lateness, REFERENCE_CATALOG, step=step, serving_redis=address or None)
     print_table(result, out)
     out.print(f"reports: {out_dir / REPORT_JSON}, {out_dir / REPORT_HTML}", highlight=False)
-    if not result.comparison.passed:
+    if not result.passed:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _online_store(address: str | None, step):
+    """``address`` or ``$TANDEM_REDIS``; else a local redis-server for the run ("" means none wanted)."""
+    import os
+
+    if address == "":
+        yield None
+        return
+    address = address or os.environ.get("TANDEM_REDIS")
+    if address:
+        yield address
+        return
+    from tandem.services.redis_server import RedisServer
+
+    with step("starting a local redis-server for the run"):
+        server = RedisServer().start()
+    try:
+        yield f"{server.host}:{server.port}"
+    finally:
+        server.stop()
 
 
 @app.command()

@@ -32,7 +32,7 @@ section { border-top: 1px solid #ddd; margin-top: 1.5em; }
 
 def render(run) -> str:
     c = run.comparison
-    verdict = "PASS" if c.passed else "FAIL"
+    verdict = "PASS" if run.passed else "FAIL"
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>Tandem parity: {verdict}</title><style>{_CSS}</style></head><body>",

@@ -37,7 +37,7 @@ def to_json(run) -> dict[str, Any]:
     c = run.comparison
     return {
         "report_version": REPORT_VERSION,
-        "verdict": "pass" if c.passed else "fail",
+        "verdict": "pass" if run.passed else "fail",
         "unexplained": c.unexplained,
         "events": str(run.events),
         "records": run.records,
@@ -50,6 +50,17 @@ def to_json(run) -> dict[str, Any]:
         "issues": [{"kind": i.kind, "detail": i.detail, "transaction_ids": list(i.transaction_ids)} for i in c.issues],
         "outputs": {"batch": BATCH, "stream": STREAM, "rejected": REJECTED, "html": REPORT_HTML},
         "timings_s": run.timings,
+        **({"serving": _serving(run.serving)} if run.serving is not None else {}),
+    }
+
+
+def _serving(s) -> dict[str, Any]:
+    return {
+        "moment_ms": s.moment_ms, "entities": s.entities, "values": s.values, "exact": s.exact,
+        "explained": s.explained, "unexplained": s.unexplained,
+        "differences": [{"entity": d.entity, "key": d.key, "feature": d.feature, "training": _number(d.training),
+                         "serving": _number(d.serving), "status": d.status, "why": d.why}
+                        for d in s.differences[:50]],
     }
 
 
@@ -123,8 +134,17 @@ def print_table(run, console: Console) -> None:
                   f"reference: {len(c.confirmed_late):,}", highlight=False)
     for issue in c.issues:
         console.print(f"[red]issue[/] {issue.kind}: {issue.detail}", highlight=False)
-    if c.passed:
+    if run.serving is not None:
+        s = run.serving
+        console.print(f"training = serving ({', '.join(f'{n} {e}' for e, n in s.entities.items())} entities, "
+                      f"{s.values:,} values): {s.exact:,} exact, {s.explained:,} explained, "
+                      f"{s.unexplained:,} unexplained", highlight=False)
+        for d in [d for d in s.differences if d.status == UNEXPLAINED][:5]:
+            console.print(f"[red]serving[/] {d.entity} {d.key} {d.feature}: training {d.training!r}, "
+                          f"serving {d.serving!r} ({d.why})", highlight=False)
+    if run.passed:
         console.print("[bold green]PASS[/]: every difference is explained by a late event the stream reported")
     else:
+        serving = f", {run.serving.unexplained:,} training/serving" if run.serving is not None else ""
         console.print(f"[bold red]FAIL[/]: {c.unexplained:,} unexplained "
-                      f"({sum(col.unexplained for col in c.columns):,} values, {len(c.issues)} issues)")
+                      f"({sum(col.unexplained for col in c.columns):,} values, {len(c.issues)} issues{serving})")

@@ -60,6 +60,11 @@ class ParityRun:
     records: int
     comparison: Comparison
     timings: dict[str, float] = field(default_factory=dict)
+    serving: Any = None  # tandem.serving.ServingComparison with --serving
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.passed and (self.serving is None or self.serving.passed)
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -71,11 +76,16 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: Catalog = REFERENCE_CATALOG,
-               spark=None, step: Step = _quiet_step) -> ParityRun:
+               spark=None, step: Step = _quiet_step, serving_redis: str | None = None,
+               serving_sample: int = 25) -> ParityRun:
     """Run both engines and the reference over ``events``, compare, and write every output under ``out_dir``.
 
     ``spark``: an existing session (tests share one); otherwise one is built.
     ``step``: wraps each stage, for progress display.
+    ``serving_redis``: also check training = serving (``tandem.serving``): backfill
+    the lake's feature tables, ``feast apply`` + materialise them into this Redis,
+    let the stream write into it too, then compare ``get_historical_features``
+    with ``get_online_features`` for ``serving_sample`` entities per group.
     """
     events, out_dir = Path(events), Path(out_dir)
     check_out_dir(out_dir)
@@ -101,13 +111,24 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
     work.mkdir(parents=True, exist_ok=True)
     with timed("batch: Spark ingest into Delta and feature rows"):
         batch, batch_rejected = _run_batch(spark, events, work / "lake", catalog)
-    with timed("stream: Flink replay of the file"):
-        stream, stream_rejected = _run_stream(events, records, work, allowed_lateness_ms, catalog)
+    store = None
+    if serving_redis:
+        with timed("serving: backfill feature tables, feast apply, materialize into Redis"):
+            store = _prepare_serving(spark, work / "lake", serving_redis, catalog, batch_reference)
+    with timed("stream: Flink replay of the file" + (" into Redis" if serving_redis else "")):
+        stream, stream_rejected = _run_stream(events, records, work, allowed_lateness_ms, catalog, serving_redis)
     with timed("reference (stream semantics) and comparison"):
         refs = references(records, allowed_lateness_ms, catalog, batch=batch_reference)
         comparison = compare(PathOutput(batch, [(r[0], r[1]) for r in batch_rejected]),
                              PathOutput(stream, [(r[0], r[1]) for r in stream_rejected]), refs, catalog)
     result = ParityRun(events, out_dir, allowed_lateness_ms, len(records), comparison, timings)
+    if store is not None:
+        from tandem.serving import compare_training_serving
+
+        with timed("serving: get_historical_features vs get_online_features"):
+            reported_late = {i for i, reason, _ in stream_rejected if reason == "late"}
+            result.serving = compare_training_serving(store, catalog, refs.batch, refs.stream, reported_late,
+                                                      sample=serving_sample)
     with timed("writing outputs"):
         write_feature_rows(batch, out_dir / BATCH, catalog)
         write_feature_rows(stream, out_dir / STREAM, catalog)
@@ -153,10 +174,27 @@ def _run_batch(spark, events: Path, lake_root: Path, catalog: Catalog):
     return rows, rejected
 
 
+def _prepare_serving(spark, lake_root: Path, redis: str, catalog: Catalog, batch_reference):
+    """The batch side of serving: feature tables for every event date, registered and materialised."""
+    from batch_jobs.backfill import backfill
+    from batch_jobs.spark_session import build_spark
+    from tandem.lake import Lake
+    from tandem.serving import materialize, register
+
+    spark = spark or build_spark("tandem-parity")
+    times = [r[catalog.schema.event_time] for r in batch_reference.rows]
+    first, last = (datetime.fromtimestamp(t / 1000, tz=timezone.utc).date() for t in (min(times), max(times)))
+    backfill(spark, Lake.at(lake_root), first, last, catalog)
+    store = register(lake_root, redis)
+    materialize(store, min(times), max(times))
+    return store
+
+
 # The stream path ---------------------------------------------------------------
 
 
-def _run_stream(events: Path, records: list, work: Path, allowed_lateness_ms: int, catalog: Catalog):
+def _run_stream(events: Path, records: list, work: Path, allowed_lateness_ms: int, catalog: Catalog,
+                redis: str | None = None):
     from stream_jobs.flink_env import build_table_env
     from stream_jobs.job import StreamJobSpec, run
     from stream_jobs.outputs import dead_letters, feature_rows
@@ -169,7 +207,8 @@ def _run_stream(events: Path, records: list, work: Path, allowed_lateness_ms: in
         _write_jsonl(records, source)
     out = work / "stream"
     run(build_table_env(parallelism=1),
-        StreamJobSpec(f"file:{source}", out, allowed_lateness_ms, catalog=catalog, checkpoint_interval_ms=0))
+        StreamJobSpec(f"file:{source}", out, allowed_lateness_ms, catalog=catalog, redis=redis,
+                      checkpoint_interval_ms=0))
     rows = feature_rows(out, catalog)
     rejected = [(d["transaction_id"], d["reason"], _detail(d.get("kind"), d.get("detail"))) for d in dead_letters(out)]
     return rows, rejected
