@@ -29,6 +29,7 @@ import time
 
 from pyflink.common import Configuration
 from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
 from tandem.jars import file_urls
@@ -56,8 +57,23 @@ def _pin_jvm_timezone() -> None:
 
 
 def _pipeline_jars() -> str:
-    """The pinned connector jars and Tandem's udf jar, as Flink's ``;``-separated URLs."""
-    return ";".join([*file_urls("flink"), *file_urls("udf")])
+    """The pinned connector jars and Tandem's udf jar, as Flink's ``;``-separated URLs.
+
+    Jars the launcher already listed are kept, not replaced: ``flink run -py``
+    lists PyFlink's ``flink-python`` jar there, without which the cluster cannot
+    load the Python operators (``ClassNotFoundException: PythonScalarFunctionOperator``).
+    """
+    ours = [*file_urls("flink"), *file_urls("udf")]
+    return ";".join([*(j for j in _launcher_jars() if j not in ours), *ours])
+
+
+def _launcher_jars() -> list[str]:
+    """``pipeline.jars`` of the context environment (empty on the plain local mini-cluster)."""
+    jvm = get_gateway().jvm
+    config = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.getExecutionEnvironment() \
+        .getConfiguration()
+    jars = config.getOptional(jvm.org.apache.flink.configuration.PipelineOptions.JARS)
+    return list(jars.get()) if jars.isPresent() else []
 
 
 def flink_config(parallelism: int = 1) -> Configuration:
