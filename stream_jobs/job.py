@@ -1,9 +1,12 @@
-"""Running the stream job: sources, sinks, and the ``main`` that ``flink run`` and ``tandem stream`` call.
+"""Running the stream job: the ``main`` that ``flink run`` and ``tandem stream`` call.
 
-Sources: ``file:PATH`` replays a JSON Lines file (or a directory's files) in
-file order; ``kafka:BROKERS/TOPIC`` reads a topic. Sinks: the append-only
-feature log and the dead letters, as JSON Lines part files under ``--out``
-(committed on checkpoints: exactly once).
+Sources (``stream_jobs/sources.py``): ``file:PATH`` replays a JSON Lines or
+Parquet file (or a directory's files, in name order), or with ``--follow``
+watches a directory for new files; ``kafka:BROKERS/TOPIC`` reads a topic from
+a chosen start. Sinks: the append-only feature log, JSON Lines part files
+under ``--out`` (committed on checkpoints: exactly once); the dead letters
+(``stream_jobs/dead_letters.py``: part files, or a Kafka topic); with
+``--redis``, the online store.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from pathlib import Path
 
 from pyflink.table import StreamTableEnvironment
 
+from stream_jobs import dead_letters
 from stream_jobs.compile_catalog import SQL_TYPES
 from stream_jobs.pipeline import build
+from stream_jobs.sources import SOURCE, SourceSpec, create_source, sql_options
 from tandem.errors import UserError
 from transforms import Catalog, REFERENCE_CATALOG
-
-SOURCE = "tandem_source"
+from transforms.schema import DEFAULT_MAX_FUTURE_MS
 
 
 @dataclass(frozen=True)
@@ -29,47 +33,34 @@ class StreamJobSpec:
     catalog: Catalog = REFERENCE_CATALOG
     redis: str | None = None  # host:port (or redis://...) of the online store; None: no online writes
     kafka_group: str = "tandem-stream"
+    kafka_start: str = "group-offsets"  # group-offsets | earliest | latest | timestamp:T (see sources.py)
     kafka_until_latest: bool = False  # stop at the offsets that were latest at start (replays, tests)
+    follow_ms: int | None = None  # file:DIR: watch it for new files at this interval (unbounded)
+    dead_letters: str | None = None  # None or "files": OUT/dead_letters; "kafka:BROKERS/TOPIC"
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS  # events further ahead of the wall clock are invalid
     checkpoint_interval_ms: int = 2_000  # 0 turns checkpointing off
+    roll_interval_ms: int = 60_000  # longest a row waits in an open part file (see file_sink_options)
+    rest_port: int | None = None  # the mini-cluster's web UI / REST API (metrics) port; None: a random one
 
 
-def create_source(t_env: StreamTableEnvironment, source: str, kafka_group: str = "tandem-stream",
-                  kafka_until_latest: bool = False) -> None:
-    """``file:PATH`` or ``kafka:BROKERS/TOPIC`` as the one-column (``line``) table :data:`SOURCE`.
+def file_sink_options(folder: Path, roll_interval_ms: int) -> dict[str, str]:
+    """A JSON Lines part-file sink whose rows become visible within ``roll_interval_ms`` plus a checkpoint.
 
-    Kafka starts from the group's committed offsets, or the earliest offsets for
-    a new group; with several partitions the arrival order across them (and so
-    which events are late) is the broker's interleaving: use one partition
-    where replays must be deterministic.
+    Flink commits a part file on the checkpoint after it is closed, and closes
+    a JSON (row format) file only by size (128 MB) or age (30 min by default),
+    not on checkpoints: left alone, a long-running job's log would stay hidden
+    for half an hour. A shorter interval makes more, smaller files.
     """
-    kind, _, where = source.partition(":")
-    if kind == "file":
-        path = Path(where)
-        if not path.exists():
-            raise UserError(f"{path}: no such file or directory")
-        options = {"connector": "filesystem", "path": str(path.resolve()), "format": "raw"}
-    elif kind == "kafka":
-        brokers, _, topic = where.partition("/")
-        if not brokers or not topic:
-            raise UserError(f"--source {source!r}: use kafka:HOST:PORT[,HOST:PORT]/TOPIC")
-        options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": brokers,
-                   "properties.group.id": kafka_group, "format": "raw", "scan.startup.mode": "group-offsets",
-                   "properties.auto.offset.reset": "earliest"}
-        if kafka_until_latest:
-            options["scan.bounded.mode"] = "latest-offset"
-    else:
-        raise UserError(f"--source {source!r}: use file:PATH or kafka:BROKERS/TOPIC")
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE {SOURCE} (line STRING) WITH ({_options(options)})")
+    return {"connector": "filesystem", "path": str(folder), "format": "json",
+            "sink.rolling-policy.rollover-interval": f"{roll_interval_ms} ms",
+            "sink.rolling-policy.check-interval": f"{min(roll_interval_ms, 60_000)} ms"}
 
 
-def create_sinks(t_env: StreamTableEnvironment, out_dir: Path, catalog: Catalog) -> tuple[str, str]:
+def create_feature_log(t_env: StreamTableEnvironment, out_dir: Path, catalog: Catalog, roll_interval_ms: int) -> str:
     feature_cols = ", ".join(f"`{name}` {SQL_TYPES[t]}" for name, t in catalog.feature_row_columns())
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE tandem_feature_log ({feature_cols}) WITH "
-                      f"({_options({'connector': 'filesystem', 'path': str(out_dir / 'features'), 'format': 'json'})})")
-    t_env.execute_sql("CREATE TEMPORARY TABLE tandem_dead_letter_sink (transaction_id STRING, reason STRING, "
-                      "kind STRING, detail STRING, `raw` STRING) WITH "
-                      f"({_options({'connector': 'filesystem', 'path': str(out_dir / 'dead_letters'), 'format': 'json'})})")
-    return "tandem_feature_log", "tandem_dead_letter_sink"
+    options = file_sink_options(out_dir / "features", roll_interval_ms)
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE tandem_feature_log ({feature_cols}) WITH ({sql_options(options)})")
+    return "tandem_feature_log"
 
 
 def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
@@ -83,13 +74,23 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
         from stream_jobs.online_sink import OnlineWriter
 
         OnlineWriter(spec.redis, catalog=spec.catalog).close()
+    dead_letters.parse_target(spec.dead_letters)  # a bad target fails before Flink starts
+    if spec.max_future_ms < 0:
+        raise UserError("--max-future must not be negative")
     configure_checkpoints(t_env, spec)
-    create_source(t_env, spec.source, spec.kafka_group, spec.kafka_until_latest)
-    outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms)
-    feature_sink, dead_sink = create_sinks(t_env, spec.out_dir, spec.catalog)
+    if spec.rest_port is not None:
+        t_env.get_config().set("rest.port", str(spec.rest_port))
+    create_source(t_env, SourceSpec(spec.source, spec.out_dir / "_input", spec.follow_ms, spec.kafka_group,
+                                    spec.kafka_start, spec.kafka_until_latest))
+    outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms, max_future_ms=spec.max_future_ms)
+    if spec.roll_interval_ms <= 0:
+        raise UserError("--roll-interval must be more than 0 ms")
+    feature_sink = create_feature_log(t_env, spec.out_dir, spec.catalog, spec.roll_interval_ms)
+    dead_sink = dead_letters.create_sink(t_env, spec.dead_letters, spec.out_dir, spec.roll_interval_ms,
+                                         exactly_once=spec.checkpoint_interval_ms > 0)
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO {feature_sink} SELECT * FROM {outputs.features}")
-    statements.add_insert_sql(f"INSERT INTO {dead_sink} SELECT * FROM {outputs.dead_letters}")
+    statements.add_insert_sql(dead_letters.counted_insert_sql(t_env, outputs.dead_letters, dead_sink))
     if spec.redis:
         from stream_jobs.online_udf import online_write_sql
 
@@ -124,12 +125,8 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(complete, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def _options(options: dict[str, str]) -> str:
-    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``flink run -py stream_jobs/job.py --source ... --out ...`` (or ``tandem stream``)."""
+    """``flink run -py stream_jobs/job.py --source ... --out ...`` (``tandem stream`` takes the same options)."""
     import argparse
     import sys
 
@@ -141,13 +138,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the feature log and dead letters")
     parser.add_argument("--allowed-lateness", default="5s", help="e.g. 500ms, 5s, 2m (default 5s)")
     parser.add_argument("--redis", default=None, help="online store host:port (omit: no online writes)")
+    parser.add_argument("--follow", action="store_true", help="file:DIR: keep reading new files (never ends)")
+    parser.add_argument("--follow-interval", default="1s", help="how often --follow looks for new files")
+    parser.add_argument("--kafka-group", default="tandem-stream", help="Kafka consumer group")
+    parser.add_argument("--kafka-start", default="group-offsets",
+                        help="group-offsets (default), earliest, latest or timestamp:T")
+    parser.add_argument("--until-latest", action="store_true", help="Kafka: stop at the offsets latest at start")
+    parser.add_argument("--dead-letters", default="files", help="files (OUT/dead_letters) or kafka:BROKERS/TOPIC")
+    parser.add_argument("--max-future", default="1h", help="events further ahead of the clock are invalid")
     parser.add_argument("--checkpoint-interval", default="2s", help="e.g. 500ms, 2s; 0ms turns checkpoints off")
+    parser.add_argument("--rest-port", type=int, default=None, help="local mini-cluster's REST/web UI port")
+    parser.add_argument("--roll-interval", default="1m", help="longest a row waits before its part file closes")
     args = parser.parse_args(argv)
     try:
-        lateness = parse_duration(args.allowed_lateness)
-        interval = parse_duration(args.checkpoint_interval)
-        run(build_table_env(parallelism=1), StreamJobSpec(args.source, Path(args.out), lateness, redis=args.redis,
-                                                          checkpoint_interval_ms=interval))
+        spec = StreamJobSpec(
+            args.source, Path(args.out), parse_duration(args.allowed_lateness), redis=args.redis,
+            kafka_group=args.kafka_group, kafka_start=args.kafka_start, kafka_until_latest=args.until_latest,
+            follow_ms=parse_duration(args.follow_interval) if args.follow else None,
+            dead_letters=args.dead_letters, max_future_ms=parse_duration(args.max_future),
+            checkpoint_interval_ms=parse_duration(args.checkpoint_interval), rest_port=args.rest_port,
+            roll_interval_ms=parse_duration(args.roll_interval))
+        run(build_table_env(parallelism=1), spec)
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -174,29 +174,52 @@ def backfill(
 
 @app.command()
 def stream(
-    source: Annotated[str, typer.Option(help="file:PATH (JSON Lines, replayed in file order) or kafka:BROKERS/TOPIC.")],
+    source: Annotated[str, typer.Option(help="file:PATH (JSON Lines or Parquet, or a directory of them, replayed in "
+                                             "order) or kafka:BROKERS/TOPIC.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the feature log and the dead letters.")],
     allowed_lateness: Annotated[str, typer.Option(help="How late an event may be, e.g. 500ms, 5s, 2m.")] = "5s",
     redis: Annotated[Optional[str], typer.Option(help="Online store host:port; each entity's latest row goes there.")] = None,
-    kafka_group: Annotated[str, typer.Option(help="Kafka consumer group (a new group starts at the earliest offsets).")] = "tandem-stream",
+    follow: Annotated[bool, typer.Option(help="file:DIR: keep reading the new files written there (never ends).")] = False,
+    follow_interval: Annotated[str, typer.Option(help="How often --follow looks for new files.")] = "1s",
+    kafka_group: Annotated[str, typer.Option(help="Kafka consumer group.")] = "tandem-stream",
+    kafka_start: Annotated[str, typer.Option(help="Kafka start: group-offsets (committed; earliest for a new group), "
+                                                  "earliest, latest, or timestamp:T (ISO-8601 UTC or epoch ms).")] = "group-offsets",
     until_latest: Annotated[bool, typer.Option(help="Kafka: stop at the offsets that are latest at start.")] = False,
+    dead_letters: Annotated[str, typer.Option(help="files (OUT/dead_letters) or kafka:BROKERS/TOPIC.")] = "files",
+    max_future: Annotated[str, typer.Option(help="An event time further ahead of the clock is invalid.")] = "1h",
+    rest_port: Annotated[Optional[int], typer.Option(help="Port of Flink's REST API and web UI (metrics).")] = None,
+    roll_interval: Annotated[str, typer.Option(help="Longest a row waits before its part file is closed "
+                                                    "(then committed on the next checkpoint).")] = "1m",
 ) -> None:
-    """Run the Flink stream job on the local mini-cluster (a real cluster: see README, flink run)."""
+    """Run the Flink stream job on the local mini-cluster (a real cluster: see README, flink run).
+
+    A bounded run ends with the feature rows and the dead letters per reason, read from the committed outputs.
+    """
+    from stream_jobs import dead_letters as dl
     from stream_jobs.flink_env import build_table_env
     from stream_jobs.job import StreamJobSpec, run
-    from stream_jobs.outputs import dead_letters, feature_rows
+    from stream_jobs.outputs import feature_rows
 
-    lateness = _duration_ms(allowed_lateness, "--allowed-lateness")
+    spec = StreamJobSpec(
+        source, out_dir, _duration_ms(allowed_lateness, "--allowed-lateness"), redis=redis, kafka_group=kafka_group,
+        kafka_start=kafka_start, kafka_until_latest=until_latest,
+        follow_ms=_duration_ms(follow_interval, "--follow-interval") if follow else None, dead_letters=dead_letters,
+        max_future_ms=_duration_ms(max_future, "--max-future"), rest_port=rest_port,
+        roll_interval_ms=_duration_ms(roll_interval, "--roll-interval"))
+    kafka = dl.parse_target(dead_letters)
+    started_ms = time.time_ns() // 1_000_000
     with console.status("starting Flink"):
         t_env = build_table_env(parallelism=1)
+    if rest_port is not None:
+        console.print(f"Flink REST API and web UI: http://localhost:{rest_port}", highlight=False)
     with console.status(f"streaming {source}"):
-        run(t_env, StreamJobSpec(source, out_dir, lateness, redis=redis, kafka_group=kafka_group,
-                                 kafka_until_latest=until_latest))
-    from collections import Counter
-
-    reasons = Counter(d["reason"] for d in dead_letters(out_dir))
+        run(t_env, spec)
+    with console.status("counting dead letters"):
+        reasons = dl.file_counts(out_dir) if kafka is None else dl.kafka_counts(*kafka, since_ms=started_ms)
+    where = out_dir if kafka is None else f"{out_dir} (dead letters: kafka topic {kafka[1]})"
     out.print(f"{len(feature_rows(out_dir, REFERENCE_CATALOG)):,} feature rows, dead letters: "
-              + (", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items())) or "none") + f" -> {out_dir}")
+              + (", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items())) or "none") + f" -> {where}",
+              highlight=False)
 
 
 @app.command()

@@ -67,6 +67,15 @@ def test_the_stream_dead_letters_a_future_event_and_later_events_stay_on_time(fl
                              not_after_ms=not_after_now())
 
 
+def test_a_larger_max_future_admits_it(flink_table_env, tmp_path):
+    records, _ = future_stream()
+    write_events(records, tmp_path / "events.jsonl", REFERENCE_CATALOG)
+    out = tmp_path / "out"
+    run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'events.jsonl'}", out, 5_000, max_future_ms=10 * YEAR_MS))
+    assert sorted((d["transaction_id"], d["reason"]) for d in dead_letters(out)) == [
+        (f"after{i}", "late") for i in range(5)]
+
+
 def test_batch_ingestion_dead_letters_a_future_event(spark, tmp_path):
     from batch_jobs.ingest import ingest
     from tandem.lake import Lake
