@@ -25,9 +25,11 @@ from tandem.generator import PARQUET_INVALID_KINDS, StreamSpec, generate
 from tandem.parity.compare import same
 from tandem.parity.run import run_parity
 from tandem.reference import evaluate
+from tests.factories import tx
 from tests.parity_streams import streams
 from tests.test_cli import TANDEM, assert_one_line_error, run
 from transforms import REFERENCE_CATALOG
+from transforms.schema import not_after_now
 
 COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
 
@@ -50,7 +52,9 @@ def assert_rows_are_the_reference(path: Path, expected_rows: list[dict]) -> None
 
 
 def assert_outputs_are_the_reference(out: Path, records: list, lateness_ms: int) -> tuple:
-    batch_ref, stream_ref = evaluate(records), evaluate(records, allowed_lateness_ms=lateness_ms)
+    bound = not_after_now()  # the engines reject events more than an hour ahead of their clock
+    batch_ref = evaluate(records, not_after_ms=bound)
+    stream_ref = evaluate(records, allowed_lateness_ms=lateness_ms, not_after_ms=bound)
     assert_rows_are_the_reference(out / "batch.parquet", batch_ref.rows)
     assert_rows_are_the_reference(out / "stream.parquet", stream_ref.rows)
     rejected = Counter((r["path"], r["transaction_id"], r["reason"]) for r in pq.read_table(out / "rejected.parquet").to_pylist())
@@ -76,6 +80,7 @@ def test_generated_adversarial_streams_have_parity(spark, data):
     """
     lateness = data.draw(st.sampled_from([0, 5_000]), label="allowed lateness ms")
     records = data.draw(streams(lateness, max_substreams=6), label="records")
+    records.insert(len(records) // 2, tx("from-2099", t="2099-01-01T00:00:00Z"))  # invalid: far in the future
     with tempfile.TemporaryDirectory() as tmp:
         events, out = Path(tmp) / "events.jsonl", Path(tmp) / "out"
         write_events(records, events, REFERENCE_CATALOG)
@@ -85,6 +90,7 @@ def test_generated_adversarial_streams_have_parity(spark, data):
         assert json.loads((out / "report.json").read_text())["verdict"] == "pass"
     # the stream did exercise what it claims: lateness, retries, invalid records (built into every sub-stream)
     assert min(stream_ref.counts["late"], stream_ref.counts["duplicate"], stream_ref.counts["invalid"]) >= 1
+    assert "from-2099" in {r.event_id for r in stream_ref.rejected if r.reason == "invalid"}
 
 
 def test_parity_command_on_a_fixed_seed(tmp_path):

@@ -54,10 +54,11 @@ class References:
 
 
 def references(records: Iterable[Any], allowed_lateness_ms: int, catalog: Catalog = REFERENCE_CATALOG,
-               batch: Evaluation | None = None) -> References:
+               batch: Evaluation | None = None, not_after_ms: int | None = None) -> References:
+    """``not_after_ms``: the engines' bound on future event times (see ``tandem.reference.evaluate``)."""
     records = list(records)
-    batch = batch if batch is not None else evaluate(records, catalog)
-    return References(batch, evaluate(records, catalog, allowed_lateness_ms), allowed_lateness_ms)
+    batch = batch if batch is not None else evaluate(records, catalog, not_after_ms=not_after_ms)
+    return References(batch, evaluate(records, catalog, allowed_lateness_ms, not_after_ms), allowed_lateness_ms)
 
 
 @dataclass(frozen=True)

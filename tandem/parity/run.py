@@ -34,6 +34,7 @@ from tandem.events_io import JSONL_SUFFIXES, read_events, write_feature_rows
 from tandem.parity.compare import Comparison, PathOutput, references, compare
 from tandem.reference import evaluate
 from transforms import REFERENCE_CATALOG, Catalog
+from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now
 
 #: The output files, named by the parity contract (DESIGN.md).
 BATCH, STREAM, REJECTED, REPORT_JSON, REPORT_HTML = (
@@ -98,11 +99,15 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
             yield
         timings[name] = round(time.perf_counter() - began, 3)
 
+    # Both engines reject event times more than DEFAULT_MAX_FUTURE_MS ahead of their clock when they
+    # validate; the reference takes the bound as of now. Only an event within the seconds between this
+    # line and the engines' validation of that bound could be judged differently: loudly, as an issue.
+    not_after_ms = not_after_now(DEFAULT_MAX_FUTURE_MS)
     with timed("reading events and evaluating the reference (batch semantics)"):
         records = list(read_events(events))
         if not records:
             raise UserError(f"{events}: holds no records")
-        batch_reference = evaluate(records, catalog)
+        batch_reference = evaluate(records, catalog, not_after_ms=not_after_ms)
         if not batch_reference.rows:
             raise UserError(f"{events}: no record is valid ({batch_reference.counts['invalid']} invalid); "
                             "nothing to compare")
@@ -118,7 +123,7 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
     with timed("stream: Flink replay of the file" + (" into Redis" if serving_redis else "")):
         stream, stream_rejected = _run_stream(events, records, work, allowed_lateness_ms, catalog, serving_redis)
     with timed("reference (stream semantics) and comparison"):
-        refs = references(records, allowed_lateness_ms, catalog, batch=batch_reference)
+        refs = references(records, allowed_lateness_ms, catalog, batch=batch_reference, not_after_ms=not_after_ms)
         comparison = compare(PathOutput(batch, [(r[0], r[1]) for r in batch_rejected]),
                              PathOutput(stream, [(r[0], r[1]) for r in stream_rejected]), refs, catalog)
     result = ParityRun(events, out_dir, allowed_lateness_ms, len(records), comparison, timings)
