@@ -4,9 +4,8 @@ The batch path is the real one: ``batch_jobs.ingest`` into a Delta lake under
 ``OUT/work/lake``, then ``batch_jobs.backfill.compute_features`` over every
 event date in it, so it sees every valid event. The stream path is the real
 Flink job (``stream_jobs.job.run``) with a ``file:`` source replaying the
-events in file order (a Parquet input is first written as JSON Lines, the
-stream source's format, record for record). Checkpoints are off: the replay is
-bounded and nothing restarts.
+events in file order (JSON Lines or Parquet, as ``stream_jobs/sources.py``
+replays them). Checkpoints are off: the replay is bounded and nothing restarts.
 
 Outputs land in ``OUT``; ``report.json`` is written last and atomically, with
 the verdict in it, so a run that died part-way can never pass for a pass.
@@ -22,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tandem.errors import UserError
-from tandem.events_io import JSONL_SUFFIXES, read_events, write_feature_rows
+from tandem.events_io import read_events, write_feature_rows
 from tandem.parity.compare import Comparison, PathOutput, references, compare
 from tandem.reference import evaluate
 from transforms import REFERENCE_CATALOG, Catalog
@@ -44,7 +42,6 @@ WORK = "work"  # the engines' own files (lake, stream output), kept for inspecti
 REJECTED_SCHEMA = pa.schema([("transaction_id", pa.string()), ("path", pa.string()),
                              ("reason", pa.string()), ("detail", pa.string())])
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 Step = Callable[[str], AbstractContextManager]
 
 
@@ -121,7 +118,7 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
         with timed("serving: backfill feature tables, feast apply, materialize into Redis"):
             store = _prepare_serving(spark, work / "lake", serving_redis, catalog, batch_reference)
     with timed("stream: Flink replay of the file" + (" into Redis" if serving_redis else "")):
-        stream, stream_rejected = _run_stream(events, records, work, allowed_lateness_ms, catalog, serving_redis)
+        stream, stream_rejected = _run_stream(events, work, allowed_lateness_ms, catalog, serving_redis)
     with timed("reference (stream semantics) and comparison"):
         refs = references(records, allowed_lateness_ms, catalog, batch=batch_reference, not_after_ms=not_after_ms)
         comparison = compare(PathOutput(batch, [(r[0], r[1]) for r in batch_rejected]),
@@ -198,18 +195,17 @@ def _prepare_serving(spark, lake_root: Path, redis: str, catalog: Catalog, batch
 # The stream path ---------------------------------------------------------------
 
 
-def _run_stream(events: Path, records: list, work: Path, allowed_lateness_ms: int, catalog: Catalog,
+def _run_stream(events: Path, work: Path, allowed_lateness_ms: int, catalog: Catalog,
                 redis: str | None = None):
     from stream_jobs.flink_env import build_table_env
     from stream_jobs.job import StreamJobSpec, run
     from stream_jobs.outputs import dead_letters, feature_rows
 
-    source = work / "stream_input" / "events.jsonl"  # a plain name: Flink's file source skips hidden (. or _) files
+    # The stream's file source replays JSON Lines or Parquet itself (stream_jobs/sources.py). The copy gives
+    # the file a plain name: Flink's file source silently reads nothing from a file named _x or .x.
+    source = work / "stream_input" / f"events{events.suffix.lower()}"
     source.parent.mkdir(parents=True)
-    if events.suffix.lower() in JSONL_SUFFIXES:
-        shutil.copyfile(events, source)
-    else:
-        _write_jsonl(records, source)
+    shutil.copyfile(events, source)
     out = work / "stream"
     run(build_table_env(parallelism=1),
         StreamJobSpec(f"file:{source}", out, allowed_lateness_ms, catalog=catalog, redis=redis,
@@ -217,25 +213,6 @@ def _run_stream(events: Path, records: list, work: Path, allowed_lateness_ms: in
     rows = feature_rows(out, catalog)
     rejected = [(d["transaction_id"], d["reason"], _detail(d.get("kind"), d.get("detail"))) for d in dead_letters(out)]
     return rows, rejected
-
-
-def _write_jsonl(records: list, path: Path) -> None:
-    """Parquet records as JSON lines the stream's validator reads exactly as the reference read the originals."""
-    with path.open("w", encoding="utf-8") as out:
-        for n, rec in enumerate(records, 1):
-            out.write(json.dumps({k: _json_value(v, k, n) for k, v in rec.items()}, ensure_ascii=False,
-                                 allow_nan=True) + "\n")
-
-
-def _json_value(value: Any, column: str, n: int) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, datetime):
-        if value.tzinfo is not None and value.microsecond % 1000 == 0:
-            return (value - _EPOCH) // timedelta(milliseconds=1)
-        return value.isoformat()  # no zone or finer than a ms: invalid on both paths, as the reference says
-    raise UserError(f"record {n}, column {column!r}: a {type(value).__name__} value cannot be replayed as JSON "
-                    "by the stream's file source; convert the file to JSON Lines")
 
 
 def _detail(kind: str | None, detail: str | None) -> str | None:
