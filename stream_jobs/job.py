@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from py4j.protocol import Py4JJavaError
 from pyflink.table import StreamTableEnvironment
 
 from stream_jobs import dead_letters
@@ -97,8 +98,28 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
         statements.add_insert_sql(online_write_sql(t_env, outputs.features, spec.redis, spec.catalog))
     result = statements.execute()
     if wait:
-        result.wait()
+        try:
+            result.wait()
+        except Py4JJavaError as e:
+            raise JobFailed(f"the Flink job failed: {root_cause(e)}") from e
     return result
+
+
+class JobFailed(UserError):
+    """The job failed for good (its restarts used up): the root cause, in one line, is the user's to fix."""
+
+
+def root_cause(error: Py4JJavaError) -> str:
+    """The innermost cause of a Flink failure in one line; for a Python UDF, its exception's last line."""
+    cause = error.java_exception
+    while cause.getCause() is not None:
+        cause = cause.getCause()
+    text = str(cause.getMessage() or cause.toString())
+    if "Traceback (most recent call last)" in text:  # the worker's Python traceback: the exception is last
+        lines = [line.strip() for line in text.split("Traceback (most recent call last)")[-1].splitlines()]
+        exception = [line for line in lines if line and not line.startswith(("File ", "^", "~"))]
+        text = exception[-1] if exception else text
+    return " ".join(text.split())
 
 
 def configure_checkpoints(t_env: StreamTableEnvironment, spec: StreamJobSpec) -> None:

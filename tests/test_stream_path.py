@@ -99,3 +99,32 @@ def test_kafka_source_equals_the_reference(flink_table_env, kafka_broker, tmp_pa
     run(flink_table_env, StreamJobSpec(f"kafka:{kafka_broker.bootstrap_servers}/{topic}", out, 5_000,
                                        kafka_group=f"g-{topic}", kafka_until_latest=True))
     assert_matches_reference(records + ["not json at all"], feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
+
+
+def test_each_kind_of_bad_record_is_a_dead_letter_with_its_raw_line(flink_table_env, tmp_path):
+    """Bad input, one line each: invalid with its kind and the line exactly as it arrived; nothing else lost."""
+    import json
+    import time
+
+    years_ahead = time.time_ns() // 1_000_000 + 5 * 365 * 86_400_000
+    bad = [  # (line, event id the dead letter names, invalid kind)
+        ('{"transaction_id": "cut", "amount": ', None, "unparseable"),  # a malformed (truncated) line
+        ("[1, 2, 3]", None, "unparseable"),  # JSON, but not an object
+        (json.dumps(tx("amount-text", amount="12.50")), "amount-text", "wrong_type"),
+        (json.dumps(tx("user-number", user=42)), "user-number", "wrong_type"),
+        (json.dumps({k: v for k, v in tx("no-currency").items() if k != "currency"}), "no-currency", "missing_field"),
+        (json.dumps(tx("null-merchant", merchant=None)), "null-merchant", "missing_field"),
+        (json.dumps(tx("bad-date", t="2024-13-01T00:00:00Z")), "bad-date", "unparseable"),
+        (json.dumps(tx("no-zone", t="2024-05-01T00:00:00")), "no-zone", "unparseable"),
+        (json.dumps(tx("negative", amount=-1.0)), "negative", "out_of_domain"),
+        (json.dumps(tx("years-ahead", t=years_ahead)), "years-ahead", "out_of_domain"),
+        (json.dumps(tx("extra", channel="web")), "extra", "unknown_field"),
+    ]
+    good = [tx("good-1", t=NOON), tx("good-2", t=NOON + 1_000)]
+    lines = [json.dumps(good[0])] + [line for line, _, _ in bad] + [json.dumps(good[1])]
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'events.jsonl'}", out, 5_000))
+    got = Counter((d["transaction_id"], d["reason"], d["kind"], d["raw"]) for d in dead_letters(out))
+    assert got == Counter((eid, "invalid", kind, line) for line, eid, kind in bad)
+    assert sorted(r["transaction_id"] for r in feature_rows(out, REFERENCE_CATALOG)) == ["good-1", "good-2"]
