@@ -36,4 +36,5 @@ def register_exact_sum(spark: SparkSession) -> None:
         raise RuntimeError(f"{REGISTER_CLASS} is not on the Spark driver's classpath: build the session "
                            "with batch_jobs.spark_session.build_spark (spark.jars has jvm/jars/udf) "
                            "after ./dev setup")
-    jvm.dev.tandem.udf.Register.spark(spark._jsparkSession)
+    if not spark.catalog.functionExists("exact_window_mean"):  # re-registering logs a WARN per function
+        jvm.dev.tandem.udf.Register.spark(spark._jsparkSession)

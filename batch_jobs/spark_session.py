@@ -64,6 +64,9 @@ SQL_CONF = {
     # Delta rebuilds each table snapshot with 50 tasks by default: ~3 s of
     # scheduling per read of even a tiny table on 2 cores.
     "spark.databricks.delta.snapshotPartitions": "4",
+    # A feature catalog makes wide plans; the default (25) logs a "Truncated the string
+    # representation of a plan" warning into the user's terminal on every job.
+    "spark.sql.debug.maxToStringFields": "500",
 }
 
 

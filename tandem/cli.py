@@ -102,25 +102,84 @@ def reference(
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its files.")] = Path("out/demo"),
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="A new (or empty) folder for everything the run "
+                                                                  "writes (default: out/demo/run-<UTC time>).")] = None,
     users: Users = 500,
     merchants: Merchants = 100,
-    rate: Rate = 10.0,
-    duration: Duration = "2h",
+    rate: Rate = 5.0,
+    duration: Duration = "1h",
     seed: Seed = 7,
+    allowed_lateness: Annotated[str, typer.Option(help="The stream's allowed lateness, e.g. 500ms, 5s, 2m.")] = "5s",
+    redis: Annotated[Optional[str], typer.Option(help="Redis host:port (default: $TANDEM_REDIS, else a local "
+                                                      "redis-server started for the run).")] = None,
 ) -> None:
-    """The main job: generate a stream, evaluate the reference catalog, print a summary."""
+    """The main job: generate a stream and run the whole pipeline on it, then print a summary.
+
+    Ingest into Delta, backfill the feature tables, feast apply + materialize into Redis, the Flink stream
+    job into the same Redis, parity (batch = stream = reference) and training = serving.
+    """
     from tandem.events_io import write_events
     from tandem.generator import generate as gen
+    from tandem.parity.run import REPORT_HTML, REPORT_JSON, check_out_dir, run_parity
 
+    began = time.perf_counter()
     spec = _spec(users=users, merchants=merchants, rate_per_s=rate, duration=duration, seed=seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    events = out_dir / "events.jsonl"
-    with console.status("generating transactions"):
-        n = write_events(gen(spec), events, REFERENCE_CATALOG)
-    console.print(f"[bold]1/2[/] generated {n:,} records -> {events}")
-    console.print("[bold]2/2[/] evaluating the reference catalog")
-    _evaluate_and_report(events, out_dir, None)
+    lateness = _duration_ms(allowed_lateness, "--allowed-lateness")
+    out_dir = out_dir or Path("out/demo") / time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
+    check_out_dir(out_dir)
+    events, parity_dir = out_dir / "events.jsonl", out_dir / "parity"
+    with _progress() as step:
+        with step("generating transactions"):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_events(gen(spec), events, REFERENCE_CATALOG)
+        with _online_store(redis, step) as address:
+            result = run_parity(events, parity_dir, lateness, REFERENCE_CATALOG, step=step, serving_redis=address)
+            sample = _online_sample(result, address)
+    _print_demo_summary(result, sample, time.perf_counter() - began)
+    out.print(f"reports: {parity_dir / REPORT_JSON}, {parity_dir / REPORT_HTML}; lake: {parity_dir / 'work' / 'lake'}",
+              highlight=False)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _online_sample(result, redis: str) -> tuple[str, dict]:
+    """What Feast serves online for the busiest user: (user, {feature: value})."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    from feature_repo.store import online_features, open_store
+    from tandem.parity.run import BATCH
+
+    users = pq.read_table(result.out_dir / BATCH, columns=["user_id"]).column("user_id").to_pylist()
+    user = Counter(users).most_common(1)[0][0]
+    store = open_store(result.out_dir / "work" / "lake", redis)
+    served = online_features(store, [{"user_id": user}], [f"user:{f.name}" for f in REFERENCE_CATALOG.group("user").features])
+    return user, {name: values[0] for name, values in served.items() if name != "user_id"}
+
+
+def _print_demo_summary(result, sample: tuple[str, dict], elapsed: float) -> None:
+    c, s = result.comparison, result.serving
+    summary = Table(title="Tandem: the whole pipeline on one stream", show_header=False)
+    summary.add_row("records", f"{result.records:,}")
+    for path in ("batch", "stream"):
+        counts = c.counts[path]
+        rejected = ", ".join(f"{reason} {counts[reason]:,}" for reason in ("invalid", "duplicate", "late") if counts[reason])
+        summary.add_row(f"{path} feature rows", f"{counts['accepted']:,} (rejected: {rejected or 'none'})")
+    summary.add_row("features per row", str(len(REFERENCE_CATALOG.features)))
+    summary.add_row("parity (batch = stream = reference)",
+                    f"{'PASS' if c.passed else 'FAIL'}: {c.unexplained:,} unexplained, "
+                    f"{len(c.confirmed_late):,} late events explain the rest")
+    summary.add_row("training = serving", f"{'PASS' if s.passed else 'FAIL'}: {s.values:,} values of "
+                                          f"{sum(s.entities.values()):,} entities, {s.exact:,} exact, "
+                                          f"{s.explained:,} explained, {s.unexplained:,} unexplained")
+    summary.add_row("time", f"{elapsed:.0f} s")
+    out.print(summary)
+    user, features = sample
+    table = Table(title=f"Online features served for user {user} (get_online_features)", show_header=False)
+    for name, value in features.items():
+        table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
+    out.print(table)
 
 
 LakeOption = Annotated[
@@ -235,18 +294,27 @@ def parity(
 
     Exit 0 only when every difference is explained by a late event the stream reported.
     """
-    from contextlib import contextmanager
-
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from tandem.parity.report import print_table
     from tandem.parity.run import REPORT_HTML, REPORT_JSON, check_out_dir, run_parity
 
     lateness = _duration_ms(allowed_lateness, "--allowed-lateness")
     check_out_dir(out_dir)
+    with _progress() as step, _online_store(redis if serving else "", step) as address:
+        result = run_parity(events, out_dir, lateness, REFERENCE_CATALOG, step=step, serving_redis=address or None)
+    print_table(result, out)
+    out.print(f"reports: {out_dir / REPORT_JSON}, {out_dir / REPORT_HTML}", highlight=False)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress():
+    """Yield ``step(name)``: a context manager showing one line per stage, ticked when it ends."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     with Progress(SpinnerColumn(finished_text="[green]✓[/]"), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
-        @contextmanager
+        @contextlib.contextmanager
         def step(name: str):
             task = progress.add_task(name, total=1)
             try:
@@ -256,12 +324,7 @@ def parity(
                 raise
             progress.update(task, completed=1)
 
-        with _online_store(redis if serving else "", step) as address:
-            result = run_parity(events, out_dir, lateness, REFERENCE_CATALOG, step=step, serving_redis=address or None)
-    print_table(result, out)
-    out.print(f"reports: {out_dir / REPORT_JSON}, {out_dir / REPORT_HTML}", highlight=False)
-    if not result.passed:
-        raise typer.Exit(1)
+        yield step
 
 
 @contextlib.contextmanager

@@ -48,11 +48,20 @@ def register(lake: str | Path, redis: str):
 
     os.environ.update(fs.feast_env(lake, redis))  # features.py reads them when imported
     (Path(lake) / "_feast").mkdir(parents=True, exist_ok=True)
-    module = sys.modules.get("feature_repo.features")
-    features = importlib.reload(module) if module else importlib.import_module("feature_repo.features")
-    store = fs.open_store(lake, redis)
-    store.apply([*features.ENTITIES, *features.VIEWS, features.tandem_reference])
+    with _feast_quiet():
+        module = sys.modules.get("feature_repo.features")
+        features = importlib.reload(module) if module else importlib.import_module("feature_repo.features")
+        store = fs.open_store(lake, redis)
+        store.apply([*features.ENTITIES, *features.VIEWS, features.tandem_reference])
     return store
+
+
+@contextlib.contextmanager
+def _feast_quiet():
+    """Feast 0.67 warns that its Spark store is "experimental" on every object and call: noise in a report."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The spark .* is an experimental", category=RuntimeWarning)
+        yield
 
 
 def materialize(store, first_ms: int, last_ms: int) -> None:
@@ -66,16 +75,13 @@ def materialize(store, first_ms: int, last_ms: int) -> None:
 
 @contextlib.contextmanager
 def _spark_conf_kept(key: str = "spark.sql.parser.quotedRegexColumnNames"):
-    """Feast's Spark store flips this on the shared session; put it back so later jobs parse as before.
-    (Its "experimental feature" warning on every call is noise in a report, so it is muted here.)"""
+    """Feast's Spark store flips this on the shared session; put it back so later jobs parse as before."""
     from pyspark.sql import SparkSession
 
     spark = SparkSession.getActiveSession()
     before = spark.conf.get(key, None) if spark else None
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The spark offline store is an experimental",
-                                    category=RuntimeWarning)
+        with _feast_quiet():
             yield
     finally:
         if spark is not None:

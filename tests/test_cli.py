@@ -81,10 +81,29 @@ def test_generate_refuses_a_bad_spec():
 
 
 def test_demo_runs_the_main_job(tmp_path):
-    result = run("demo", "--out", str(tmp_path), "--duration", "15m", "--users", "40", "--merchants", "10")
-    assert result.returncode == 0, result.stderr
-    assert "Latest feature row of the busiest user" in result.stdout
-    assert pq.read_table(tmp_path / "features.parquet").num_rows > 1000
+    """The whole pipeline on a small stream: every stage, the verdicts, a served user (with a Redis of its own)."""
+    import json
+
+    from tandem.events_io import read_events
+    from tandem.reference import evaluate
+
+    out = tmp_path / "demo"
+    result = run("demo", "--out", str(out), "--duration", "15m", "--users", "40", "--merchants", "10")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "parity" / "report.json").read_text())
+    assert report["verdict"] == "pass" and report["serving"]["unexplained"] == 0
+    assert report["serving"]["values"] > 0
+    expected = evaluate(list(read_events(out / "events.jsonl")))
+    assert pq.read_table(out / "parity" / "batch.parquet").num_rows == len(expected.rows) > 1000
+    for stage in ("generating", "batch", "feast apply", "stream", "get_historical_features"):
+        assert stage in result.stderr, stage  # progress, one line per stage
+    assert "Online features served for user" in result.stdout
+    assert "training = serving" in result.stdout and "FAIL" not in result.stdout
+
+
+def test_demo_refuses_an_output_folder_with_files(tmp_path):
+    (tmp_path / "old.txt").write_text("x")
+    assert_one_line_error(run("demo", "--out", str(tmp_path)), 1, "exists and is not empty")
 
 
 def test_stream_with_an_unreachable_redis_is_one_line(tmp_path):

@@ -178,6 +178,8 @@ def _run_batch(spark, events: Path, lake_root: Path, catalog: Catalog):
 
 def _prepare_serving(spark, lake_root: Path, redis: str, catalog: Catalog, batch_reference):
     """The batch side of serving: feature tables for every event date, registered and materialised."""
+    from datetime import datetime, timezone
+
     from batch_jobs.backfill import backfill
     from batch_jobs.spark_session import build_spark
     from tandem.lake import Lake
