@@ -2,7 +2,6 @@ package dev.tandem.udf;
 
 import org.apache.spark.sql.Encoder;
 import org.apache.spark.sql.Encoders;
-import org.apache.spark.sql.expressions.Aggregator;
 
 /**
  * Spark's {@code exact_sum_state(double)}: the exact sum's whole state as
@@ -17,34 +16,12 @@ import org.apache.spark.sql.expressions.Aggregator;
  * correctly rounded window sum as {@code exact_sum} over the sliding frame,
  * in O(1) per row.
  */
-public final class SparkExactSumState extends Aggregator<Double, ExactSum, byte[]> {
+public final class SparkExactSumState extends ExactSumAggregator<byte[]> {
     private static final long serialVersionUID = 1L;
-
-    @Override
-    public ExactSum zero() {
-        return new ExactSum();
-    }
-
-    @Override
-    public ExactSum reduce(ExactSum acc, Double x) {
-        if (x != null) acc.add(x);
-        return acc;
-    }
-
-    @Override
-    public ExactSum merge(ExactSum a, ExactSum b) {
-        a.merge(b);
-        return a;
-    }
 
     @Override
     public byte[] finish(ExactSum acc) {
         return acc.toBytes();
-    }
-
-    @Override
-    public Encoder<ExactSum> bufferEncoder() {
-        return Encoders.javaSerialization(ExactSum.class);
     }
 
     @Override
