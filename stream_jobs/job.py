@@ -78,14 +78,14 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     dead_letters.parse_target(spec.dead_letters)  # a bad target fails before Flink starts
     if spec.max_future_ms < 0:
         raise UserError("--max-future must not be negative")
+    if spec.roll_interval_ms <= 0:
+        raise UserError("--roll-interval must be more than 0 ms")
     configure_checkpoints(t_env, spec)
     if spec.rest_port is not None:
         t_env.get_config().set("rest.port", str(spec.rest_port))
     create_source(t_env, SourceSpec(spec.source, spec.out_dir / "_input", spec.follow_ms, spec.kafka_group,
                                     spec.kafka_start, spec.kafka_until_latest))
     outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms, max_future_ms=spec.max_future_ms)
-    if spec.roll_interval_ms <= 0:
-        raise UserError("--roll-interval must be more than 0 ms")
     feature_sink = create_feature_log(t_env, spec.out_dir, spec.catalog, spec.roll_interval_ms)
     dead_sink = dead_letters.create_sink(t_env, spec.dead_letters, spec.out_dir, spec.roll_interval_ms,
                                          exactly_once=spec.checkpoint_interval_ms > 0)

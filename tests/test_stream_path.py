@@ -99,6 +99,8 @@ def test_kafka_source_equals_the_reference(flink_table_env, kafka_broker, tmp_pa
     run(flink_table_env, StreamJobSpec(f"kafka:{kafka_broker.bootstrap_servers}/{topic}", out, 5_000,
                                        kafka_group=f"g-{topic}", kafka_until_latest=True))
     assert_matches_reference(records + ["not json at all"], feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
+    assert [(d["reason"], d["kind"]) for d in dead_letters(out) if d["raw"] == "not json at all"] == [
+        ("invalid", "unparseable")]  # a Kafka message that is not JSON: dead-lettered as it arrived
 
 
 def test_each_kind_of_bad_record_is_a_dead_letter_with_its_raw_line(flink_table_env, tmp_path):
