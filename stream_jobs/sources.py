@@ -2,7 +2,9 @@
 
 ``file:PATH`` replays a file in its order:
 
-- a JSON Lines file is read as it is;
+- a JSON Lines file is read as it is, unless its name starts with ``.`` or
+  ``_``: Flink's file source skips such files silently, even when named
+  alone, so it is staged (copied) under a plain name first;
 - a Parquet file is first converted, row by row in file order, into JSON Lines
   under ``OUT/_input/`` (Flink 2.x's Parquet format is not on Maven Central);
   a timestamp becomes UTC epoch milliseconds, so validation sees the same
@@ -106,12 +108,12 @@ def stage_file_input(path: Path, staging_dir: Path) -> Path:
     A staged file is rewritten only when its content changes, so a rerun that
     resumes from a checkpoint keeps reading the very file it had read from.
     """
-    if path.is_file() and path.suffix.lower() in JSONL_SUFFIXES:
+    if path.is_file() and path.suffix.lower() in JSONL_SUFFIXES and not path.name.startswith((".", "_")):
         return path.resolve()
     files = _input_files(path)
     staging_dir.mkdir(parents=True, exist_ok=True)
-    target = staging_dir / f"{path.name}.jsonl"
-    scratch = staging_dir / f".{path.name}.jsonl.tmp"
+    target = staging_dir / f"replay-{path.name}.jsonl"  # a plain name: Flink reads nothing from .x or _x
+    scratch = staging_dir / f".replay-{path.name}.jsonl.tmp"
     with scratch.open("wb") as out:
         for f in files:
             if f.suffix.lower() in JSONL_SUFFIXES:

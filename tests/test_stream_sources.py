@@ -187,6 +187,16 @@ def dead_letter_metrics(port: int, job_id) -> dict[str, int]:
     return totals
 
 
+@pytest.mark.parametrize("name", ["_events.jsonl", ".events.jsonl"])
+def test_a_file_named_like_a_hidden_file_is_replayed_too(flink_table_env, tmp_path, name):
+    """Flink's file source silently skips a file named .x or _x, even named alone: it is staged under a plain name."""
+    records = [tx("a", t=NOON), tx("b", t=NOON + 1)]
+    write_events(records, tmp_path / name, REFERENCE_CATALOG)
+    out = tmp_path / "out"
+    run(flink_table_env, StreamJobSpec(f"file:{tmp_path / name}", out, 5_000))
+    assert sorted(r["transaction_id"] for r in feature_rows(out, REFERENCE_CATALOG)) == ["a", "b"]
+
+
 def test_follow_needs_a_directory_of_json_lines(flink_table_env, tmp_path):
     write_events([tx("a")], tmp_path / "a.jsonl", REFERENCE_CATALOG)
     with pytest.raises(UserError, match="watches a directory"):
