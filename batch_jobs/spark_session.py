@@ -20,8 +20,8 @@ Why each setting is here:
 - ``spark.driver.memory`` = ``$TANDEM_SPARK_DRIVER_MEMORY`` or 4g: in local
   mode the driver is the only executor, and ingestion hands the validated
   records to Spark from the driver, so Spark's 1g default dies with
-  ``OutOfMemoryError`` around 2 M records (BENCHMARKS.md); 4g held 2 M with
-  room to spare. A cluster deployment sets its own.
+  ``OutOfMemoryError`` at 2 M records (BENCHMARKS.md); 4g held them with a
+  3.6 GiB peak, so larger single ingests need more. A cluster sets its own.
 - Small shuffle partitions, no UI, quiet logs: local runs on 2-core machines.
 - Warehouse and Derby dirs in a temp dir, so jobs never litter the cwd.
 
