@@ -314,20 +314,39 @@ def _interval_sql(ms: int) -> str:
     return interval(ms)
 
 
-def job_a(ctx: Ctx, name: str, redis: bool = True, checkpoints: bool = True) -> float:
-    """Tandem's stream job as shipped (``tandem stream``): stream_jobs.job.run, parallelism 1."""
+def job_a(ctx: Ctx, name: str, redis: bool = True, checkpoints: bool = True, interval_ms: int | None = None,
+          config: dict | None = None, python_processes: bool = False) -> float:
+    """Tandem's stream job as shipped (``tandem stream``): stream_jobs.job.run, parallelism 1.
+
+    The keyword arguments make the variants: no Redis, no checkpoints, another
+    checkpoint interval, extra Flink options, Python UDFs in worker processes
+    (PyFlink's ``process`` mode) instead of the local default, threads of this
+    process (``loopback``).
+    """
     from stream_jobs.flink_env import build_table_env
     from stream_jobs.job import StreamJobSpec, run
 
-    out = ctx.out / name
+    out = ctx.out / name.replace(" ", "_")
     shutil.rmtree(out, ignore_errors=True)  # else it would resume from an earlier run's checkpoint
     if redis:
         import redis as redis_py
 
         redis_py.Redis.from_url(ctx.redis_url).flushall()  # else the guard would skip every write
+    interval = {} if checkpoints and interval_ms is None else {"checkpoint_interval_ms": interval_ms or 0}
     spec = StreamJobSpec(f"file:{ctx.events}", out, ctx.lateness_ms, redis=ctx.redis_url if redis else None,
-                         **({} if checkpoints else {"checkpoint_interval_ms": 0}))
-    return _net_s(run(build_table_env(parallelism=1), spec, wait=True))
+                         **interval)
+    mode = os.environ.pop("_python_worker_execution_mode", None)
+    if python_processes:
+        os.environ["_python_worker_execution_mode"] = "process"  # read when the environment is built
+    try:
+        t_env = build_table_env(parallelism=1)
+    finally:
+        os.environ.pop("_python_worker_execution_mode", None)
+        if mode is not None:
+            os.environ["_python_worker_execution_mode"] = mode
+    for key, value in (config or {}).items():
+        t_env.get_config().set(key, value)
+    return _net_s(run(t_env, spec, wait=True))
 
 
 def _raw_lines(t_env, events: Path) -> str:
@@ -480,7 +499,19 @@ LADDER = {
                                     "that, with Tandem's compiled windows (exact_sum for sums and means)"),
     "A core": (job_a_core, {}, "Tandem's whole pipeline (adds dedup and lateness stages) -> blackhole; "
                                "no file sinks, no checkpoints"),
-    "A -Redis": (job_a, {"redis": False}, "A without Redis (feature log + dead letters files, checkpoints 2 s)"),
+    "A files": (job_a, {"redis": False, "checkpoints": False},
+                "that, with the feature log and dead letters as files (stream_jobs.job.run, no Redis, no checkpoints)"),
+    "A -Redis": (job_a, {"redis": False}, "that, with checkpoints every 2 s (the default): A without Redis"),
+}
+
+#: Not part of the ladder: changes to A that might close the gap (``--candidates``).
+CANDIDATES = {
+    "A ckpt 10s": (job_a, {"interval_ms": 10_000}, "A with checkpoints every 10 s instead of 2 s"),
+    "A rocksdb": (job_a, {"config": {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true"}},
+                  "A with the RocksDB state backend and incremental checkpoints (the default: heap, full snapshots)"),
+    "A py processes": (job_a, {"python_processes": True},
+                       "A with each Python operator in its own worker process (PyFlink 'process' mode; a cluster's "
+                       "way) instead of threads of the client process sharing one GIL ('loopback', the local default)"),
 }
 
 
@@ -666,7 +697,7 @@ def run_freshness(label: str, events: Path, records: list, kafka, redis_url: str
     from stream_jobs.job import StreamJobSpec, run
     from tandem.jars import jars
     from tandem.reference import evaluate
-    from transforms import REFERENCE_CATALOG as C
+    from transforms import REFERENCE_CATALOG as C, parse_duration
 
     res = Freshness(label, lateness_ms, checkpoint_ms, rate)
     work = folder / "freshness" / label.replace(" ", "_")
@@ -685,8 +716,18 @@ def run_freshness(label: str, events: Path, records: list, kafka, redis_url: str
     if not ready.wait(120):
         raise SystemExit("the Redis observer did not start")
 
-    t_env = build_table_env(parallelism=1)
-    for k, v in (flink_options or {}).items():
+    flink_options = dict(flink_options or {})
+    if "checkpoint-interval" in flink_options:
+        checkpoint_ms = parse_duration(flink_options.pop("checkpoint-interval"))
+        res.checkpoint_ms = checkpoint_ms
+    python_processes = flink_options.pop("python-workers", "loopback") == "process"
+    if python_processes:
+        os.environ["_python_worker_execution_mode"] = "process"  # read when the environment is built
+    try:
+        t_env = build_table_env(parallelism=1)
+    finally:
+        os.environ.pop("_python_worker_execution_mode", None)
+    for k, v in flink_options.items():
         t_env.get_config().set(k, v)
     spec = StreamJobSpec(f"kafka:{kafka.bootstrap_servers}/{topic}", work / "out", lateness_ms, redis=redis_url,
                          kafka_group=f"g-{topic}", checkpoint_interval_ms=checkpoint_ms)
@@ -947,6 +988,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ceiling-parallelism", type=int, default=2, help="B's parallelism (default 2: both cores)")
     parser.add_argument("--no-variants", action="store_true", help="only A and B")
+    parser.add_argument("--candidates", default="", help="comma-separated extra variants of A to run in each round: "
+                        + ", ".join(CANDIDATES))
     parser.add_argument("--no-check", action="store_true", help="skip comparing A's output with the reference")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-freshness", action="store_true")
@@ -958,9 +1001,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh-lateness", default="100ms,5s",
                         help="allowed lateness of each freshness run, comma-separated (default 100ms,5s)")
     parser.add_argument("--fresh-checkpoint", default="2s", help="checkpoint interval of the freshness runs")
-    parser.add_argument("--fresh-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a Flink option for an extra freshness run (lateness: the first of --fresh-lateness); "
-                             "repeat to set several, e.g. python.fn-execution.bundle.time=20")
+    parser.add_argument("--fresh-run", action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE...]",
+                        help="an extra freshness run (allowed lateness: the first of --fresh-lateness) with these Flink "
+                             "options, e.g. 'python.fn-execution.bundle.time=50;pipeline.auto-watermark-interval=50ms'; "
+                             "also checkpoint-interval=DURATION and python-workers=process; repeatable")
     parser.add_argument("--data-dir", default=str(DATA_DIR), help="cache folder (default benchmarks/.data)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.events < 1000:
@@ -975,7 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(ms > (args.fresh_tail - 5) * 1000 for ms in fresh_lateness):
         parser.error("--fresh-lateness must be at least 5 s below --fresh-tail")
     fresh_ckpt = parse_duration(args.fresh_checkpoint)
-    options = dict(o.split("=", 1) for o in args.fresh_option)
+    variants = [dict(kv.split("=", 1) for kv in run.split(";") if kv.strip()) for run in args.fresh_run]
 
     console = Console(width=None if sys.stdout.isatty() else 220)
     say = lambda msg: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")  # noqa: E731
@@ -1009,7 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
                 res["check"] = compare_with_reference(folder / "out" / "A-last" / "features", ref_path,
                                                       redis_server.url)
         if not args.no_freshness:
-            fresh, res["fresh_generator"] = freshness(args, folder, fresh_lateness, fresh_ckpt, options,
+            fresh, res["fresh_generator"] = freshness(args, folder, fresh_lateness, fresh_ckpt, variants,
                                                       redis_server.url, say)
     finally:
         redis_server.stop()
@@ -1046,6 +1090,10 @@ def throughput(args, events: Path, folder: Path, lateness_ms: int, redis_url: st
     monitor = CpuMonitor(gateway_pid(), redis_pid)
     out = folder / "out"
     jobs = dict(JOBS) if args.no_variants else {**JOBS, **LADDER}
+    for name in filter(None, (c.strip() for c in args.candidates.split(","))):
+        if name not in CANDIDATES:
+            raise SystemExit(f"--candidates: unknown {name!r}; choose from {', '.join(CANDIDATES)}")
+        jobs[name] = CANDIDATES[name]
     descriptions = {name: desc for name, (_, _, desc) in jobs.items()}
 
     warm = Ctx(head_file(events, folder / "warmup.jsonl", 20_000), out / "warmup", lateness_ms, redis_url,
@@ -1073,7 +1121,7 @@ def throughput(args, events: Path, folder: Path, lateness_ms: int, redis_url: st
     return runs, descriptions
 
 
-def freshness(args, folder: Path, lateness: list[int], ckpt_ms: int, options: dict, redis_url: str, say):
+def freshness(args, folder: Path, lateness: list[int], ckpt_ms: int, variants: list[dict], redis_url: str, say):
     from tandem.events_io import read_events
     from tandem.generator import StreamSpec
     from tandem.services.kafka_broker import KafkaBroker
@@ -1089,9 +1137,8 @@ def freshness(args, folder: Path, lateness: list[int], ckpt_ms: int, options: di
     results = []
     with KafkaBroker() as kafka:
         plan = [(f"lateness {ms} ms", ms, {}) for ms in lateness]
-        if options:
-            plan.append((f"lateness {lateness[0]} ms, " + ", ".join(f"{k}={v}" for k, v in options.items()),
-                         lateness[0], options))
+        plan += [(f"lateness {lateness[0]} ms, " + ", ".join(f"{k}={v}" for k, v in options.items()),
+                  lateness[0], options) for options in variants]
         for label, ms, opts in plan:
             results.append(run_freshness(label, path, records, kafka, redis_url, folder, args.fresh_rate,
                                          args.fresh_warmup, args.fresh_seconds, ms, ckpt_ms, say, opts))
