@@ -23,7 +23,8 @@ from feature_repo.store import EVENT_DATE, EVENT_TIME, SERVICE
 from tandem.lake import Lake
 from transforms import REFERENCE_CATALOG, FieldType
 
-_unset = [v for v in ("TANDEM_LAKE", "TANDEM_REDIS", "TANDEM_SPARK_JARS") if not os.environ.get(v)]
+_unset = [v for v in ("TANDEM_LAKE", "TANDEM_REDIS", "TANDEM_SPARK_JARS", "TANDEM_SPARK_DRIVER_MEMORY")
+          if not os.environ.get(v)]
 if _unset:  # feature_store.yaml would keep "${VAR}" as literal text and fail obscurely later
     raise RuntimeError(f"{', '.join(_unset)} not set: run "
                        '`eval "$(.venv/bin/python -m feature_repo.store env)"` from the repo root first')

@@ -7,8 +7,8 @@ group key, ``event_time``, ``transaction_id``, the group's features. The Feast
 registry lives with the tables it describes, at ``<lake>/_feast/registry.db``.
 
 ``feature_store.yaml`` takes machine-specific values from ``TANDEM_LAKE``,
-``TANDEM_REDIS`` and ``TANDEM_SPARK_JARS``; :func:`feast_env` fills in Tandem's
-defaults, and ``python -m feature_repo.store env`` prints them for a shell::
+``TANDEM_REDIS``, ``TANDEM_SPARK_JARS`` and ``TANDEM_SPARK_DRIVER_MEMORY``;
+:func:`feast_env` fills in Tandem's defaults, and ``python -m feature_repo.store env`` prints them for a shell::
 
     eval "$(.venv/bin/python -m feature_repo.store env)"
     cd feature_repo && feast apply && feast materialize 2024-05-01T00:00:00 2024-05-02T00:00:00
@@ -61,6 +61,7 @@ def feast_env(lake: str | Path | None = None, redis: str | None = None) -> dict[
         # An explicit list: Spark resolves a glob here for the driver classpath but then fails
         # SparkContext.addJar on the pattern itself ("Jar .../*.jar not found").
         "TANDEM_SPARK_JARS": submit_conf()["spark.jars"],
+        "TANDEM_SPARK_DRIVER_MEMORY": submit_conf()["spark.driver.memory"],
     }
 
 
