@@ -2,11 +2,10 @@
 
 The stages, each the stream twin of a rule in ``tandem/reference.py``:
 
-1. **Validate** (vectorised Python UDF): every raw line goes through the
-   very reader and validator the reference uses
-   (``tandem.events_io.decode_json_line``, ``transforms.schema``). Blank
-   lines are skipped as the file reader skips them; invalid records become
-   dead letters (``invalid``), among them an
+1. **Validate** (Python UDF): every raw line goes through the very reader and
+   validator the reference uses (``tandem.events_io.decode_json_line``,
+   ``transforms.schema``). Blank lines are skipped as the file reader skips
+   them; invalid records become dead letters (``invalid``), among them an
    event time more than ``max_future_ms`` ahead of the wall clock when the
    record is validated (``transforms.schema.DEFAULT_MAX_FUTURE_MS``), so one
    far-future event cannot advance the watermark and make later events late.
@@ -35,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
+from pyflink.common import Row
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.udf import udf
 
@@ -65,34 +64,20 @@ def _validated_row_type(catalog: Catalog):
 
 
 def _validation_udf(catalog: Catalog, max_future_ms: int | None):
-    """The reference's reader and validator over a batch of raw lines.
-
-    A pandas UDF: one Arrow batch crosses to Python and back, not one record,
-    which cost several times the validation itself. The columns are ``object``
-    so every value reaches Flink as it was validated (no float round trip of
-    integers). The future bound is read from the wall clock once per batch.
-    """
     schema = catalog.schema
-    names = ["status", "kind", "detail", "raw_id", *(f.name for f in schema.fields)]
-    empty = (None,) * len(schema.fields)
+    width = len(schema.fields)
 
-    def validate_one(line: str, not_after_ms: int | None) -> tuple:
+    def validate(line: str):
         if not line.strip():
-            return (BLANK, None, None, None, *empty)
+            return Row(BLANK, None, None, None, *([None] * width))
         record = decode_json_line(line)
-        event = schema.validate(record, not_after_ms)
+        event = schema.validate(record, not_after_now(max_future_ms))
         if isinstance(event, Invalid):
             rid = record.get(schema.event_id) if isinstance(record, dict) and not isinstance(record, Undecodable) else None
-            return (INVALID, event.kind.value, event.detail, rid if isinstance(rid, str) else None, *empty)
-        return (OK, None, None, None, *(event[f.name] for f in schema.fields))
+            return Row(INVALID, event.kind.value, event.detail, rid if isinstance(rid, str) else None, *([None] * width))
+        return Row(OK, None, None, None, *(event[f.name] for f in schema.fields))
 
-    def validate(lines: pd.Series) -> pd.DataFrame:
-        not_after_ms = not_after_now(max_future_ms)
-        rows = [validate_one(line, not_after_ms) for line in lines]
-        columns = zip(*rows) if rows else [()] * len(names)
-        return pd.DataFrame({n: pd.Series(c, dtype=object) for n, c in zip(names, columns)})
-
-    return udf(validate, result_type=_validated_row_type(catalog), func_type="pandas", name="tandem_validate")
+    return udf(validate, result_type=_validated_row_type(catalog), name="tandem_validate")
 
 
 def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, allowed_lateness_ms: int,
