@@ -509,6 +509,11 @@ CANDIDATES = {
     "A ckpt 10s": (job_a, {"interval_ms": 10_000}, "A with checkpoints every 10 s instead of 2 s"),
     "A rocksdb": (job_a, {"config": {"state.backend.type": "rocksdb", "execution.checkpointing.incremental": "true"}},
                   "A with the RocksDB state backend and incremental checkpoints (the default: heap, full snapshots)"),
+    "A Flink waits": (job_a, {"config": {"python.fn-execution.bundle.time": "1000",
+                                         "execution.buffer-timeout.interval": "100 ms",
+                                         "pipeline.auto-watermark-interval": "200 ms"}},
+                      "A with Flink's default waits instead of stream_jobs.flink_env.LATENCY_OPTIONS (Python bundles "
+                      "1 s, network buffers 100 ms, watermarks every 200 ms): what the freshness settings cost"),
     "A py processes": (job_a, {"python_processes": True},
                        "A with each Python operator in its own worker process (PyFlink 'process' mode; a cluster's "
                        "way) instead of threads of the client process sharing one GIL ('loopback', the local default)"),
