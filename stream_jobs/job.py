@@ -71,10 +71,12 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     run over the same ``OUT`` resumes from the newest complete one, so a
     killed job restarted with the same arguments loses and repeats nothing.
     """
+    online = None
     if spec.redis:  # an unreachable online store is the user's to fix: say so before Flink starts
         from stream_jobs.online_sink import OnlineWriter
 
-        OnlineWriter(spec.redis, catalog=spec.catalog).close()
+        with OnlineWriter(spec.redis, catalog=spec.catalog) as online:
+            pass  # its layout (Feast's repo config) and address are what the JVM sink gets
     dead_letters.parse_target(spec.dead_letters)  # a bad target fails before Flink starts
     if spec.max_future_ms < 0:
         raise UserError("--max-future must not be negative")
@@ -92,10 +94,10 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO {feature_sink} SELECT * FROM {outputs.features}")
     statements.add_insert_sql(dead_letters.counted_insert_sql(t_env, outputs.dead_letters, dead_sink))
-    if spec.redis:
-        from stream_jobs.online_udf import online_write_sql
+    if online is not None:
+        from stream_jobs.online_table import online_write_sql
 
-        statements.add_insert_sql(online_write_sql(t_env, outputs.features, spec.redis, spec.catalog))
+        statements.add_insert_sql(online_write_sql(t_env, outputs.features, online, spec.catalog))
     result = statements.execute()
     if wait:
         try:

@@ -49,9 +49,11 @@ re-sent (safe, the script is idempotent) after an exponential backoff, up to
 restarted has lost its script cache: ``NOSCRIPT`` replies make the writer load
 the script again and re-send those rows.
 
-Plain Python (no Flink import): one writer per operator instance (not to be
-shared between threads), created in ``open()``, ``write()`` in the flush path.
-Importing this module imports Feast (several seconds, once per Python worker).
+Plain Python (no Flink import), not to be shared between threads. The Flink
+job itself writes through this writer's JVM twin (``stream_jobs/online_table.py``,
+``jvm/udf/.../OnlineWriter.java``), which gets the layout and the script from
+here and is checked byte for byte against this writer; the job creates one
+writer at start to check Redis and the repo config before Flink starts.
 """
 
 from __future__ import annotations
