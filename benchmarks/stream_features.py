@@ -1010,6 +1010,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="an extra freshness run (allowed lateness: the first of --fresh-lateness) with these Flink "
                              "options, e.g. 'python.fn-execution.bundle.time=50;pipeline.auto-watermark-interval=50ms'; "
                              "also checkpoint-interval=DURATION and python-workers=process; repeatable")
+    parser.add_argument("--fresh-skew", default="",
+                        help="extra freshness runs (allowed lateness: the first of --fresh-lateness) on data whose keys "
+                             "have these Zipf exponents, comma-separated (the default data: 1.0, hot keys; 0: uniform)")
     parser.add_argument("--data-dir", default=str(DATA_DIR), help="cache folder (default benchmarks/.data)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.events < 1000:
@@ -1133,19 +1136,27 @@ def freshness(args, folder: Path, lateness: list[int], ckpt_ms: int, variants: l
 
     total_s = int(args.fresh_warmup + args.fresh_seconds + args.fresh_tail)
     n = int(total_s * args.fresh_rate)
-    fspec = StreamSpec(users=args.users, merchants=args.merchants, rate_per_s=args.fresh_rate, duration=f"{total_s}s",
-                       time_format="epoch_ms", seed=args.seed)
-    path = ensure_file(Path(args.data_dir).resolve() / f"fresh-n{n}-u{args.users}-m{args.merchants}-s{args.seed}"
-                       / "events.jsonl", fspec, say)
-    records = list(read_events(path))
+
+    def data(skew: float | None):
+        fspec = StreamSpec(users=args.users, merchants=args.merchants, rate_per_s=args.fresh_rate,
+                           duration=f"{total_s}s", time_format="epoch_ms", seed=args.seed,
+                           **({} if skew is None else {"skew": skew}))
+        key = f"fresh-n{n}-u{args.users}-m{args.merchants}-s{args.seed}" + ("" if skew is None else f"-z{skew:g}")
+        path = ensure_file(Path(args.data_dir).resolve() / key / "events.jsonl", fspec, say)
+        return fspec, path, list(read_events(path))
+
+    fspec, path, records = data(None)
     say("starting a KRaft Kafka broker ...")
     results = []
     with KafkaBroker() as kafka:
-        plan = [(f"lateness {ms} ms", ms, {}) for ms in lateness]
+        plan = [(f"lateness {ms} ms", ms, {}, None) for ms in lateness]
         plan += [(f"lateness {lateness[0]} ms, " + ", ".join(f"{k}={v}" for k, v in options.items()),
-                  lateness[0], options) for options in variants]
-        for label, ms, opts in plan:
-            results.append(run_freshness(label, path, records, kafka, redis_url, folder, args.fresh_rate,
+                  lateness[0], options, None) for options in variants]
+        plan += [(f"lateness {lateness[0]} ms, key skew {float(z):g}", lateness[0], {}, float(z))
+                 for z in args.fresh_skew.split(",") if z.strip()]
+        for label, ms, opts, skew in plan:
+            _, run_path, run_records = (fspec, path, records) if skew is None else data(skew)
+            results.append(run_freshness(label, run_path, run_records, kafka, redis_url, folder, args.fresh_rate,
                                          args.fresh_warmup, args.fresh_seconds, ms, ckpt_ms, say, opts))
     return results, (f"StreamSpec(users={fspec.users:,}, merchants={fspec.merchants:,}, rate_per_s={fspec.rate_per_s:g}, "
                      f"duration={fspec.duration}, other defaults as above) -> {len(records):,} records, event times "
