@@ -9,7 +9,7 @@ arrived). It goes to one of:
   committed on checkpoints (exactly once, like the feature log);
 - ``kafka:BROKERS/TOPIC``: a topic, written in Kafka transactions committed on
   checkpoints (exactly once for ``read_committed`` consumers; at least once
-  when checkpoints are off). The topic must exist.
+  when checkpoints are off). The topic must exist (checked at start).
 
 Counted twice over, for two uses:
 

@@ -20,7 +20,7 @@ from pyflink.table import StreamTableEnvironment
 from stream_jobs import dead_letters
 from stream_jobs.compile_catalog import SQL_TYPES
 from stream_jobs.pipeline import build
-from stream_jobs.sources import SOURCE, SourceSpec, create_source, sql_options
+from stream_jobs.sources import SOURCE, SourceSpec, create_source, require_kafka_topics, sql_options
 from tandem.errors import UserError
 from transforms import Catalog, REFERENCE_CATALOG
 from transforms.schema import DEFAULT_MAX_FUTURE_MS
@@ -77,7 +77,9 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
 
         with OnlineWriter(spec.redis, catalog=spec.catalog) as online:
             pass  # its layout (Feast's repo config) and address are what the JVM sink gets
-    dead_letters.parse_target(spec.dead_letters)  # a bad target fails before Flink starts
+    target = dead_letters.parse_target(spec.dead_letters)  # a bad target fails before Flink starts
+    if target is not None:
+        require_kafka_topics(target[0], [target[1]], "--dead-letters")
     if spec.max_future_ms < 0:
         raise UserError("--max-future must not be negative")
     if spec.roll_interval_ms <= 0:

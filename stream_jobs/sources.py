@@ -185,7 +185,36 @@ def _kafka_options(where: str, spec: SourceSpec) -> dict[str, str]:
     options |= kafka_start_options(spec.kafka_start)
     if spec.kafka_until_latest:
         options["scan.bounded.mode"] = "latest-offset"
+    require_kafka_topics(brokers, [topic], "--source")  # last: the options above fail faster
     return options
+
+
+def require_kafka_topics(brokers: str, topics: list[str], option: str, timeout_ms: int = 10_000) -> None:
+    """UserError unless the cluster at ``brokers`` answers and has every topic (checked before Flink starts).
+
+    Left to Flink, a missing topic fails the job only when its producer times
+    out, and an unreachable broker keeps a source waiting. Needs the Flink
+    gateway (``build_table_env``): the check runs in its JVM, with the Kafka
+    client of the pinned connector jar (``jvm/udf`` ``KafkaTopics``).
+    """
+    from py4j.protocol import Py4JJavaError
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    names = gateway.new_array(gateway.jvm.String, len(topics))
+    for i, topic in enumerate(topics):
+        names[i] = topic
+    try:
+        missing = list(gateway.jvm.dev.tandem.udf.KafkaTopics.missing(brokers, names, timeout_ms))
+    except Py4JJavaError as e:
+        cause = e.java_exception
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        raise UserError(f"{option}: Kafka at {brokers} did not answer within {timeout_ms / 1000:g} s "
+                        f"({cause.getClass().getSimpleName()})") from None
+    if missing:
+        raise UserError(f"{option}: Kafka at {brokers} has no topic {', '.join(map(repr, missing))}: create it "
+                        "first (Tandem does not create topics)")
 
 
 def kafka_start_options(start: str) -> dict[str, str]:

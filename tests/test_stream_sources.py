@@ -319,3 +319,20 @@ def test_bad_stream_options_are_one_line(tmp_path, option, message):
     write_events([tx("a")], events, REFERENCE_CATALOG)
     source = "kafka:127.0.0.1:9/t" if option[0] == "--kafka-start" else f"file:{events}"
     assert_one_line_error(tandem("stream", "--source", source, "--out", str(tmp_path / "out"), *option), 1, message)
+
+
+def test_a_missing_kafka_topic_or_a_silent_broker_is_one_error_at_start(flink_table_env, kafka_broker, tmp_path):
+    """Checked before Flink starts (else: a source waiting forever, a dead-letter producer timing out later)."""
+    brokers, topic = kafka_broker.bootstrap_servers, new_topic(kafka_broker)
+    events = tmp_path / "e.jsonl"
+    write_events([tx("a")], events, REFERENCE_CATALOG)
+    with pytest.raises(UserError, match=rf"^--source: Kafka at {brokers} has no topic 'nope': create it first"):
+        run(flink_table_env, StreamJobSpec(f"kafka:{brokers}/nope", tmp_path / "a"))
+    with pytest.raises(UserError, match=rf"^--dead-letters: Kafka at {brokers} has no topic 'gone'"):
+        run(flink_table_env, StreamJobSpec(f"file:{events}", tmp_path / "b", dead_letters=f"kafka:{brokers}/gone"))
+    silent = f"127.0.0.1:{free_port()}"
+    began = time.monotonic()
+    with pytest.raises(UserError, match=rf"^--dead-letters: Kafka at {silent} did not answer within 10 s"):
+        run(flink_table_env, StreamJobSpec(f"kafka:{brokers}/{topic}", tmp_path / "c", dead_letters=f"kafka:{silent}/x"))
+    assert time.monotonic() - began < 30
+    assert not (tmp_path / "a" / "features").exists() and not (tmp_path / "b" / "features").exists()
