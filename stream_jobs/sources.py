@@ -210,8 +210,11 @@ def require_kafka_topics(brokers: str, topics: list[str], option: str, timeout_m
         cause = e.java_exception
         while cause.getCause() is not None:
             cause = cause.getCause()
-        raise UserError(f"{option}: Kafka at {brokers} did not answer within {timeout_ms / 1000:g} s "
-                        f"({cause.getClass().getSimpleName()})") from None
+        kind = cause.getClass().getSimpleName()
+        if kind == "TimeoutException":
+            raise UserError(f"{option}: Kafka at {brokers} did not answer within {timeout_ms / 1000:g} s") from None
+        text = " ".join(str(cause.getMessage()).split())
+        raise UserError(f"{option}: Kafka at {brokers} would not list its topics: {kind}: {text}") from None
     if missing:
         raise UserError(f"{option}: Kafka at {brokers} has no topic {', '.join(map(repr, missing))}: create it "
                         "first (Tandem does not create topics)")
