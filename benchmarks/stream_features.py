@@ -111,10 +111,12 @@ class DataSpec:
     merchants: int
     rate_per_s: float
     seed: int
+    skew: float = 1.0  # Zipf exponent of key popularity (the generator's default)
 
     @property
     def key(self) -> str:
-        return f"stream-n{self.events}-u{self.users}-m{self.merchants}-r{self.rate_per_s:g}-s{self.seed}"
+        key = f"stream-n{self.events}-u{self.users}-m{self.merchants}-r{self.rate_per_s:g}-s{self.seed}"
+        return key if self.skew == 1.0 else f"{key}-z{self.skew:g}"
 
     @property
     def duration_s(self) -> int:
@@ -123,10 +125,10 @@ class DataSpec:
     def stream_spec(self):
         from tandem.generator import StreamSpec
 
-        # Defaults otherwise: skew 1.0, 2% ties, 5% out of order (up to 30 s), 1% duplicates,
+        # Defaults otherwise: 2% ties, 5% out of order (up to 30 s), 1% duplicates,
         # 1% invalid records of every kind JSON can carry. Epoch-ms times, as a producer would write.
         return StreamSpec(users=self.users, merchants=self.merchants, rate_per_s=self.rate_per_s,
-                          duration=f"{self.duration_s}s", time_format="epoch_ms", seed=self.seed)
+                          duration=f"{self.duration_s}s", time_format="epoch_ms", seed=self.seed, skew=self.skew)
 
 
 def _generate(spec, path: str) -> None:
@@ -989,6 +991,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="events per second of event time in the throughput data (default 0.05, as the batch "
                              "benchmark): sets how many events fall in each key's windows")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skew", type=float, default=1.0,
+                        help="Zipf exponent of key popularity in the throughput data (default 1.0: hot keys; 0: uniform)")
     parser.add_argument("--allowed-lateness", default="5s", help="for the throughput jobs (default 5s, the job's)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ceiling-parallelism", type=int, default=2, help="B's parallelism (default 2: both cores)")
@@ -1033,7 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda msg: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")  # noqa: E731
     os.environ["TZ"] = "UTC"
     time.tzset()
-    spec = DataSpec(args.events, args.users, args.merchants, args.rate, args.seed)
+    spec = DataSpec(args.events, args.users, args.merchants, args.rate, args.seed, args.skew)
     folder = Path(args.data_dir).resolve() / spec.key
     ss = spec.stream_spec()
     res: dict = {"spec": asdict(spec), "lateness_ms": lateness_ms, "generator": (

@@ -476,7 +476,7 @@ def edge_rows():
 
 
 def test_the_jvm_writer_writes_the_python_writers_bytes(feast, redis_server, stream_rows, flink_table_env):
-    """The Flink job's sink (jvm/udf OnlineWriter, options from stream_jobs/online_udf.py) leaves Redis byte for
+    """The Flink job's sink (jvm/udf OnlineWriter, options from stream_jobs/online_table.py) leaves Redis byte for
     byte as the Python OnlineWriter (checked against Feast above) leaves it, over a generated stream in arrival
     order plus edge rows, with a newer row already stored for one entity (the guard keeps it)."""
     from pyflink.table import DataTypes
