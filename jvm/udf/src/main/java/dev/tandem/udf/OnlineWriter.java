@@ -112,6 +112,9 @@ final class OnlineWriter implements SinkWriter<RowData> {
 
     @Override
     public void write(RowData row, Context context) throws IOException, InterruptedException {
+        if (row.isNullAt(s.eventTimeIndex)) {
+            throw new IOException("feature row has no event time: the online sink cannot guard it");
+        }
         long t = row.getLong(s.eventTimeIndex);
         for (int v = 0; v < s.views.length; v++) {
             View view = s.views[v];
@@ -129,7 +132,7 @@ final class OnlineWriter implements SinkWriter<RowData> {
                 continue;
             }
             if (seen != null) {
-                superseded.inc(); // equal times: a peer or a replay, identical features
+                superseded.inc(); // the buffered row is older, or a peer (same time, same features)
             } else {
                 buffered++;
             }
