@@ -113,3 +113,41 @@ def test_redis_set_get(redis_server):
         assert client.get("tandem:absent") is None
     finally:
         client.close()
+
+
+def test_only_beams_teardown_cancellation_is_kept_off_stderr(tmp_path):
+    """flink_env's thread hook drops Beam's "Multiplexer hanging up" reader-thread death, and nothing else."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "threads.py"
+    script.write_text(f"""
+import sys, threading
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+import grpc
+from stream_jobs.flink_env import _quiet_beam_teardown
+
+class Cancelled(grpc.RpcError):  # the two methods Beam's grpc rendezvous error answers
+    def __init__(self, details):
+        self._details = details
+    def code(self):
+        return grpc.StatusCode.CANCELLED
+    def details(self):
+        return self._details
+
+def die(error):
+    raise error
+
+_quiet_beam_teardown()
+for name, error in [("read_grpc_client_inputs", Cancelled("Multiplexer hanging up")),
+                    ("read_grpc_client_inputs", Cancelled("Socket closed")),
+                    ("read_grpc_client_inputs", ValueError("a real failure")),
+                    ("other", Cancelled("Multiplexer hanging up"))]:
+    t = threading.Thread(target=die, args=(error,), name=name)
+    t.start()
+    t.join()
+""")
+    err = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120).stderr
+    assert err.count("Exception in thread") == 3, err
+    assert "Socket closed" in err and "a real failure" in err and "Exception in thread other" in err
