@@ -316,27 +316,11 @@ def _interval_sql(ms: int) -> str:
     return interval(ms)
 
 
-def job_a(ctx: Ctx, name: str, redis: bool = True, checkpoints: bool = True, interval_ms: int | None = None,
-          config: dict | None = None, python_processes: bool = False) -> float:
-    """Tandem's stream job as shipped (``tandem stream``): stream_jobs.job.run, parallelism 1.
-
-    The keyword arguments make the variants: no Redis, no checkpoints, another
-    checkpoint interval, extra Flink options, Python UDFs in worker processes
-    (PyFlink's ``process`` mode) instead of the local default, threads of this
-    process (``loopback``).
-    """
+def _job_a_env(python_processes: bool, config: dict | None):
+    """A parallelism-1 table environment for Tandem's job, Python UDFs in worker processes or (default) threads,
+    with extra Flink options."""
     from stream_jobs.flink_env import build_table_env
-    from stream_jobs.job import StreamJobSpec, run
 
-    out = ctx.out / name.replace(" ", "_")
-    shutil.rmtree(out, ignore_errors=True)  # else it would resume from an earlier run's checkpoint
-    if redis:
-        import redis as redis_py
-
-        redis_py.Redis.from_url(ctx.redis_url).flushall()  # else the guard would skip every write
-    interval = {} if checkpoints and interval_ms is None else {"checkpoint_interval_ms": interval_ms or 0}
-    spec = StreamJobSpec(f"file:{ctx.events}", out, ctx.lateness_ms, redis=ctx.redis_url if redis else None,
-                         **interval)
     mode = os.environ.pop("_python_worker_execution_mode", None)
     if python_processes:
         os.environ["_python_worker_execution_mode"] = "process"  # read when the environment is built
@@ -348,6 +332,30 @@ def job_a(ctx: Ctx, name: str, redis: bool = True, checkpoints: bool = True, int
             os.environ["_python_worker_execution_mode"] = mode
     for key, value in (config or {}).items():
         t_env.get_config().set(key, value)
+    return t_env
+
+
+def job_a(ctx: Ctx, name: str, redis: bool = True, checkpoints: bool = True, interval_ms: int | None = None,
+          config: dict | None = None, python_processes: bool = False) -> float:
+    """Tandem's stream job as shipped (``tandem stream``): stream_jobs.job.run, parallelism 1.
+
+    The keyword arguments make the variants: no Redis, no checkpoints, another
+    checkpoint interval, extra Flink options, Python UDFs in worker processes
+    (PyFlink's ``process`` mode) instead of the local default, threads of this
+    process (``loopback``).
+    """
+    from stream_jobs.job import StreamJobSpec, run
+
+    out = ctx.out / name.replace(" ", "_")
+    shutil.rmtree(out, ignore_errors=True)  # else it would resume from an earlier run's checkpoint
+    if redis:
+        import redis as redis_py
+
+        redis_py.Redis.from_url(ctx.redis_url).flushall()  # else the guard would skip every write
+    interval = {} if checkpoints and interval_ms is None else {"checkpoint_interval_ms": interval_ms or 0}
+    spec = StreamJobSpec(f"file:{ctx.events}", out, ctx.lateness_ms, redis=ctx.redis_url if redis else None,
+                         **interval)
+    t_env = _job_a_env(python_processes, config)
     return _net_s(run(t_env, spec, wait=True))
 
 
@@ -700,7 +708,6 @@ def run_freshness(label: str, events: Path, records: list, kafka, redis_url: str
     import numpy as np
     import redis as redis_py
 
-    from stream_jobs.flink_env import build_table_env
     from stream_jobs.job import StreamJobSpec, run
     from tandem.jars import jars
     from tandem.reference import evaluate
@@ -728,14 +735,7 @@ def run_freshness(label: str, events: Path, records: list, kafka, redis_url: str
         checkpoint_ms = parse_duration(flink_options.pop("checkpoint-interval"))
         res.checkpoint_ms = checkpoint_ms
     python_processes = flink_options.pop("python-workers", "loopback") == "process"
-    if python_processes:
-        os.environ["_python_worker_execution_mode"] = "process"  # read when the environment is built
-    try:
-        t_env = build_table_env(parallelism=1)
-    finally:
-        os.environ.pop("_python_worker_execution_mode", None)
-    for k, v in flink_options.items():
-        t_env.get_config().set(k, v)
+    t_env = _job_a_env(python_processes, flink_options)
     spec = StreamJobSpec(f"kafka:{kafka.bootstrap_servers}/{topic}", work / "out", lateness_ms, redis=redis_url,
                          kafka_group=f"g-{topic}", checkpoint_interval_ms=checkpoint_ms)
     result = run(t_env, spec, wait=False)

@@ -30,8 +30,8 @@ from transforms import Catalog
 _TYPES = {ValueType.INT64: "INT64", ValueType.DOUBLE: "DOUBLE"}
 
 
-def key_layout(project: str, join_key: str, version: int) -> tuple[bytes, bytes]:
-    """(prefix, suffix) of Feast's hash key of a one-string-key entity: key = prefix + u32le(len) + value + suffix.
+def key_prefix(project: str, join_key: str, version: int) -> bytes:
+    """The prefix of Feast's hash key of a one-string-key entity: key = prefix + u32le(len) + value + project.
 
     Read off Feast's own ``_redis_key`` for two probe values, so a change in
     Feast's layout fails here, before the job starts, instead of writing keys
@@ -47,7 +47,7 @@ def key_layout(project: str, join_key: str, version: int) -> tuple[bytes, bytes]
             raise UserError(f"Feast's Redis key layout (entity_key_serialization_version {version}) is not "
                             "prefix + length + value + project: the JVM online sink cannot write it")
         prefix = key[:-len(tail)]
-    return prefix, suffix
+    return prefix
 
 
 def sink_options(writer: OnlineWriter, catalog: Catalog) -> dict[str, str]:
@@ -71,8 +71,7 @@ def sink_options(writer: OnlineWriter, catalog: Catalog) -> dict[str, str]:
         if kw.get(name):
             options["user" if name == "username" else name] = str(kw[name])
     for n, view in enumerate(writer.views):
-        prefix, suffix = key_layout(writer.project, view.key, writer.key_version)
-        assert suffix.hex() == options["key-suffix"]
+        prefix = key_prefix(writer.project, view.key, writer.key_version)
         options[f"view.{n}.name"] = view.name
         options[f"view.{n}.key-column"] = view.key
         options[f"view.{n}.key-prefix"] = prefix.hex()
