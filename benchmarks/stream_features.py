@@ -470,18 +470,16 @@ def _native_windows(t_env, source: str) -> str:
 
 
 def job_b(ctx: Ctx, name: str, parallelism: int | None = None, validate: bool = False, python_rows: bool = False,
-          exact: bool = False) -> float:
+          tandem_windows: bool = False) -> float:
     """Hand-written Flink SQL into a blackhole; the flags swap in one of Tandem's pieces each."""
     from stream_jobs.compile_catalog import feature_views
-    from stream_jobs.exact_sum import register_exact_sum
     from stream_jobs.flink_env import build_table_env
     from transforms import REFERENCE_CATALOG
 
     t_env = build_table_env(parallelism=parallelism or ctx.ceiling_parallelism)
     src = (_udf_validated_source if validate else _native_source)(t_env, ctx.events, ctx.lateness_ms)
     rows = _rows(t_env, src, python_rows)
-    if exact:  # Tandem's compiled windows: exact_sum (JVM) for float sums and means
-        register_exact_sum(t_env)
+    if tandem_windows:  # Tandem's window operator (stream_jobs.compile_catalog) instead of OVER windows
         last = feature_views(t_env, rows, REFERENCE_CATALOG, prefix="b")
     else:
         last = _native_windows(t_env, rows)
@@ -494,8 +492,8 @@ def job_b(ctx: Ctx, name: str, parallelism: int | None = None, validate: bool = 
 
 #: job name -> (function, kwargs, description). A and B first; the rest is the ladder from B up to A.
 JOBS = {
-    "A": (job_a, {}, "Tandem's stream job as shipped: file -> validate UDF -> dedup -> lateness -> windows "
-                     "(exact_sum) -> feature log + dead letters (files) + Redis; checkpoints 2 s; parallelism 1"),
+    "A": (job_a, {}, "Tandem's stream job as shipped: file -> validate UDF -> dedup -> lateness -> Tandem's "
+                     "window operator -> feature log + dead letters (files) + Redis; checkpoints 2 s; parallelism 1"),
     "B": (job_b, {}, "hand-written Flink SQL: JSON source, SQL filter, native rows and aggregates -> blackhole; "
                      "parallelism --ceiling-parallelism"),
 }
@@ -505,13 +503,21 @@ LADDER = {
                        "that, reading raw lines through Tandem's Python validation UDF instead of the JSON format"),
     "B p1 +validate +rows": (job_b, {"parallelism": 1, "validate": True, "python_rows": True},
                              "that, with Tandem's row functions (pandas UDFs) instead of native LN/HOUR"),
-    "B p1 +validate +rows +exact": (job_b, {"parallelism": 1, "validate": True, "python_rows": True, "exact": True},
-                                    "that, with Tandem's compiled windows (exact_sum for sums and means)"),
+    "B p1 +validate +rows +windows": (job_b, {"parallelism": 1, "validate": True, "python_rows": True,
+                                              "tandem_windows": True},
+                                      "that, with Tandem's window operator instead of the OVER windows"),
     "A core": (job_a_core, {}, "Tandem's whole pipeline (adds dedup and lateness stages) -> blackhole; "
                                "no file sinks, no checkpoints"),
     "A files": (job_a, {"redis": False, "checkpoints": False},
                 "that, with the feature log and dead letters as files (stream_jobs.job.run, no Redis, no checkpoints)"),
     "A -Redis": (job_a, {"redis": False}, "that, with checkpoints every 2 s (the default): A without Redis"),
+}
+
+#: Run with the ladder, not a step of it: one operator swapped in B, to compare it with Flink's.
+SIDE = {
+    "B p1 +windows": (job_b, {"parallelism": 1, "tandem_windows": True},
+                      "B at parallelism 1 with Tandem's window operator (exact, one per group) instead of the OVER "
+                      "windows"),
 }
 
 #: Not part of the ladder: changes to A that might close the gap (``--candidates``).
@@ -1101,7 +1107,7 @@ def throughput(args, events: Path, folder: Path, lateness_ms: int, redis_url: st
     build_table_env(parallelism=1)
     monitor = CpuMonitor(gateway_pid(), redis_pid)
     out = folder / "out"
-    jobs = dict(JOBS) if args.no_variants else {**JOBS, **LADDER}
+    jobs = dict(JOBS) if args.no_variants else {**JOBS, **LADDER, **SIDE}
     for name in filter(None, (c.strip() for c in args.candidates.split(","))):
         if name not in CANDIDATES:
             raise SystemExit(f"--candidates: unknown {name!r}; choose from {', '.join(CANDIDATES)}")

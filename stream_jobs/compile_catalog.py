@@ -8,31 +8,33 @@ How each piece of a catalog runs on Flink:
   Python UDFs calling the very numpy function declared in ``transforms/``:
   one definition, the reference's arithmetic, Arrow batches across the
   JVM/Python boundary.
-* **Windows** are Flink's own event-time ``OVER`` windows: ``PARTITION BY key
-  ORDER BY rowtime RANGE BETWEEN INTERVAL W PRECEDING AND CURRENT ROW``, which
-  include both ends and all peers. Flink computes one OVER window per SELECT,
-  so the windows are *chained*: one view per (group, window length), each
-  adding its features to the row and keeping the rowtime attribute, so the
-  last view carries the whole feature row of each event without any join.
-* **Aggregations**: count, min, max and integer sums are Flink's natives;
-  float sums use the JVM ``exact_sum`` aggregate (exact retraction as rows
-  leave the window, see ``stream_jobs/exact_sum.py``); a mean is ``exact_sum
-  / count``; a distinct count is ``COUNT(DISTINCT)``.
+* **Windows** are Tandem's own window operator, one per feature group: the
+  JVM process table function ``FlinkWindowFeatures`` (``jvm/udf``, with its
+  algorithm in ``KeyWindows``) called as ``TABLE ... PARTITION BY key`` on
+  the rowtime. It buffers rows until the watermark passes their event time,
+  then gives each row and its peers the aggregates of ``[t - W, t]``: every
+  row enters and leaves each window once, O(1) amortised per row, where
+  Flink's ``OVER ... RANGE`` operator walks the key's whole window per new
+  timestamp (quadratic on hot keys, BENCHMARKS.md). Counts, integer sums,
+  min/max (monotonic deques), distinct counts (multisets) and ``last`` are
+  exact by construction; float sums and means use the same exact accumulator
+  as the batch path (``ExactSum``, exact removal). The group views chain:
+  each keeps every column and adds its group's features.
 """
 
 from __future__ import annotations
 
-from itertools import groupby
-
 from pyflink.table import DataTypes, StreamTableEnvironment
+from pyflink.java_gateway import get_gateway
 from pyflink.table.udf import udf
 
-from transforms import Agg, Catalog, FieldType
-from transforms.aggregations import Feature
+from transforms import Catalog, FieldType
+from transforms.aggregations import FeatureGroup
 from transforms.expressions import BinOp, Col, Expr, Lit
 from transforms.rows import RowFunction
 
 ROWTIME = "rt"  # the event time as an event-time attribute (TIMESTAMP_LTZ(3))
+PTF_ROWTIME = "rowtime"  # the time attribute of a window operator's output (Flink names it)
 TS_MS = "ts_ms"  # the event time as epoch milliseconds (BIGINT): what row functions read
 
 FLINK_TYPES = {
@@ -90,43 +92,34 @@ def native_sql(expr: Expr, columns: dict[str, str]) -> str:
 
 
 def feature_views(t_env: StreamTableEnvironment, source_view: str, catalog: Catalog, prefix: str = "tandem") -> str:
-    """Create the chained OVER views over ``source_view``; return the name of the last one.
+    """Create one window-operator view per feature group over ``source_view``; return the last one's name.
 
     ``source_view`` must hold the accepted events with their row-function
-    columns and the rowtime attribute ``rt``.
+    columns and the rowtime attribute ``rt``. Each view keeps every column
+    and adds its group's features; its time attribute is Flink's ``rowtime``.
     """
-    types = dict(catalog.input_columns())
-    current = source_view
+    gateway = get_gateway()
+    current, time_column = source_view, ROWTIME
     for group in catalog.groups:
-        by_window = groupby(sorted(group.features, key=lambda f: f.window_ms), key=lambda f: f.window_ms)
-        for window_ms, features in by_window:
-            frame = (f"PARTITION BY {_q(group.key)} ORDER BY {ROWTIME} "
-                     f"RANGE BETWEEN {interval(window_ms)} PRECEDING AND CURRENT ROW")
-            items = ", ".join(f"{_aggregate(f, types.get(f.of), frame)} AS {_q(f.name)}" for f in features)
-            view = f"{prefix}_{group.entity}_{window_ms}ms"
-            t_env.execute_sql(f"CREATE TEMPORARY VIEW {view} AS SELECT *, {items} FROM {current}")
-            current = view
+        function = f"{prefix}_windows_{group.entity}"
+        instance = gateway.jvm.dev.tandem.udf.FlinkWindowFeatures(window_spec(catalog, group))
+        t_env._j_tenv.dropTemporarySystemFunction(function)
+        t_env._j_tenv.createTemporarySystemFunction(function, instance)
+        view = f"{prefix}_{group.entity}_windows"
+        t_env.execute_sql(
+            f"CREATE TEMPORARY VIEW {view} AS SELECT * FROM {function}("
+            f"input => TABLE {current} PARTITION BY {_q(group.key)}, on_time => DESCRIPTOR({time_column}), "
+            f"uid => '{view}')")
+        current, time_column = view, PTF_ROWTIME
     return current
 
 
-def _aggregate(feature: Feature, col_type: FieldType | None, frame: str) -> str:
-    col = _q(feature.of) if feature.of else None
-    agg = feature.agg
-    if agg is Agg.COUNT:
-        return f"COUNT(*) OVER ({frame})"
-    if agg is Agg.SUM:
-        if col_type is FieldType.INT64:
-            return f"SUM({col}) OVER ({frame})"
-        return f"exact_sum({col}) OVER ({frame})"
-    if agg is Agg.MEAN:
-        return f"exact_sum(CAST({col} AS DOUBLE)) OVER ({frame}) / CAST(COUNT(*) OVER ({frame}) AS DOUBLE)"
-    if agg is Agg.MIN:
-        return f"MIN({col}) OVER ({frame})"
-    if agg is Agg.MAX:
-        return f"MAX({col}) OVER ({frame})"
-    if agg is Agg.DISTINCT_COUNT:
-        return f"COUNT(DISTINCT {col}) OVER ({frame})"
-    raise NotImplementedError(f"feature {feature.name}: {agg.value} is not compiled for Flink yet")
+def window_spec(catalog: Catalog, group: FeatureGroup) -> str:
+    """The group as ``FlinkWindowFeatures``' spec text (``jvm/udf`` ``WindowSpec``)."""
+    parts = [f"order={catalog.schema.event_id}"]
+    for f in group.features:
+        parts.append(f"{f.name}={f.agg.value}/{f.window_ms}" + (f"/{f.of}" if f.of else ""))
+    return ";".join(parts)
 
 
 def interval(ms: int) -> str:

@@ -17,10 +17,12 @@ The stages, each the stream twin of a rule in ``tandem/reference.py``:
    proctime)``): an event more than the allowed lateness behind the latest
    event accepted before it is a dead letter (``late``), decided per record,
    not by when a periodic watermark happens to be emitted.
-4. **Windows** (``stream_jobs/compile_catalog.py``): event-time OVER windows
-   on a watermark of ``max accepted event time - allowed lateness - 1 ms``.
-   Stage 3 has already removed every row that watermark would make Flink's
-   OVER operator drop silently, so no event is lost without a dead letter.
+4. **Windows** (``stream_jobs/compile_catalog.py``): Tandem's window
+   operator per feature group (a JVM process table function) on a watermark
+   of ``max accepted event time - allowed lateness - 1 ms``. It processes a
+   row when the watermark passes its event time; Flink discards rows that
+   are behind the watermark on arrival, and stage 3 has already removed every
+   such row, so no event is lost without a dead letter.
 
 Stages 2 and 3 need time attributes defined on tables derived from earlier
 stages (a processing-time attribute, then the event-time attribute and its
@@ -39,7 +41,6 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.udf import udf
 
 from stream_jobs.compile_catalog import FLINK_TYPES, ROWTIME, TS_MS, feature_views, interval, register_row_functions, row_function_sql
-from stream_jobs.exact_sum import register_exact_sum
 from tandem.events_io import decode_json_line
 from transforms import Catalog, Invalid
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, Undecodable, not_after_now
@@ -86,7 +87,6 @@ def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, al
     schema = catalog.schema
     fields = [f.name for f in schema.fields]
     eid, etime = schema.event_id, schema.event_time
-    register_exact_sum(t_env)
     register_row_functions(t_env, catalog)
     t_env.create_temporary_system_function("tandem_validate", _validation_udf(catalog, max_future_ms))
     t_env.get_config().set("table.exec.state.ttl", f"{dedup_ttl_ms} ms")

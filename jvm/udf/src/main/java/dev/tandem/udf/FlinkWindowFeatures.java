@@ -1,0 +1,161 @@
+package dev.tandem.udf;
+
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Optional;
+import org.apache.flink.table.api.DataTypes;
+import org.apache.flink.table.api.dataview.MapView;
+import org.apache.flink.table.catalog.DataTypeFactory;
+import org.apache.flink.table.functions.ProcessTableFunction;
+import org.apache.flink.table.functions.TableSemantics;
+import org.apache.flink.table.types.DataType;
+import org.apache.flink.table.types.inference.CallContext;
+import org.apache.flink.table.types.inference.StateTypeStrategy;
+import org.apache.flink.table.types.inference.StaticArgument;
+import org.apache.flink.table.types.inference.StaticArgumentTrait;
+import org.apache.flink.table.types.inference.TypeInference;
+import org.apache.flink.table.types.inference.TypeStrategies;
+import org.apache.flink.table.types.logical.LogicalTypeRoot;
+import org.apache.flink.types.Row;
+
+/**
+ * One feature group's trailing windows as a Flink process table function, called as
+ * {@code f(input => TABLE t PARTITION BY key, on_time => DESCRIPTOR(rt), uid => '...')}.
+ *
+ * <p>Each key's {@link KeyWindows} lives in one keyed map-state entry, so the heap state backend
+ * hands the object over without serializing it per row. A row is buffered until the watermark
+ * passes its event time (an event-time timer per distinct time), then processed with its peers.
+ * Output, per input row: the partition key, the row's other columns except timestamps,
+ * the features in spec order, and Flink's {@code rowtime} (the row's event time). The stream job
+ * drops rows the watermark would make late before they reach this operator
+ * ({@code stream_jobs/pipeline.py}), so Flink's PTF runner never discards one here.
+ *
+ * <p>The spec (see {@link WindowSpec}) is a constructor argument: the function is registered as
+ * an instance, one per group, by {@code stream_jobs/compile_catalog.py}.
+ */
+public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
+    private static final long serialVersionUID = 1L;
+    private static final String INPUT = "input";
+    private static final Integer ONLY = 0;
+
+    private final String spec;
+    private transient WindowSpec parsed;
+    private transient int[] passed;
+
+    public FlinkWindowFeatures(String spec) {
+        this.spec = spec;
+    }
+
+    public void eval(Context ctx, MapView<Integer, KeyWindows> state, Row input) throws Exception {
+        prepare(ctx);
+        Object[] row = new Object[passed.length];
+        for (int i = 0; i < passed.length; i++) row[i] = input.getField(passed[i]);
+        TimeContext<Long> time = ctx.timeContext(Long.class);
+        KeyWindows windows = state.get(ONLY);
+        if (windows == null) windows = KeyWindows.create(parsed);
+        if (windows.buffer(time.time(), row)) time.registerOnTime(time.time());
+        state.put(ONLY, windows);
+    }
+
+    public void onTimer(OnTimerContext ctx, MapView<Integer, KeyWindows> state) throws Exception {
+        prepare(ctx);
+        KeyWindows windows = state.get(ONLY);
+        if (windows == null) return;
+        for (Object[] values : windows.fire(parsed, ctx.timeContext(Long.class).time())) collect(Row.of(values));
+        state.put(ONLY, windows);
+    }
+
+    /** Resolves the spec against the input's columns once per function instance. */
+    private void prepare(Context ctx) {
+        if (parsed != null) return;
+        TableSemantics semantics = ctx.tableSemanticsFor(INPUT);
+        List<Integer> positions = passedPositions(semantics);
+        List<String> names = DataType.getFieldNames(semantics.dataType());
+        List<DataType> types = DataType.getFieldDataTypes(semantics.dataType());
+        List<String> passedNames = new ArrayList<>();
+        List<WindowSpec.Kind> kinds = new ArrayList<>();
+        for (int p : positions) {
+            passedNames.add(names.get(p));
+            kinds.add(kind(types.get(p)));
+        }
+        passed = positions.stream().mapToInt(Integer::intValue).toArray();
+        parsed = WindowSpec.parse(spec, passedNames, kinds);
+    }
+
+    /**
+     * Input columns other than the partition keys and timestamps, in input order. Timestamps are
+     * left out by type because the time column is not known yet when the planner asks for the
+     * output type; the output's {@code rowtime} carries the event time.
+     */
+    private static List<Integer> passedPositions(TableSemantics semantics) {
+        List<Integer> keys = new ArrayList<>();
+        for (int k : semantics.partitionByColumns()) keys.add(k);
+        List<Integer> positions = new ArrayList<>();
+        List<DataType> types = DataType.getFieldDataTypes(semantics.dataType());
+        for (int i = 0; i < types.size(); i++) {
+            LogicalTypeRoot root = types.get(i).getLogicalType().getTypeRoot();
+            boolean timestamp = root == LogicalTypeRoot.TIMESTAMP_WITH_LOCAL_TIME_ZONE
+                    || root == LogicalTypeRoot.TIMESTAMP_WITHOUT_TIME_ZONE;
+            if (!keys.contains(i) && !timestamp) positions.add(i);
+        }
+        return positions;
+    }
+
+    private static WindowSpec.Kind kind(DataType type) {
+        LogicalTypeRoot root = type.getLogicalType().getTypeRoot();
+        return switch (root) {
+            case BIGINT -> WindowSpec.Kind.LONG;
+            case DOUBLE -> WindowSpec.Kind.DOUBLE;
+            case VARCHAR, CHAR -> WindowSpec.Kind.STRING;
+            default -> null;
+        };
+    }
+
+    private static DataType featureType(WindowSpec.Kind kind) {
+        return switch (kind) {
+            case LONG -> DataTypes.BIGINT();
+            case DOUBLE -> DataTypes.DOUBLE();
+            case STRING -> DataTypes.STRING();
+        };
+    }
+
+    @Override
+    public TypeInference getTypeInference(DataTypeFactory typeFactory) {
+        LinkedHashMap<String, StateTypeStrategy> state = new LinkedHashMap<>();
+        DataType windows = DataTypes.RAW(KeyWindows.class, new KeyWindowsSerializer());
+        state.put("windows", StateTypeStrategy.of(
+                TypeStrategies.explicit(MapView.newMapViewDataType(DataTypes.INT().notNull(), windows))));
+        return TypeInference.newBuilder()
+                .staticArguments(StaticArgument.table(INPUT, Row.class, false,
+                        EnumSet.of(StaticArgumentTrait.SET_SEMANTIC_TABLE, StaticArgumentTrait.REQUIRE_ON_TIME)))
+                .stateTypeStrategies(state)
+                .outputTypeStrategy(this::outputType)
+                .build();
+    }
+
+    /** The passed-through input columns, then the features. */
+    private Optional<DataType> outputType(CallContext call) {
+        Optional<TableSemantics> semantics = call.getTableSemantics(0);
+        if (semantics.isEmpty()) return Optional.empty();
+        List<String> names = DataType.getFieldNames(semantics.get().dataType());
+        List<DataType> types = DataType.getFieldDataTypes(semantics.get().dataType());
+        List<String> passedNames = new ArrayList<>();
+        List<WindowSpec.Kind> kinds = new ArrayList<>();
+        List<DataTypes.Field> fields = new ArrayList<>();
+        for (int p : passedPositions(semantics.get())) {
+            passedNames.add(names.get(p));
+            kinds.add(kind(types.get(p)));
+            fields.add(DataTypes.FIELD(names.get(p), types.get(p)));
+        }
+        WindowSpec parsedSpec;
+        try {
+            parsedSpec = WindowSpec.parse(spec, passedNames, kinds);
+        } catch (IllegalArgumentException e) {
+            return call.fail(true, e.getMessage());
+        }
+        for (WindowSpec.Feature f : parsedSpec.features) fields.add(DataTypes.FIELD(f.name, featureType(f.result)));
+        return Optional.of(DataTypes.ROW(fields));
+    }
+}
