@@ -42,3 +42,17 @@ def adversarial_events() -> list[dict]:
     e += [tx("inv-amount", amount="12"), tx("inv-neg", amount=-0.5), tx("inv-cur", currency="usd"),
           tx("inv-time", t="2024-05-01T00:00:00"), {"transaction_id": "inv-missing"}, tx("inv-extra", extra=1)]
     return e
+
+
+def quiet_key_events(start_ms: int) -> list[dict]:
+    """Keys quiet for the widest window (7 d) and back exactly at its edge and 1 ms past it, while
+    other keys' rows wait for the watermark (the stream drops a quiet key's window state), from
+    ``start_ms`` on, in time order; each group starts after the last, so none is late."""
+    e = []
+    for i, gap in enumerate([7 * DAY, 7 * DAY + 1]):
+        q = start_ms + i * 8 * DAY
+        e += [tx(f"quiet-{i}-a", user=f"quiet{i}", merchant=f"m-quiet{i}", t=q),
+              tx(f"quiet-{i}-b", user=f"quiet{i}", merchant=f"m-quiet{i}", t=q + gap)]
+        e += [tx(f"quiet-{i}-busy-{j}", user=f"busy{j % 3}", merchant="m-busy", t=q + gap + 1 + 700 * j) for j in range(12)]
+        e += [tx(f"quiet-{i}-c", user=f"quiet{i}", merchant=f"m-quiet{i}", t=q + gap + 9_000)]
+    return e

@@ -10,8 +10,8 @@ from tandem.errors import UserError
 from tandem.events_io import write_events
 from tandem.generator import StreamSpec, generate
 from tandem.reference import evaluate
-from tests.adversarial import adversarial_events
-from tests.factories import NOON, tx
+from tests.adversarial import adversarial_events, quiet_key_events
+from tests.factories import HOUR, NOON, tx
 from transforms import REFERENCE_CATALOG
 
 COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
@@ -44,6 +44,19 @@ def test_stream_equals_the_reference_on_an_adversarial_stream(flink_table_env, t
     rows, dead = run_stream(flink_table_env, tmp_path, records, 5_000)
     expected = assert_matches_reference(records, rows, dead, 5_000)
     assert expected.counts["late"] > 50  # the stream really had late events to route
+
+
+def test_keys_quiet_for_longer_than_their_windows_lose_no_row(flink_table_env, tmp_path):
+    """Ten days of sparse keys: the window operator drops a key's state once its newest row has
+    left the widest window, while the watermark advances many times mid-stream and other keys'
+    rows wait; nothing else may change (a mutant clearing with Flink's ``clearAll``, which
+    deletes other keys' timers, must fail here)."""
+    records = generate(StreamSpec(users=3_000, merchants=1_000, rate_per_s=0.02, duration="10d", seed=5))
+    times = [e["event_time"] for e in map(REFERENCE_CATALOG.schema.validate, records) if isinstance(e, dict)]
+    records += quiet_key_events(max(times) + HOUR)
+    lateness = 3_600_000  # ~70 rows wait for the watermark at any time
+    rows, dead = run_stream(flink_table_env, tmp_path, records, lateness)
+    assert_matches_reference(records, rows, dead, lateness)
 
 
 def test_lateness_edges_and_what_late_events_do_to_windows(flink_table_env, tmp_path):

@@ -1,5 +1,6 @@
 package dev.tandem.udf;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
@@ -25,7 +26,8 @@ import org.apache.flink.types.Row;
  * {@code f(input => TABLE t PARTITION BY key, on_time => DESCRIPTOR(rt), uid => '...')}.
  *
  * <p>Each key's {@link KeyWindows} lives in one keyed map-state entry, so the heap state backend
- * hands the object over without serializing it per row. A row is buffered until the watermark
+ * hands the object over without serializing it per row. The state has no processing-time TTL; it
+ * is dropped in event time, by a named timer, once the key's newest row has left its widest window. A row is buffered until the watermark
  * passes its event time (an event-time timer per distinct time), then processed with its peers.
  * Output, per input row: the partition key, the row's other columns except timestamps,
  * the features in spec order, and Flink's {@code rowtime} (the row's event time). The stream job
@@ -39,6 +41,7 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
     private static final long serialVersionUID = 1L;
     private static final String INPUT = "input";
     private static final Integer ONLY = 0;
+    private static final String EXPIRE = "expire";
 
     private final String spec;
     private transient WindowSpec parsed;
@@ -63,8 +66,34 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
         prepare(ctx);
         KeyWindows windows = state.get(ONLY);
         if (windows == null) return;
-        for (Object[] values : windows.fire(parsed, ctx.timeContext(Long.class).time())) collect(Row.of(values));
+        TimeContext<Long> time = ctx.timeContext(Long.class);
+        if (EXPIRE.equals(ctx.currentTimer())) {
+            if (windows.expired(parsed, time.time())) drop(state, time);
+            return;
+        }
+        List<Object[]> rows = windows.fire(parsed, time.time());
+        for (Object[] values : rows) collect(Row.of(values));
         state.put(ONLY, windows);
+        if (rows.isEmpty()) return;
+        // Drop the key's state once its newest row has left the widest window: a named timer (one
+        // per key, replaced each time), or now if the watermark is already past that time (Flink
+        // does not register timers behind the watermark).
+        long expireAt = windows.newest() + parsed.windowsMs[parsed.windowsMs.length - 1] + 1;
+        Long watermark = time.currentWatermark();
+        if (watermark != null && expireAt <= watermark) {
+            if (windows.expired(parsed, watermark)) drop(state, time);
+        } else {
+            time.registerOnTime(EXPIRE, expireAt);
+        }
+    }
+
+    /**
+     * Removes the key's windows and its expiry timer entry. Not {@code Context.clearAll()}: in Flink
+     * 2.2 it walks every key's timers and deletes timers of other keys.
+     */
+    private static void drop(MapView<Integer, KeyWindows> state, TimeContext<Long> time) throws Exception {
+        state.remove(ONLY);
+        time.clearTimer(EXPIRE);
     }
 
     /** Resolves the spec against the input's columns once per function instance. */
@@ -125,8 +154,10 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
     public TypeInference getTypeInference(DataTypeFactory typeFactory) {
         LinkedHashMap<String, StateTypeStrategy> state = new LinkedHashMap<>();
         DataType windows = DataTypes.RAW(KeyWindows.class, new KeyWindowsSerializer());
+        // No processing-time TTL (table.exec.state.ttl): it would copy entries on access to check
+        // them, and window state expires in event time instead (the "expire" timer).
         state.put("windows", StateTypeStrategy.of(
-                TypeStrategies.explicit(MapView.newMapViewDataType(DataTypes.INT().notNull(), windows))));
+                TypeStrategies.explicit(MapView.newMapViewDataType(DataTypes.INT().notNull(), windows)), Duration.ZERO));
         return TypeInference.newBuilder()
                 .staticArguments(StaticArgument.table(INPUT, Row.class, false,
                         EnumSet.of(StaticArgumentTrait.SET_SEMANTIC_TABLE, StaticArgumentTrait.REQUIRE_ON_TIME)))

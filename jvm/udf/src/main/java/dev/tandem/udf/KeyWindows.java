@@ -1,13 +1,8 @@
 package dev.tandem.udf;
 
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
 import java.io.DataInput;
-import java.io.DataInputStream;
 import java.io.DataOutput;
-import java.io.DataOutputStream;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -75,6 +70,19 @@ public final class KeyWindows {
             };
         }
         return new KeyWindows(new long[spec.windowsMs.length], aggregates);
+    }
+
+    /**
+     * Whether every row has left every window at {@code time} and none waits: the key's state can
+     * go (a later row would find all of these rows outside its windows anyway).
+     */
+    public boolean expired(WindowSpec spec, long time) {
+        return pending.isEmpty() && (size == 0 || newest() < time - spec.windowsMs[spec.windowsMs.length - 1]);
+    }
+
+    /** Event time of the newest processed row (there must be one). */
+    public long newest() {
+        return times[index(firstSeq + size - 1)];
     }
 
     /** Holds {@code row} until {@link #fire} reaches {@code time}; true when it is the first row at that time. */
@@ -396,15 +404,39 @@ public final class KeyWindows {
         return windows;
     }
 
-    /** A deep copy (Flink copies state it is snapshotting before it may be changed). */
+    /**
+     * A deep copy: the heap state backend copies an entry that a running snapshot still holds
+     * before the function may change it. Row arrays are shared: they are never changed after
+     * {@link #buffer}, and their values are immutable.
+     */
     public KeyWindows copy() {
-        try {
-            ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-            write(new DataOutputStream(bytes));
-            return read(new DataInputStream(new ByteArrayInputStream(bytes.toByteArray())));
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+        Object[] aggregatesCopy = new Object[aggregates.length];
+        for (int f = 0; f < aggregates.length; f++) {
+            Object agg = aggregates[f];
+            if (agg instanceof long[] sum) {
+                aggregatesCopy[f] = sum.clone();
+            } else if (agg instanceof ExactSum sum) {
+                aggregatesCopy[f] = ExactSum.fromBytes(sum.toBytes());
+            } else if (agg instanceof LongDeque deque) {
+                LongDeque c = new LongDeque();
+                c.items = deque.items.clone();
+                c.head = deque.head;
+                c.size = deque.size;
+                aggregatesCopy[f] = c;
+            } else if (agg instanceof Multiset multiset) {
+                Multiset c = new Multiset();
+                for (Map.Entry<Object, long[]> e : multiset.counts.entrySet()) c.counts.put(e.getKey(), e.getValue().clone());
+                aggregatesCopy[f] = c;
+            }
         }
+        KeyWindows c = new KeyWindows(starts.clone(), aggregatesCopy);
+        for (Map.Entry<Long, List<Object[]>> e : pending.entrySet()) c.pending.put(e.getKey(), new ArrayList<>(e.getValue()));
+        c.firstSeq = firstSeq;
+        c.head = head;
+        c.size = size;
+        c.times = times.clone();
+        c.kept = kept.clone();
+        return c;
     }
 
     private static void writeValues(DataOutput out, Object[] values) throws IOException {

@@ -175,6 +175,37 @@ class KeyWindowsTest {
     }
 
     @Test
+    void stateExpiresOnlyWhenTheNewestRowHasLeftTheWidestWindowAndNothingWaits() {
+        WindowSpec spec = WindowSpec.parse("order=id;n=count/10;m=count/25", NAMES, KINDS);
+        KeyWindows windows = KeyWindows.create(spec);
+        windows.buffer(100, new Object[] {"a", 1.0, 0L, "s"});
+        assertTrue(!windows.expired(spec, 1000), "a row still waits");
+        windows.fire(spec, 100);
+        assertTrue(!windows.expired(spec, 125), "t - 25 is inside [t - W, t]");
+        assertTrue(windows.expired(spec, 126));
+        windows.buffer(130, new Object[] {"b", 1.0, 0L, "s"});
+        assertTrue(!windows.expired(spec, 126));
+    }
+
+    @Test
+    void aCopyIsIndependentOfTheOriginal() {
+        WindowSpec spec = WindowSpec.parse(SPEC, NAMES, KINDS);
+        KeyWindows a = KeyWindows.create(spec);
+        a.buffer(1, new Object[] {"a", 1.0, 1L, "s1"});
+        a.buffer(2, new Object[] {"b", 2.0, 1L, "s2"});
+        a.fire(spec, 1);
+        KeyWindows b = a.copy();
+        Object[] fromA = a.fire(spec, 2).get(0);
+        assertTrue(b.fire(spec, 1).isEmpty());
+        b.buffer(2, new Object[] {"c", 5.0, 1L, "s3"});
+        Object[] fromB = b.fire(spec, 2).stream().filter(r -> r[0].equals("c")).findFirst().orElseThrow();
+        assertEquals(2L, fromA[5]);  // n_25 of a: rows a, b
+        assertEquals(3L, fromB[5]);  // b got both its pending row b and the new row c
+        assertEquals(3.0, fromA[7]);
+        assertEquals(8.0, fromB[7]);
+    }
+
+    @Test
     void anIntegerSumThatLeavesInt64FailsInsteadOfWrapping() {
         WindowSpec spec = WindowSpec.parse("order=id;flags=sum/10/flag", NAMES, KINDS);
         KeyWindows windows = KeyWindows.create(spec);
