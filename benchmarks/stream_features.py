@@ -530,6 +530,8 @@ CANDIDATES = {
                                          "pipeline.auto-watermark-interval": "200 ms"}},
                       "A with Flink's default waits instead of stream_jobs.flink_env.LATENCY_OPTIONS (Python bundles "
                       "1 s, network buffers 100 ms, watermarks every 200 ms): what the freshness settings cost"),
+    "A no object reuse": (job_a, {"config": {"pipeline.object-reuse": "false"}},
+                          "A without pipeline.object-reuse (Flink's default: chained operators copy each record)"),
     "A py processes": (job_a, {"python_processes": True},
                        "A with each Python operator in its own worker process (PyFlink 'process' mode; a cluster's "
                        "way) instead of threads of the client process sharing one GIL ('loopback', the local default)"),
