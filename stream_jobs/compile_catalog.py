@@ -103,6 +103,7 @@ def feature_views(t_env: StreamTableEnvironment, source_view: str, catalog: Cata
     for group in catalog.groups:
         function = f"{prefix}_windows_{group.entity}"
         instance = gateway.jvm.dev.tandem.udf.FlinkWindowFeatures(window_spec(catalog, group))
+        # PyFlink registers Java functions by class name only; the spec makes this one an instance.
         t_env._j_tenv.dropTemporarySystemFunction(function)
         t_env._j_tenv.createTemporarySystemFunction(function, instance)
         view = f"{prefix}_{group.entity}_windows"
