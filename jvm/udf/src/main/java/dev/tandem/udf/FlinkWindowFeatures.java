@@ -25,14 +25,16 @@ import org.apache.flink.types.Row;
  * One feature group's trailing windows as a Flink process table function, called as
  * {@code f(input => TABLE t PARTITION BY key, on_time => DESCRIPTOR(rt), uid => '...')}.
  *
+ * <p>A row is buffered until the watermark passes its event time (an event-time timer per
+ * distinct time), then processed with its peers. Output, per input row: the partition key, the
+ * row's other columns except timestamps, the features in spec order, and Flink's {@code rowtime}
+ * (the row's event time). The stream job drops rows the watermark would make late before they
+ * reach this operator ({@code stream_jobs/pipeline.py}), so Flink's PTF runner never discards one.
+ *
  * <p>Each key's {@link KeyWindows} lives in one keyed map-state entry, so the heap state backend
- * hands the object over without serializing it per row. The state has no processing-time TTL; it
- * is dropped in event time, by a named timer, once the key's newest row has left its widest window. A row is buffered until the watermark
- * passes its event time (an event-time timer per distinct time), then processed with its peers.
- * Output, per input row: the partition key, the row's other columns except timestamps,
- * the features in spec order, and Flink's {@code rowtime} (the row's event time). The stream job
- * drops rows the watermark would make late before they reach this operator
- * ({@code stream_jobs/pipeline.py}), so Flink's PTF runner never discards one here.
+ * hands the object over without serializing it per row. The state has no processing-time TTL
+ * (Flink's heap TTL cleanup deep-copies the values it visits); it is dropped in event time, by a
+ * named timer, once the key's newest row has left its widest window.
  *
  * <p>The spec (see {@link WindowSpec}) is a constructor argument: the function is registered as
  * an instance, one per group, by {@code stream_jobs/compile_catalog.py}.
