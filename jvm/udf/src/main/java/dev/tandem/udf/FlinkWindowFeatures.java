@@ -103,6 +103,12 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
         if (parsed != null) return;
         TableSemantics semantics = ctx.tableSemanticsFor(INPUT);
         List<Integer> positions = passedPositions(semantics);
+        passed = positions.stream().mapToInt(Integer::intValue).toArray();
+        parsed = parse(semantics, positions);
+    }
+
+    /** The spec resolved against the passed-through columns (their names and kinds). */
+    private WindowSpec parse(TableSemantics semantics, List<Integer> positions) {
         List<String> names = DataType.getFieldNames(semantics.dataType());
         List<DataType> types = DataType.getFieldDataTypes(semantics.dataType());
         List<String> passedNames = new ArrayList<>();
@@ -111,8 +117,7 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
             passedNames.add(names.get(p));
             kinds.add(kind(types.get(p)));
         }
-        passed = positions.stream().mapToInt(Integer::intValue).toArray();
-        parsed = WindowSpec.parse(spec, passedNames, kinds);
+        return WindowSpec.parse(spec, passedNames, kinds);
     }
 
     /**
@@ -174,17 +179,12 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
         if (semantics.isEmpty()) return Optional.empty();
         List<String> names = DataType.getFieldNames(semantics.get().dataType());
         List<DataType> types = DataType.getFieldDataTypes(semantics.get().dataType());
-        List<String> passedNames = new ArrayList<>();
-        List<WindowSpec.Kind> kinds = new ArrayList<>();
+        List<Integer> positions = passedPositions(semantics.get());
         List<DataTypes.Field> fields = new ArrayList<>();
-        for (int p : passedPositions(semantics.get())) {
-            passedNames.add(names.get(p));
-            kinds.add(kind(types.get(p)));
-            fields.add(DataTypes.FIELD(names.get(p), types.get(p)));
-        }
+        for (int p : positions) fields.add(DataTypes.FIELD(names.get(p), types.get(p)));
         WindowSpec parsedSpec;
         try {
-            parsedSpec = WindowSpec.parse(spec, passedNames, kinds);
+            parsedSpec = parse(semantics.get(), positions);
         } catch (IllegalArgumentException e) {
             return call.fail(true, e.getMessage());
         }
