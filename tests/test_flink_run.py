@@ -56,11 +56,18 @@ def standalone_cluster(tmp_path):
         address = f"localhost:{rest_port}"
         deadline = time.monotonic() + 120
         while rest_get(address, "/overview").get("taskmanagers", 0) < 1:
-            assert time.monotonic() < deadline, "the standalone cluster did not start within 120 s"
+            assert time.monotonic() < deadline, "the standalone cluster did not start within 120 s\n" + log_tails(
+                tmp_path / "flink-log")
             time.sleep(1)
         yield address, env
     finally:
         subprocess.run([str(FLINK_BIN / "stop-cluster.sh")], env=env, capture_output=True, timeout=120)
+
+
+def log_tails(log_dir: Path, lines: int = 40) -> str:
+    """The last lines of each daemon's log and stdout, to say why a cluster did not come up."""
+    return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+                     for log in sorted(log_dir.glob("*")) if log.is_file())
 
 
 def rest_get(address: str, path: str) -> dict:

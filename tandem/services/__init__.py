@@ -10,17 +10,48 @@ process helpers they share.
 from __future__ import annotations
 
 import ctypes
+import random
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
+
+
+_handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free right now, below the kernel's ephemeral range.
+
+    A server binds the port only seconds later (a JVM starting). A port from the
+    ephemeral range could be taken in between by any outgoing connection or
+    ``bind(0)`` on the machine, the server's own included, and the server then
+    dies on start (the likely cause of a CI run whose standalone Flink cluster
+    never came up). Below the range only an explicit bind can take it. Ports already handed out by this process are not
+    reused, so two calls before either bind differ.
+    """
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 12_000), low)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 below {low}")
+
+
+def _ephemeral_low() -> int:
+    """The low end of Linux's ephemeral port range (32768 where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
