@@ -20,6 +20,11 @@ How each piece of a catalog runs on Flink:
   exact by construction; float sums and means use the same exact accumulator
   as the batch path (``ExactSum``, exact removal). The group views chain:
   each keeps every column and adds its group's features.
+* **Validation** runs in the JVM (``jvm/udf`` ``RecordValidator``) when every
+  domain rule of the schema has a JVM twin (:data:`JVM_RULES`), so valid
+  records never cross into Python; a schema with another rule is validated
+  by the Python UDF. Either way Python explains the invalid lines, so the
+  dead letters' kinds and details are defined once, in ``transforms.schema``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.java_gateway import get_gateway
 from pyflink.table.udf import udf
 
-from transforms import Catalog, FieldType
+from transforms import Catalog, FieldType, schema as schemas
 from transforms.aggregations import FeatureGroup
 from transforms.expressions import BinOp, Col, Expr, Lit
 from transforms.rows import RowFunction
@@ -45,6 +50,22 @@ FLINK_TYPES = {
 }
 SQL_TYPES = {FieldType.STRING: "STRING", FieldType.FLOAT64: "DOUBLE", FieldType.INT64: "BIGINT",
              FieldType.TIMESTAMP_MS: "BIGINT"}
+
+
+#: Domain rules with a JVM twin in ``RecordValidator`` (checked against these by tests/test_jvm_validation.py).
+JVM_RULES = {schemas.non_empty: "non_empty", schemas.finite_non_negative: "finite_non_negative",
+             schemas.currency_code: "currency_code"}
+
+
+def validation_spec(schema: schemas.EventSchema) -> str | None:
+    """The schema as ``RecordValidator``'s spec text, or None if a domain rule has no JVM twin."""
+    parts = [f"time={schema.event_time}"]
+    for f in schema.fields:
+        if f.rule is not None and f.rule not in JVM_RULES:
+            return None
+        rule = "none" if f.rule is None else JVM_RULES[f.rule]
+        parts.append(f"{f.name}={f.type.value}/{rule}/{'required' if f.required else 'optional'}")
+    return ";".join(parts)
 
 
 def register_row_functions(t_env: StreamTableEnvironment, catalog: Catalog) -> None:

@@ -2,13 +2,17 @@
 
 The stages, each the stream twin of a rule in ``tandem/reference.py``:
 
-1. **Validate** (Python UDF): every raw line goes through the very reader and
-   validator the reference uses (``tandem.events_io.decode_json_line``,
-   ``transforms.schema``). Blank lines are skipped as the file reader skips
-   them; invalid records become dead letters (``invalid``), among them an
-   event time more than ``max_future_ms`` ahead of the wall clock when the
-   record is validated (``transforms.schema.DEFAULT_MAX_FUTURE_MS``), so one
-   far-future event cannot advance the watermark and make later events late.
+1. **Validate**: every raw line gets the verdict of the reader and validator
+   the reference uses (``tandem.events_io.decode_json_line``,
+   ``transforms.schema``), from their JVM twin ``RecordValidator`` where the
+   schema's rules have one (``compile_catalog.validation_spec``), else from
+   a Python UDF calling them. Blank lines are skipped as the file reader
+   skips them; invalid records become dead letters (``invalid``), with kind
+   and detail from ``transforms.schema`` itself (a Python UDF that sees only
+   the invalid lines). Among them: an event time more than ``max_future_ms``
+   ahead of the wall clock when the record is validated
+   (``transforms.schema.DEFAULT_MAX_FUTURE_MS``), so one far-future event
+   cannot advance the watermark and make later events late.
 2. **Deduplicate** (native ``COUNT(*) OVER (PARTITION BY id ORDER BY
    proctime)``): the first valid record of an id in arrival order is the
    event; later ones are dead letters (``duplicate``). State per id expires
@@ -37,16 +41,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyflink.common import Row
+from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.udf import udf
 
-from stream_jobs.compile_catalog import FLINK_TYPES, ROWTIME, TS_MS, feature_views, interval, register_row_functions, row_function_sql
+from stream_jobs.compile_catalog import (FLINK_TYPES, ROWTIME, TS_MS, feature_views, interval, register_row_functions,
+                                         row_function_sql, validation_spec)
 from tandem.events_io import decode_json_line
 from transforms import Catalog, Invalid
-from transforms.schema import DEFAULT_MAX_FUTURE_MS, Undecodable, not_after_now
+from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now
 
-#: Status words of the validation UDF.
+#: Status words of the validation function.
 OK, INVALID, BLANK = "ok", "invalid", "blank"
+#: The kind of an invalid line that the JVM validator refused and ``transforms.schema`` accepts: a Tandem bug.
+MISMATCH = "validator_mismatch"
 #: Rows that are not first occurrences get this event time: it never advances the watermark.
 NO_TIME_MS = 1
 
@@ -57,28 +65,60 @@ class StreamOutputs:
     dead_letters: str  # view of (transaction_id, reason, kind, detail, raw)
 
 
-def _validated_row_type(catalog: Catalog):
-    fields = [DataTypes.FIELD("status", DataTypes.STRING()), DataTypes.FIELD("kind", DataTypes.STRING()),
-              DataTypes.FIELD("detail", DataTypes.STRING()), DataTypes.FIELD("raw_id", DataTypes.STRING())]
-    fields += [DataTypes.FIELD(f.name, FLINK_TYPES[f.type]) for f in catalog.schema.fields]
-    return DataTypes.ROW(fields)
+def register_validation(t_env: StreamTableEnvironment, catalog: Catalog, max_future_ms: int | None) -> str:
+    """Register ``tandem_validate(line)`` and ``tandem_explain(line, not_after)``; return "jvm" or "python".
+
+    ``tandem_validate`` returns ``ROW<status, not_after, <schema fields>>``
+    (``jvm/udf`` ``FlinkValidate``, or :func:`_validation_udf` when a domain
+    rule has no JVM twin); ``tandem_explain`` returns the dead letter's
+    ``ROW<kind, detail, raw_id>`` for an invalid line.
+    """
+    spec = validation_spec(catalog.schema)
+    for name in ("tandem_validate", "tandem_explain"):
+        t_env.drop_temporary_system_function(name)
+    if spec is None:
+        t_env.create_temporary_system_function("tandem_validate", _validation_udf(catalog, max_future_ms))
+    else:  # registered as an instance, as feature_views does: PyFlink registers Java functions by class name only
+        instance = get_gateway().jvm.dev.tandem.udf.FlinkValidate(spec, -1 if max_future_ms is None else max_future_ms)
+        t_env._j_tenv.createTemporarySystemFunction("tandem_validate", instance)
+    t_env.create_temporary_system_function("tandem_explain", _explain_udf(catalog))
+    return "python" if spec is None else "jvm"
 
 
 def _validation_udf(catalog: Catalog, max_future_ms: int | None):
     schema = catalog.schema
     width = len(schema.fields)
+    fields = [DataTypes.FIELD("status", DataTypes.STRING()), DataTypes.FIELD("not_after", DataTypes.BIGINT())]
+    fields += [DataTypes.FIELD(f.name, FLINK_TYPES[f.type]) for f in schema.fields]
 
     def validate(line: str):
         if not line.strip():
-            return Row(BLANK, None, None, None, *([None] * width))
-        record = decode_json_line(line)
-        event = schema.validate(record, not_after_now(max_future_ms))
+            return Row(BLANK, None, *([None] * width))
+        not_after = not_after_now(max_future_ms)
+        event = schema.validate(decode_json_line(line), not_after)
         if isinstance(event, Invalid):
-            rid = record.get(schema.event_id) if isinstance(record, dict) and not isinstance(record, Undecodable) else None
-            return Row(INVALID, event.kind.value, event.detail, rid if isinstance(rid, str) else None, *([None] * width))
-        return Row(OK, None, None, None, *(event[f.name] for f in schema.fields))
+            return Row(INVALID, not_after, *([None] * width))
+        return Row(OK, not_after, *(event[f.name] for f in schema.fields))
 
-    return udf(validate, result_type=_validated_row_type(catalog), name="tandem_validate")
+    return udf(validate, result_type=DataTypes.ROW(fields), name="tandem_validate")
+
+
+def _explain_udf(catalog: Catalog):
+    schema = catalog.schema
+    result = DataTypes.ROW([DataTypes.FIELD("kind", DataTypes.STRING()), DataTypes.FIELD("detail", DataTypes.STRING()),
+                            DataTypes.FIELD("raw_id", DataTypes.STRING())])
+
+    def explain(line: str, not_after: int | None):
+        record = decode_json_line(line)
+        verdict = schema.validate(record, not_after)
+        rid = record.get(schema.event_id) if isinstance(record, dict) else None
+        rid = rid if isinstance(rid, str) else None
+        if not isinstance(verdict, Invalid):
+            return Row(MISMATCH, "the JVM validator (jvm/udf RecordValidator) refused this record, which "
+                                 "transforms.schema accepts: a Tandem bug, please report it", rid)
+        return Row(verdict.kind.value, verdict.detail, rid)
+
+    return udf(explain, result_type=result, name="tandem_explain")
 
 
 def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, allowed_lateness_ms: int,
@@ -88,13 +128,13 @@ def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, al
     fields = [f.name for f in schema.fields]
     eid, etime = schema.event_id, schema.event_time
     register_row_functions(t_env, catalog)
-    t_env.create_temporary_system_function("tandem_validate", _validation_udf(catalog, max_future_ms))
+    register_validation(t_env, catalog, max_future_ms)
     t_env.get_config().set("table.exec.state.ttl", f"{dedup_ttl_ms} ms")
 
     # 1. validate
     cols = ", ".join(f"v.`{n}` AS `{n}`" for n in fields)
     validated = t_env.sql_query(
-        f"SELECT line, v.status AS status, v.kind AS kind, v.detail AS detail, v.raw_id AS raw_id, {cols} "
+        f"SELECT line, v.status AS status, v.not_after AS not_after, {cols} "
         f"FROM (SELECT line, tandem_validate(line) AS v FROM {source_table})")
     checked = _with_time_attributes(t_env, validated, "tandem_checked", proctime="pt")
 
@@ -128,8 +168,8 @@ def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, al
 
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW tandem_dead_letters AS
-        SELECT raw_id AS transaction_id, 'invalid' AS reason, kind, detail, line AS `raw`
-          FROM tandem_checked WHERE status = '{INVALID}'
+        SELECT e.raw_id AS transaction_id, 'invalid' AS reason, e.kind AS kind, e.detail AS detail, line AS `raw`
+          FROM (SELECT line, tandem_explain(line, not_after) AS e FROM tandem_checked WHERE status = '{INVALID}')
         UNION ALL
         SELECT `{eid}`, 'duplicate', CAST(NULL AS STRING), CONCAT('event id ', `{eid}`, ' was seen before'), line
           FROM tandem_timed WHERE seen > 1

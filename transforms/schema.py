@@ -5,14 +5,15 @@ event or an :class:`Invalid` with a machine-readable ``kind`` and a one-line
 ``detail``. Nothing is dropped and nothing is coerced into a different value.
 What the boundary accepts, exactly:
 
-* ``STRING``: a JSON string. Id and key fields must also be non-empty.
+* ``STRING``: a JSON string of valid Unicode (a ``\\ud800`` escape without its
+  pair is refused). Id and key fields must also be non-empty.
 * ``FLOAT64``: a JSON number (an int is accepted only when it is exactly
   representable as a double, ``|x| <= 2**53``); booleans are not numbers.
   ``-0.0`` is read as ``0.0``: the same value, spelled once, so that max and
   sum are bit-identical on every engine.
 * ``TIMESTAMP_MS``: UTC epoch milliseconds as a JSON integer, an aware
   ``datetime`` (Parquet timestamps), or an ISO-8601 string of exactly the form
-  ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)``. A string without an
+  ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)``, digits ASCII. A string without an
   offset, or a fraction finer than a millisecond that is not zero, is
   rejected: truncating it would change the event's time.
 * ``null`` for a required field counts as missing; a field the schema does not
@@ -183,7 +184,12 @@ def _short(value: Any) -> str:
 def _read_typed(f: Field, raw: Any) -> Any:
     """Convert a raw value to the field's type without changing its value, or say why not."""
     if f.type is FieldType.STRING:
-        return raw if isinstance(raw, str) else _wrong_type(f, raw, "a string")
+        if not isinstance(raw, str):
+            return _wrong_type(f, raw, "a string")
+        if _SURROGATE.search(raw):  # only a JSON escape makes one; no engine can write it out
+            return Invalid(InvalidKind.OUT_OF_DOMAIN, f.name, f"{f.name}: {_short(raw)} is not valid Unicode "
+                           "(an unpaired surrogate)")
+        return raw
     if f.type is FieldType.FLOAT64:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             return _wrong_type(f, raw, "a number")
@@ -206,8 +212,9 @@ def _read_typed(f: Field, raw: Any) -> Any:
 
 
 _ISO_UTC = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", re.ASCII
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
