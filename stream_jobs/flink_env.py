@@ -3,8 +3,8 @@
 Why each setting is here:
 
 - ``pipeline.jars`` = the pinned Kafka SQL connector (``jvm/jars/flink``, see
-  ``tandem.jars``) and Tandem's own ``jvm/jars/udf`` jar (the window
-  operator, the online sink, ``exact_sum``) as ``file://`` URLs: nothing is
+  ``tandem.jars``) and Tandem's own ``jvm/jars/udf`` jar (the validator,
+  the window operator, the online sink) as ``file://`` URLs: nothing is
   fetched at job start.
 - ``table.local-time-zone=UTC`` and ``-Duser.timezone=UTC`` for the JVM:
   ``TIMESTAMP_LTZ`` hours and dates follow the session zone, so a machine in

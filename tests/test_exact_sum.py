@@ -1,11 +1,14 @@
-"""exact_sum / exact_mean in real Spark and Flink equal math.fsum over the same window, per row.
+"""Exact window sums and means in real Spark and Flink equal math.fsum over the same window, per row.
 
 One set of adversarial cases (one entity each) runs through one Spark window
-query and one Flink OVER query, both over a 1 h RANGE window ``[t - 1h, t]``.
-The expected values are computed here, from ``math.fsum`` (``Fraction`` when
-fsum overflows), never from the code under test. Flink reads the rows in a
-shuffled order with a watermark generous enough that nothing is late, so its
-windows see rows arrive out of order and leave in time order (retraction).
+query (``exact_sum`` / ``exact_mean``) and through Tandem's Flink window
+operator (``FlinkWindowFeatures``, the stream path's), both over a 1 h window
+``[t - 1h, t]``. The expected values are computed here, from ``math.fsum``
+(``Fraction`` when fsum overflows), never from the code under test. Flink reads
+the rows in a shuffled order with a watermark generous enough that nothing is
+late, so its windows see rows arrive out of order and leave in time order
+(exact removal). Both engines' native ``SUM`` runs beside them, as evidence
+of why neither is used.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from batch_jobs.exact_sum import register_exact_sum as register_spark
-from stream_jobs.exact_sum import register_exact_sum as register_flink
 
 H = 3_600_000
 # Flink's bounded OVER windows silently drop rows with event time <= 0 (their
@@ -137,27 +139,35 @@ def spark_prefix_results(spark, spark_results):
 
 @pytest.fixture(scope="module")
 def flink_results(_flink_gateway, tmp_path_factory):
-    """id -> (amount, exact_sum, exact_mean, native SUM) from one Flink OVER query, rows shuffled."""
+    """id -> (amount, sum, mean, native SUM): Tandem's window operator, and one native OVER query, rows shuffled."""
+    from pyflink.java_gateway import get_gateway
+
     from stream_jobs.flink_env import build_table_env
 
     t_env = build_table_env(parallelism=1, streaming=True)
-    register_flink(t_env)
     path = tmp_path_factory.mktemp("exact_sum") / "events.csv"
     shuffled = random.Random(2).sample(ROWS, len(ROWS))
     path.write_text("".join(f"{rid},{user},{ts},{amount!r}\n" for rid, user, ts, amount in shuffled))
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE exact_sum_events (
             id BIGINT, user_id STRING, ts_ms BIGINT, amount DOUBLE,
-            rowtime AS TO_TIMESTAMP_LTZ(ts_ms, 3),
-            WATERMARK FOR rowtime AS rowtime - INTERVAL '1' DAY  -- > the data's span: nothing is late
+            rt AS TO_TIMESTAMP_LTZ(ts_ms, 3),
+            WATERMARK FOR rt AS rt - INTERVAL '1' DAY  -- > the data's span: nothing is late
         ) WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'csv')""")
-    table = t_env.sql_query("""
-        SELECT id, amount, exact_sum(amount) OVER w AS s, exact_mean(amount) OVER w AS m, SUM(amount) OVER w AS native
-        FROM exact_sum_events
-        WINDOW w AS (PARTITION BY user_id ORDER BY rowtime
-                     RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW)""")
-    with table.execute().collect() as rows:
-        return {r[0]: tuple(r[1:]) for r in rows}
+    windows = get_gateway().jvm.dev.tandem.udf.FlinkWindowFeatures(f"order=id;s=sum/{H}/amount;m=mean/{H}/amount")
+    t_env._j_tenv.createTemporarySystemFunction("exact_sum_windows", windows)
+    operator = t_env.sql_query("""
+        SELECT id, amount, s, m FROM exact_sum_windows(
+            input => TABLE exact_sum_events PARTITION BY user_id, on_time => DESCRIPTOR(rt), uid => 'exact_sum')""")
+    native = t_env.sql_query("""
+        SELECT id, SUM(amount) OVER (PARTITION BY user_id ORDER BY rt
+                                     RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW)
+        FROM exact_sum_events""")
+    with operator.execute().collect() as rows:
+        results = {r[0]: tuple(r[1:]) for r in rows}
+    with native.execute().collect() as rows:
+        natives = {r[0]: r[1] for r in rows}
+    return {rid: (*values, natives.get(rid)) for rid, values in results.items()}
 
 
 def _mismatches(results) -> list[str]:
@@ -188,13 +198,13 @@ def test_spark_prefix_state_differences_equal_fsum_per_row(spark_prefix_results)
     assert _mismatches(spark_prefix_results) == []
 
 
-def test_flink_over_window_exact_sum_equals_fsum_per_row(flink_results):
+def test_flink_window_operator_sum_and_mean_equal_fsum_per_row(flink_results):
     assert set(flink_results) == set(EXPECTED), "Flink dropped rows (late? event time <= 0?)"
     assert _mismatches(flink_results) == []
 
 
 def test_native_sums_differ_on_the_stack_notes_case(spark_results, flink_results):
-    """Why exact_sum exists: both engines' SUM miss the correctly rounded sum here."""
+    """Why exact sums exist: both engines' SUM miss the correctly rounded sum here."""
     ids = [rid for rid, user, _, _ in ROWS if user == "stack_notes"]
     want = [EXPECTED[i][0] for i in ids]
     assert want == [1e16, 1e16, 1.0000000000000002e16, 1.1, 0.30000000000000004]
