@@ -13,8 +13,8 @@ Two measurements, each printed as tables (and written to
    event-time rate so window sizes do not depend on N), written once as JSON
    Lines with ``tandem.events_io`` and cached under the git-ignored
    ``benchmarks/.data/<key>/``, are replayed from the file by, in one PyFlink
-   gateway JVM (started, and warmed up with one untimed run of each job over
-   the first lines, before anything is timed), in ``--rounds`` interleaved
+   gateway JVM (started, and warmed up with one untimed run of A and B over
+   the first ``--warmup-lines``, before anything is timed), in ``--rounds`` interleaved
    rounds (every other round in reverse order):
 
    * ``A``  Tandem's stream job as shipped: ``stream_jobs.job.run`` with a
@@ -336,14 +336,16 @@ def _job_a_env(python_processes: bool, config: dict | None):
 
 
 def job_a(ctx: Ctx, name: str, redis: bool = True, checkpoints: bool = True, interval_ms: int | None = None,
-          config: dict | None = None, python_processes: bool = False) -> float:
+          config: dict | None = None, python_processes: bool = False, python_validation: bool = False) -> float:
     """Tandem's stream job as shipped (``tandem stream``): stream_jobs.job.run, parallelism 1.
 
     The keyword arguments make the variants: no Redis, no checkpoints, another
     checkpoint interval, extra Flink options, Python UDFs in worker processes
     (PyFlink's ``process`` mode) instead of the local default, threads of this
-    process (``loopback``).
+    process (``loopback``), and validation by the Python UDF (the job's way for
+    a schema whose rules have no JVM twin) instead of the JVM validator.
     """
+    from stream_jobs import pipeline
     from stream_jobs.job import StreamJobSpec, run
 
     out = ctx.out / name.replace(" ", "_")
@@ -356,7 +358,14 @@ def job_a(ctx: Ctx, name: str, redis: bool = True, checkpoints: bool = True, int
     spec = StreamJobSpec(f"file:{ctx.events}", out, ctx.lateness_ms, redis=ctx.redis_url if redis else None,
                          **interval)
     t_env = _job_a_env(python_processes, config)
-    return _net_s(run(t_env, spec, wait=True))
+    jvm_spec = getattr(pipeline, "validation_spec", None)
+    if python_validation:
+        pipeline.validation_spec = lambda schema: None
+    try:
+        return _net_s(run(t_env, spec, wait=True))
+    finally:
+        if jvm_spec is not None:
+            pipeline.validation_spec = jvm_spec
 
 
 def _raw_lines(t_env, events: Path) -> str:
@@ -407,7 +416,8 @@ def _native_source(t_env, events: Path, lateness_ms: int) -> str:
 
 
 def _udf_validated_source(t_env, events: Path, lateness_ms: int) -> str:
-    """Tandem's validation UDF (stream_jobs.pipeline) on raw lines, then the same watermark as B (no dedup/lateness stages)."""
+    """Tandem's validation (stream_jobs.pipeline: JVM, or Python for rules without a JVM twin) on raw lines,
+    then the same watermark as B (no dedup/lateness stages)."""
     import inspect
 
     from stream_jobs.compile_catalog import ROWTIME, TS_MS
@@ -416,10 +426,13 @@ def _udf_validated_source(t_env, events: Path, lateness_ms: int) -> str:
     from transforms import REFERENCE_CATALOG as C
 
     source = _raw_lines(t_env, events)
-    # The job's own validation UDF, with the job's default future bound where it has one.
-    extra = ([inspect.signature(pipeline.build).parameters["max_future_ms"].default]
-             if "max_future_ms" in inspect.signature(pipeline._validation_udf).parameters else [])
-    t_env.create_temporary_system_function("tandem_validate", pipeline._validation_udf(C, *extra))
+    # The job's own validation (JVM or Python), with the job's default future bound where it has one.
+    if hasattr(pipeline, "register_validation"):
+        pipeline.register_validation(t_env, C, inspect.signature(pipeline.build).parameters["max_future_ms"].default)
+    else:  # commits before the JVM validator
+        extra = ([inspect.signature(pipeline.build).parameters["max_future_ms"].default]
+                 if "max_future_ms" in inspect.signature(pipeline._validation_udf).parameters else [])
+        t_env.create_temporary_system_function("tandem_validate", pipeline._validation_udf(C, *extra))
     cols = ", ".join(f"v.`{f.name}` AS `{f.name}`" for f in C.schema.fields)
     table = t_env.sql_query(f"SELECT {cols} FROM (SELECT tandem_validate(line) AS v FROM {source}) "
                             f"WHERE v.status = '{OK}'")
@@ -500,7 +513,7 @@ JOBS = {
 LADDER = {
     "B p1": (job_b, {"parallelism": 1}, "B at parallelism 1"),
     "B p1 +validate": (job_b, {"parallelism": 1, "validate": True},
-                       "that, reading raw lines through Tandem's Python validation UDF instead of the JSON format"),
+                       "that, reading raw lines through Tandem's validation instead of the JSON format"),
     "B p1 +validate +rows": (job_b, {"parallelism": 1, "validate": True, "python_rows": True},
                              "that, with Tandem's row functions (pandas UDFs) instead of native LN/HOUR"),
     "B p1 +validate +rows +windows": (job_b, {"parallelism": 1, "validate": True, "python_rows": True,
@@ -530,6 +543,9 @@ CANDIDATES = {
                                          "pipeline.auto-watermark-interval": "200 ms"}},
                       "A with Flink's default waits instead of stream_jobs.flink_env.LATENCY_OPTIONS (Python bundles "
                       "1 s, network buffers 100 ms, watermarks every 200 ms): what the freshness settings cost"),
+    "A python validation": (job_a, {"python_validation": True},
+                            "A validating every line in the Python UDF (transforms.schema itself), as before the JVM "
+                            "validator, instead of jvm/udf RecordValidator"),
     "A no object reuse": (job_a, {"config": {"pipeline.object-reuse": "false"}},
                           "A without pipeline.object-reuse (Flink's default: chained operators copy each record)"),
     "A py processes": (job_a, {"python_processes": True},
@@ -1003,6 +1019,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Zipf exponent of key popularity in the throughput data (default 1.0: hot keys; 0: uniform)")
     parser.add_argument("--allowed-lateness", default="5s", help="for the throughput jobs (default 5s, the job's)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup-lines", type=int, default=200_000,
+                        help="lines of the untimed warm-up run of A and B (default 200,000)")
     parser.add_argument("--ceiling-parallelism", type=int, default=2, help="B's parallelism (default 2: both cores)")
     parser.add_argument("--no-variants", action="store_true", help="only A and B")
     parser.add_argument("--candidates", default="", help="comma-separated extra variants of A to run in each round: "
@@ -1116,9 +1134,9 @@ def throughput(args, events: Path, folder: Path, lateness_ms: int, redis_url: st
         jobs[name] = CANDIDATES[name]
     descriptions = {name: desc for name, (_, _, desc) in jobs.items()}
 
-    warm = Ctx(head_file(events, folder / "warmup.jsonl", 20_000), out / "warmup", lateness_ms, redis_url,
-               args.ceiling_parallelism)
-    say("warm-up (untimed): A and B over the first 20,000 lines ...")
+    warmup = head_file(events, folder / f"warmup-{args.warmup_lines}.jsonl", args.warmup_lines)
+    warm = Ctx(warmup, out / "warmup", lateness_ms, redis_url, args.ceiling_parallelism)
+    say(f"warm-up (untimed): A and B over the first {args.warmup_lines:,} lines ...")
     for name in ("A", "B"):
         fn, kwargs, _ = jobs[name]
         fn(warm, name, **kwargs)
