@@ -66,6 +66,9 @@ def sink_options(writer: OnlineWriter, catalog: Catalog) -> dict[str, str]:
         "batch-size": str(writer.batch_size), "max-tries": str(writer.max_tries),
         "backoff-ms": str(round(writer.backoff * 1000)), "max-backoff-ms": str(round(writer.max_backoff * 1000)),
         "views": str(len(writer.views)),
+        # the writer's own timeouts (seconds; None waits forever, which Jedis spells 0)
+        "socket-timeout-ms": str(round((kw.get("socket_timeout") or 0) * 1000)),
+        "connect-timeout-ms": str(round((kw.get("socket_connect_timeout") or 0) * 1000)),
     }
     for name in ("username", "password"):
         if kw.get(name):

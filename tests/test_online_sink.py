@@ -475,6 +475,17 @@ def edge_rows():
     return rows
 
 
+def test_the_jvm_sink_gets_the_python_writers_settings(feast):
+    """Timeouts, retries and batching are the Python writer's, handed to the JVM sink, not the JVM's defaults."""
+    from stream_jobs.online_table import sink_options
+
+    with OnlineWriter(feast["addr"][SINK_DB], socket_timeout=7.5, connect_timeout=0.25, max_tries=3,
+                      batch_size=123) as w:
+        options = sink_options(w, REFERENCE_CATALOG)
+    assert (options["socket-timeout-ms"], options["connect-timeout-ms"]) == ("7500", "250")
+    assert (options["max-tries"], options["batch-size"]) == ("3", "123")
+
+
 def test_the_jvm_writer_writes_the_python_writers_bytes(feast, redis_server, stream_rows, flink_table_env):
     """The Flink job's sink (jvm/udf OnlineWriter, options from stream_jobs/online_table.py) leaves Redis byte for
     byte as the Python OnlineWriter (checked against Feast above) leaves it, over a generated stream in arrival
