@@ -13,9 +13,9 @@ What the boundary accepts, exactly:
   sum are bit-identical on every engine.
 * ``TIMESTAMP_MS``: UTC epoch milliseconds as a JSON integer, an aware
   ``datetime`` (Parquet timestamps), or an ISO-8601 string of exactly the form
-  ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)``, digits ASCII. A string without an
-  offset, or a fraction finer than a millisecond that is not zero, is
-  rejected: truncating it would change the event's time.
+  ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`` in ASCII digits. A
+  string without an offset, or a fraction finer than a millisecond that is
+  not zero, is rejected: truncating it would change the event's time.
 * ``null`` for a required field counts as missing; a field the schema does not
   name is rejected as ``unknown_field`` (a schema change, not data).
 """
