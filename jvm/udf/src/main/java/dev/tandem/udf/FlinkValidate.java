@@ -24,7 +24,6 @@ import org.apache.flink.types.Row;
  * calling it once per accessed field of its result.
  */
 public final class FlinkValidate extends ScalarFunction {
-    private static final String[] STATUS = {"ok", "invalid", "blank"};
     private final String spec;
     private final long maxFutureMs; // < 0: no bound
     private transient RecordValidator validator;
@@ -44,7 +43,7 @@ public final class FlinkValidate extends ScalarFunction {
         Long notAfter = maxFutureMs < 0 ? null : System.currentTimeMillis() + maxFutureMs;
         int status = validator.validate(line, notAfter == null ? Long.MAX_VALUE : notAfter, values);
         Row row = Row.withPositions(2 + values.length);
-        row.setField(0, STATUS[status]);
+        row.setField(0, RecordValidator.STATUS.get(status));
         row.setField(1, notAfter);
         if (status == RecordValidator.OK) for (int i = 0; i < values.length; i++) row.setField(2 + i, values[i]);
         return row;

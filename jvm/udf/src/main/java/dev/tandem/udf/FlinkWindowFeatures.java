@@ -80,7 +80,7 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
         // Drop the key's state once its newest row has left the widest window: a named timer (one
         // per key, replaced each time), or now if the watermark is already past that time (Flink
         // does not register timers behind the watermark).
-        long expireAt = windows.newest() + parsed.windowsMs[parsed.windowsMs.length - 1] + 1;
+        long expireAt = windows.expiresAt(parsed);
         Long watermark = time.currentWatermark();
         if (watermark != null && expireAt <= watermark) {
             if (windows.expired(parsed, watermark)) drop(state, time);

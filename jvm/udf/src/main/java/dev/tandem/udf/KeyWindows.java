@@ -77,7 +77,12 @@ public final class KeyWindows {
      * go (a later row would find all of these rows outside its windows anyway).
      */
     public boolean expired(WindowSpec spec, long time) {
-        return pending.isEmpty() && (size == 0 || newest() < time - spec.windowsMs[spec.windowsMs.length - 1]);
+        return pending.isEmpty() && (size == 0 || time >= expiresAt(spec));
+    }
+
+    /** The first time at which the newest processed row (there must be one) has left the widest window. */
+    public long expiresAt(WindowSpec spec) {
+        return newest() + spec.windowsMs[spec.windowsMs.length - 1] + 1;
     }
 
     /** Event time of the newest processed row (there must be one). */

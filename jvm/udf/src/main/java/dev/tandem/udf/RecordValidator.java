@@ -34,6 +34,8 @@ import java.util.Map;
  */
 public final class RecordValidator {
     public static final int OK = 0, INVALID = 1, BLANK = 2;
+    /** The status words, by status: the stream job's ({@code stream_jobs/pipeline.py} OK, INVALID, BLANK). */
+    public static final List<String> STATUS = List.of("ok", "invalid", "blank");
     static final long MIN_EVENT_TIME_MS = 1, MAX_EVENT_TIME_MS = 4_102_444_800_000L, MAX_EXACT_INT = 1L << 53;
 
     enum Type { STRING, FLOAT64, INT64, TIMESTAMP_MS }
@@ -160,7 +162,7 @@ public final class RecordValidator {
             String line = lines.substring(colon + 1, end);
             at = end;
             int status = v.validate(line, notAfterMs, values);
-            out.append(status == OK ? "ok" : status == INVALID ? "invalid" : "blank");
+            out.append(STATUS.get(status));
             if (status == OK) {
                 for (Object value : values) {
                     out.append('\t');
