@@ -186,23 +186,25 @@ def test_the_jvm_validator_agrees_with_transforms_schema(_flink_gateway, schema,
     assert sum(e.startswith("ok") for e in expected) > 1_000  # most generated records are valid
 
 
-def test_only_rules_with_a_jvm_twin_compile():
-    def custom(value: float) -> str | None:
-        return finite_non_negative(value)
+def custom_rule(value: float) -> str | None:
+    """The reference's amount rule, but a Python function the JVM has no twin of."""
+    return finite_non_negative(value)
 
+
+def with_amount_rule(rule):
+    """The reference catalog with ``rule`` as the amount field's domain rule."""
+    schema = REFERENCE_CATALOG.schema
+    fields = tuple(dataclasses.replace(f, rule=rule) if f.name == "amount" else f for f in schema.fields)
+    return dataclasses.replace(REFERENCE_CATALOG, schema=dataclasses.replace(schema, fields=fields))
+
+
+def test_only_rules_with_a_jvm_twin_compile():
     assert validation_spec(REFERENCE_CATALOG.schema) is not None
-    fields = tuple(dataclasses.replace(f, rule=custom) if f.name == "amount" else f
-                   for f in REFERENCE_CATALOG.schema.fields)
-    assert validation_spec(dataclasses.replace(REFERENCE_CATALOG.schema, fields=fields)) is None
+    assert validation_spec(with_amount_rule(custom_rule).schema) is None
 
 
 def test_a_schema_without_jvm_rules_is_validated_in_python_and_equals_the_reference(flink_table_env, tmp_path):
-    def custom(value: float) -> str | None:  # no JVM twin: the job must fall back to the Python UDF
-        return finite_non_negative(value)
-
-    fields = tuple(dataclasses.replace(f, rule=custom) if f.name == "amount" else f
-                   for f in REFERENCE_CATALOG.schema.fields)
-    catalog = dataclasses.replace(REFERENCE_CATALOG, schema=dataclasses.replace(REFERENCE_CATALOG.schema, fields=fields))
+    catalog = with_amount_rule(custom_rule)  # no JVM twin: the job must fall back to the Python UDF
     assert pipeline.register_validation(flink_table_env, catalog, None) == "python"
     records = generate(StreamSpec(users=10, merchants=4, rate_per_s=0.05, duration="6h", out_of_order=0.2, seed=8))
     records += adversarial_events()
@@ -214,9 +216,7 @@ def test_a_schema_without_jvm_rules_is_validated_in_python_and_equals_the_refere
 
 def test_a_line_the_jvm_refuses_and_python_accepts_is_a_dead_letter_not_a_loss(flink_table_env, tmp_path, monkeypatch):
     """The disagreement the cross-check above rules out still cannot lose an event silently."""
-    lenient = dataclasses.replace(REFERENCE_CATALOG.schema, fields=tuple(
-        dataclasses.replace(f, rule=None) if f.name == "amount" else f for f in REFERENCE_CATALOG.schema.fields))
-    catalog = dataclasses.replace(REFERENCE_CATALOG, schema=lenient)
+    catalog = with_amount_rule(None)  # Python accepts negative amounts; the JVM spec below refuses them
     monkeypatch.setattr(pipeline, "validation_spec", lambda schema: validation_spec(REFERENCE_CATALOG.schema))
     from tests.factories import NOON, tx
 
