@@ -422,7 +422,7 @@ def _udf_validated_source(t_env, events: Path, lateness_ms: int) -> str:
 
     from stream_jobs.compile_catalog import ROWTIME, TS_MS
     from stream_jobs import pipeline
-    from stream_jobs.pipeline import OK, _with_time_attributes
+    from stream_jobs.pipeline import OK, _schema
     from transforms import REFERENCE_CATALOG as C
 
     source = _raw_lines(t_env, events)
@@ -436,8 +436,9 @@ def _udf_validated_source(t_env, events: Path, lateness_ms: int) -> str:
     cols = ", ".join(f"v.`{f.name}` AS `{f.name}`" for f in C.schema.fields)
     table = t_env.sql_query(f"SELECT {cols} FROM (SELECT tandem_validate(line) AS v FROM {source}) "
                             f"WHERE v.status = '{OK}'")
-    _with_time_attributes(t_env, table, "b_validated", proctime="pt",
-                          rowtime=(f"TO_TIMESTAMP_LTZ(event_time, 3)", f"{ROWTIME} - {_interval_sql(lateness_ms + 1)}"))
+    rowtime = (f"TO_TIMESTAMP_LTZ(event_time, 3)", f"{ROWTIME} - {_interval_sql(lateness_ms + 1)}")
+    t_env.create_temporary_view("b_validated", t_env.from_data_stream(t_env.to_data_stream(table),
+                                                                      _schema(table, rowtime)))
     t_env.execute_sql(f"CREATE TEMPORARY VIEW b_valid AS SELECT {', '.join(f'`{f.name}`' for f in C.schema.fields)}, "
                       f"event_time AS {TS_MS}, {ROWTIME} FROM b_validated")
     return "b_valid"

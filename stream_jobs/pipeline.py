@@ -13,14 +13,13 @@ The stages, each the stream twin of a rule in ``tandem/reference.py``:
    ahead of the wall clock when the record is validated
    (``transforms.schema.DEFAULT_MAX_FUTURE_MS``), so one far-future event
    cannot advance the watermark and make later events late.
-2. **Deduplicate** (native ``COUNT(*) OVER (PARTITION BY id ORDER BY
-   proctime)``): the first valid record of an id in arrival order is the
-   event; later ones are dead letters (``duplicate``). State per id expires
-   after ``dedup_ttl``.
-3. **Lateness** (native, one global ``MAX(event time) OVER (ORDER BY
-   proctime)``): an event more than the allowed lateness behind the latest
-   event accepted before it is a dead letter (``late``), decided per record,
-   not by when a periodic watermark happens to be emitted.
+2. **Deduplicate** and 3. **lateness**, in one JVM keyed operator
+   (``jvm/udf`` ``Admit``): the first valid record of an id in arrival order
+   is the event, later ones are dead letters (``duplicate``), and ids are
+   forgotten ``dedup_ttl`` after they were first seen (processing time); a
+   first record more than the allowed lateness behind the latest first record
+   before it is a dead letter (``late``), decided per record, not by when a
+   periodic watermark happens to be emitted.
 4. **Windows** (``stream_jobs/compile_catalog.py``): Tandem's window
    operator per feature group (a JVM process table function) on a watermark
    of ``max accepted event time - allowed lateness - 1 ms``. It processes a
@@ -28,12 +27,11 @@ The stages, each the stream twin of a rule in ``tandem/reference.py``:
    are behind the watermark on arrival, and stage 3 has already removed every
    such row, so no event is lost without a dead letter.
 
-Stages 2 and 3 need time attributes defined on tables derived from earlier
-stages (a processing-time attribute, then the event-time attribute and its
-watermark, computed from first occurrences only), so the job passes the
-table through ``to_data_stream``/``from_data_stream`` twice: JVM-only
-conversions, no Python in between. Arrival order must be well defined, so
-the source and stages 1-3 run at parallelism 1.
+The validated rows pass through a DataStream once (``to_data_stream``), so
+each line is validated once for its two uses (the invalid lines' dead letters,
+and ``Admit``); ``Admit``'s output re-enters the Table API with the event-time
+attribute and its watermark, computed from accepted rows only. Arrival order
+must be well defined, so the source and stages 1-3 run at parallelism 1.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyflink.common import Row
+from pyflink.datastream import DataStream
 from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.udf import udf
@@ -129,35 +128,31 @@ def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, al
     eid, etime = schema.event_id, schema.event_time
     register_row_functions(t_env, catalog)
     register_validation(t_env, catalog, max_future_ms)
-    t_env.get_config().set("table.exec.state.ttl", f"{dedup_ttl_ms} ms")
-
-    # 1. validate
+    # 1. validate, with two empty columns stage 2 fills in
     cols = ", ".join(f"v.`{n}` AS `{n}`" for n in fields)
     validated = t_env.sql_query(
-        f"SELECT line, v.status AS status, v.not_after AS not_after, {cols} "
+        f"SELECT line, v.status AS status, v.not_after AS not_after, {cols}, "
+        f"CAST(NULL AS STRING) AS verdict, CAST(NULL AS BIGINT) AS latest_ms "
         f"FROM (SELECT line, tandem_validate(line) AS v FROM {source_table})")
-    checked = _with_time_attributes(t_env, validated, "tandem_checked", proctime="pt")
+    names = validated.get_schema().get_field_names()
+    # Through a DataStream once, so each line is validated once for both of its uses.
+    rows = t_env.to_data_stream(validated)
+    t_env.create_temporary_view("tandem_checked", t_env.from_data_stream(rows, _schema(validated)))
 
-    # 2. deduplicate (valid rows only), marking first occurrences
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY VIEW tandem_seen AS
-        SELECT *, COUNT(*) OVER (PARTITION BY `{eid}` ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS seen
-        FROM tandem_checked WHERE status = '{OK}'""")
-    # 3. event time + watermark from first occurrences only, then the per-record lateness check
-    keep = [n for n in t_env.from_path("tandem_seen").get_schema().get_field_names() if n != "pt"]
-    seen = t_env.sql_query(f"SELECT {', '.join(f'`{n}`' for n in keep)} FROM tandem_seen")
-    _with_time_attributes(
-        t_env, seen, "tandem_timed", proctime="pt",
-        rowtime=(f"TO_TIMESTAMP_LTZ(CASE WHEN seen = 1 THEN `{etime}` ELSE {NO_TIME_MS} END, 3)",
-                 f"{ROWTIME} - {interval(allowed_lateness_ms + 1)}"))
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY VIEW tandem_firsts AS
-        SELECT *, MAX(`{etime}`) OVER (ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS max_ms
-        FROM tandem_timed WHERE seen = 1""")
+    # 2-3. deduplicate and check lateness (jvm/udf Admit), then event time + watermark from accepted rows only
+    admit = get_gateway().jvm.dev.tandem.udf.Admit
+    admitted = DataStream(admit.apply(
+        rows._j_data_stream, names.index("status"), OK, names.index(eid),
+        admit(names.index(etime), names.index("verdict"), names.index("latest_ms"), allowed_lateness_ms,
+              dedup_ttl_ms),
+        "tandem_admit"))
+    rowtime = (f"TO_TIMESTAMP_LTZ(CASE WHEN verdict = '{admit.ACCEPTED}' THEN `{etime}` ELSE {NO_TIME_MS} END, 3)",
+               f"{ROWTIME} - {interval(allowed_lateness_ms + 1)}")
+    t_env.create_temporary_view("tandem_admitted", t_env.from_data_stream(admitted, _schema(validated, rowtime)))
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW tandem_accepted AS
         SELECT {", ".join(f"`{n}`" for n in fields)}, `{etime}` AS {TS_MS}, {ROWTIME}
-        FROM tandem_firsts WHERE `{etime}` >= max_ms - {allowed_lateness_ms}""")
+        FROM tandem_admitted WHERE verdict = '{admit.ACCEPTED}'""")
 
     # 4. row functions, then the chained windows
     t_env.execute_sql(f"CREATE TEMPORARY VIEW tandem_rows AS SELECT *, {', '.join(row_function_sql(catalog))} "
@@ -172,26 +167,21 @@ def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, al
           FROM (SELECT line, tandem_explain(line, not_after) AS e FROM tandem_checked WHERE status = '{INVALID}')
         UNION ALL
         SELECT `{eid}`, 'duplicate', CAST(NULL AS STRING), CONCAT('event id ', `{eid}`, ' was seen before'), line
-          FROM tandem_timed WHERE seen > 1
+          FROM tandem_admitted WHERE verdict = '{admit.DUPLICATE}'
         UNION ALL
         SELECT `{eid}`, 'late', CAST(NULL AS STRING),
-               CONCAT(CAST(max_ms - `{etime}` AS STRING), ' ms behind the latest event, allowed lateness ',
+               CONCAT(CAST(latest_ms - `{etime}` AS STRING), ' ms behind the latest event, allowed lateness ',
                       '{allowed_lateness_ms} ms'), line
-          FROM tandem_firsts WHERE `{etime}` < max_ms - {allowed_lateness_ms}""")
+          FROM tandem_admitted WHERE verdict = '{admit.LATE}'""")
     return StreamOutputs("tandem_features", "tandem_dead_letters")
 
 
-def _with_time_attributes(t_env: StreamTableEnvironment, table, name: str, proctime: str,
-                          rowtime: tuple[str, str] | None = None):
-    """Re-enter ``table`` through a DataStream to declare time attributes on it, as view ``name``."""
+def _schema(table, rowtime: tuple[str, str] | None = None) -> Schema:
+    """``table``'s columns as a schema for ``from_data_stream``, plus the attribute ``rt`` and its watermark."""
     builder = Schema.new_builder()
     for field_name, data_type in zip(table.get_schema().get_field_names(), table.get_schema().get_field_data_types()):
         builder = builder.column(field_name, data_type)
     if rowtime is not None:
         expression, watermark = rowtime
         builder = builder.column_by_expression(ROWTIME, expression).watermark(ROWTIME, watermark)
-    builder = builder.column_by_expression(proctime, "PROCTIME()")
-    view = t_env.from_data_stream(t_env.to_data_stream(table), builder.build())
-    t_env.create_temporary_view(name, view)
-    return view
-
+    return builder.build()

@@ -13,19 +13,21 @@ from stream_jobs.outputs import dead_letters, feature_rows
 from tandem.events_io import write_events
 from tandem.generator import StreamSpec, generate
 from tandem.reference import evaluate
+from tests.factories import HOUR, T0, tx
+from tests.test_stream_sources import assert_equals_reference_but_held, drop_file, wait_for
 from transforms import REFERENCE_CATALOG
 
 COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
 
 
-def start_job(events: Path, out: Path, log: Path) -> subprocess.Popen:
+def start_job(events: Path, out: Path, log: Path, *options: str) -> subprocess.Popen:
     # PyFlink leaves PYFLINK_GATEWAY_DISABLED in this process's environment once a Python UDF
     # has run here; inherited, it forbids the job's own gateway. The job starts clean, as from a shell.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")}
     with log.open("w") as sink:  # a file, not a pipe: an unread pipe would stall the job
         return subprocess.Popen(
             [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{events}", "--out", str(out),
-             "--allowed-lateness", "5s", "--checkpoint-interval", "300ms"],
+             "--allowed-lateness", "5s", "--checkpoint-interval", "300ms", *options],
             cwd=Path(__file__).resolve().parent.parent, stdout=sink, stderr=subprocess.STDOUT, env=env,
             start_new_session=True)
 
@@ -60,3 +62,39 @@ def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
     assert all(by_id[r["transaction_id"]][c] == r[c] for r in expected.rows for c in COLUMNS)
     assert Counter((d["transaction_id"], d["reason"]) for d in dead_letters(out)) == Counter(
         (r.event_id, r.reason) for r in expected.rejected)
+
+
+def test_the_seen_ids_and_the_latest_event_time_survive_a_restart(tmp_path):
+    """After a restart from a checkpoint, a retry of an event from before it is still a duplicate, and an
+    event far behind the latest one from before it is still late: dedup and lateness state are restored."""
+    inbox, out, log = tmp_path / "inbox", tmp_path / "out", tmp_path / "job.log"
+    inbox.mkdir()
+    before = [tx("a", t=T0 + HOUR), tx("b", t=T0 + 2 * HOUR), tx("late-1", t=T0)]
+    after = [tx("late-2", t=T0 + HOUR),  # first after the restart: late only against b, read before it
+             tx("a", t=T0 + HOUR),  # a retry of a, read before it
+             tx("c", t=T0 + 3 * HOUR), tx("last", t=T0 + 4 * HOUR)]  # last moves the watermark past c
+    drop_file(inbox, "part-1.jsonl", before)
+    follow = ("--follow", "--follow-interval", "200ms", "--roll-interval", "500ms")
+    job = start_job(inbox, out, log, *follow)
+    try:
+        # late-1's dead letter is committed by a checkpoint taken after the whole first file went through
+        wait_for(lambda: job.poll() is not None or any(d["transaction_id"] == "late-1" for d in dead_letters(out)),
+                 180, "the first file's dead letter")
+        assert job.poll() is None, log.read_text()[-3000:]
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(timeout=60)
+    job = start_job(inbox, out, log, *follow)
+    try:
+        drop_file(inbox, "part-2.jsonl", after)
+        # c's row comes after the verdicts on late-2 and a (read before it), and with them or in a later commit
+        wait_for(lambda: job.poll() is not None or "c" in {r["transaction_id"]
+                                                           for r in feature_rows(out, REFERENCE_CATALOG)},
+                 180, "the second file's rows")
+        assert job.poll() is None, log.read_text()[-3000:]
+        time.sleep(1)  # more checkpoints: anything extra would be committed by now
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(timeout=60)
+    assert_equals_reference_but_held(before + after, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000,
+                                     "last")
