@@ -12,6 +12,7 @@ logical databases (``,db=N`` in Feast's connection string) and flushes them.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -475,6 +476,20 @@ def edge_rows():
     return rows
 
 
+def jvm_write(t_env, writer: OnlineWriter, rows, name: str) -> None:
+    """``rows`` through the Flink job's sink (jvm/udf OnlineWriter), with ``writer``'s settings."""
+    from pyflink.table import DataTypes
+
+    from stream_jobs.compile_catalog import FLINK_TYPES
+    from stream_jobs.online_table import online_write_sql
+
+    columns = REFERENCE_CATALOG.feature_row_columns()
+    row_type = DataTypes.ROW([DataTypes.FIELD(n, FLINK_TYPES[t]) for n, t in columns])
+    t_env.create_temporary_view(f"{name}_rows", t_env.from_elements([tuple(r[n] for n, _ in columns)
+                                                                    for r in rows], row_type))
+    t_env.execute_sql(online_write_sql(t_env, f"{name}_rows", writer, REFERENCE_CATALOG, table=name)).wait()
+
+
 def test_the_jvm_sink_gets_the_python_writers_settings(feast):
     """Timeouts, retries and batching are the Python writer's, handed to the JVM sink, not the JVM's defaults."""
     from stream_jobs.online_table import sink_options
@@ -490,11 +505,6 @@ def test_the_jvm_writer_writes_the_python_writers_bytes(feast, redis_server, str
     """The Flink job's sink (jvm/udf OnlineWriter, options from stream_jobs/online_table.py) leaves Redis byte for
     byte as the Python OnlineWriter (checked against Feast above) leaves it, over a generated stream in arrival
     order plus edge rows, with a newer row already stored for one entity (the guard keeps it)."""
-    from pyflink.table import DataTypes
-
-    from stream_jobs.compile_catalog import FLINK_TYPES
-    from stream_jobs.online_table import online_write_sql
-
     rows = [*stream_rows, *edge_rows()]
     stored_first = marker_row(stream_rows[0]["user_id"], "m-stored", stream_rows[-1]["event_time"] + MIN, 9)
     expected_addr = f"{redis_server.host}:{redis_server.port},db={JVM_EXPECTED_DB}"
@@ -505,13 +515,8 @@ def test_the_jvm_writer_writes_the_python_writers_bytes(feast, redis_server, str
     with OnlineWriter(expected_addr) as w:
         assert w.write(rows).stale == 1  # stored_first's user
 
-    columns = REFERENCE_CATALOG.feature_row_columns()
-    row_type = DataTypes.ROW([DataTypes.FIELD(n, FLINK_TYPES[t]) for n, t in columns])
-    t_env = flink_table_env
-    t_env.create_temporary_view("jvm_sink_rows", t_env.from_elements([tuple(r[n] for n, _ in columns)
-                                                                       for r in rows], row_type))
     with OnlineWriter(feast["addr"][SINK_DB]) as w:
-        t_env.execute_sql(online_write_sql(t_env, "jvm_sink_rows", w, REFERENCE_CATALOG, table="jvm_sink")).wait()
+        jvm_write(flink_table_env, w, rows, "jvm_sink")
 
     ours, want = client(redis_server, SINK_DB), client(redis_server, JVM_EXPECTED_DB)
     keys = sorted(want.keys())
@@ -521,3 +526,14 @@ def test_the_jvm_writer_writes_the_python_writers_bytes(feast, redis_server, str
     version = version_of(online(feast["store"], [(stored_first["user_id"], "m-stored")])[0], 0)
     assert version["user"] == 9  # the stored newer row survived the stream's older ones
     print(f"{len(keys)} hashes identical to the Python writer's")
+
+
+def test_the_jvm_writer_fails_loudly_on_a_corrupt_stored_timestamp(feast, redis_server, flink_table_env):
+    from py4j.protocol import Py4JJavaError
+
+    with OnlineWriter(feast["addr"][SINK_DB]) as w:
+        client(redis_server, SINK_DB).hset(w._hash_key("user_id", "u-corrupt-jvm"), "_ts:user", b"\xff")
+        with pytest.raises(Py4JJavaError) as failed:
+            jvm_write(flink_table_env, w, [marker_row("u-corrupt-jvm", "m-corrupt-jvm", T0, 1)], "jvm_corrupt")
+    assert re.search(r"refused a write to view 'user': .*the stored _ts:user is not a protobuf Timestamp",
+                     str(failed.value))
