@@ -54,7 +54,7 @@ from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now
 OK, INVALID, BLANK = "ok", "invalid", "blank"
 #: The kind of an invalid line that the JVM validator refused and ``transforms.schema`` accepts: a Tandem bug.
 MISMATCH = "validator_mismatch"
-#: Rows that are not first occurrences get this event time: it never advances the watermark.
+#: Rows Admit did not accept (duplicates, late events) get this event time: it never advances the watermark.
 NO_TIME_MS = 1
 
 
