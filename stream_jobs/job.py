@@ -42,6 +42,7 @@ class StreamJobSpec:
     checkpoint_interval_ms: int = 2_000  # 0 turns checkpointing off
     roll_interval_ms: int = 60_000  # longest a row waits in an open part file (see file_sink_options)
     rest_port: int | None = None  # the mini-cluster's web UI / REST API (metrics) port; None: a random one
+    restart_attempts: int = 3  # restarts from the last checkpoint after a failure, then the job fails
 
 
 def file_sink_options(folder: Path, roll_interval_ms: int) -> dict[str, str]:
@@ -84,6 +85,8 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
         raise UserError("--max-future must not be negative")
     if spec.roll_interval_ms <= 0:
         raise UserError("--roll-interval must be more than 0 ms")
+    if spec.restart_attempts < 0:
+        raise UserError("--restarts must be 0 or more")
     configure_checkpoints(t_env, spec)
     if spec.rest_port is not None:
         t_env.get_config().set("rest.port", str(spec.rest_port))
@@ -137,7 +140,7 @@ def configure_checkpoints(t_env: StreamTableEnvironment, spec: StreamJobSpec) ->
     config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     # With checkpoints on, Flink's default is to restart a failing job forever: fail loudly instead.
     config.set("restart-strategy.type", "fixed-delay")
-    config.set("restart-strategy.fixed-delay.attempts", "3")
+    config.set("restart-strategy.fixed-delay.attempts", str(spec.restart_attempts))
     config.set("restart-strategy.fixed-delay.delay", "1 s")
     latest = latest_checkpoint(folder)
     if latest is not None:
@@ -174,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-interval", default="2s", help="e.g. 500ms, 2s; 0ms turns checkpoints off")
     parser.add_argument("--rest-port", type=int, default=None, help="local mini-cluster's REST/web UI port")
     parser.add_argument("--roll-interval", default="1m", help="longest a row waits before its part file closes")
+    parser.add_argument("--restarts", type=int, default=3, help="restarts from the last checkpoint after a failure "
+                                                                "before the job fails (default 3)")
     args = parser.parse_args(argv)
     try:
         spec = StreamJobSpec(
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             follow_ms=parse_duration(args.follow_interval) if args.follow else None,
             dead_letters=args.dead_letters, max_future_ms=parse_duration(args.max_future),
             checkpoint_interval_ms=parse_duration(args.checkpoint_interval), rest_port=args.rest_port,
-            roll_interval_ms=parse_duration(args.roll_interval))
+            roll_interval_ms=parse_duration(args.roll_interval), restart_attempts=args.restarts)
         run(build_table_env(parallelism=1), spec)
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -249,6 +249,8 @@ def stream(
     rest_port: Annotated[Optional[int], typer.Option(help="Port of Flink's REST API and web UI (metrics).")] = None,
     roll_interval: Annotated[str, typer.Option(help="Longest a row waits before its part file is closed "
                                                     "(then committed on the next checkpoint).")] = "1m",
+    restarts: Annotated[int, typer.Option(help="Restarts from the last checkpoint after a failure (e.g. Redis "
+                                               "unreachable through every retry) before the job fails.")] = 3,
 ) -> None:
     """Run the Flink stream job on the local mini-cluster (a real cluster: see README, flink run).
 
@@ -264,7 +266,7 @@ def stream(
         kafka_start=kafka_start, kafka_until_latest=until_latest,
         follow_ms=_duration_ms(follow_interval, "--follow-interval") if follow else None, dead_letters=dead_letters,
         max_future_ms=_duration_ms(max_future, "--max-future"), rest_port=rest_port,
-        roll_interval_ms=_duration_ms(roll_interval, "--roll-interval"))
+        roll_interval_ms=_duration_ms(roll_interval, "--roll-interval"), restart_attempts=restarts)
     kafka = dl.parse_target(dead_letters)
     started_ms = time.time_ns() // 1_000_000
     with console.status("starting Flink"):

@@ -32,6 +32,15 @@ def start_job(events: Path, out: Path, log: Path, *options: str) -> subprocess.P
             start_new_session=True)
 
 
+def test_the_restart_budget_reaches_flink(tmp_path):
+    from stream_jobs.flink_env import build_table_env
+    from stream_jobs.job import StreamJobSpec, configure_checkpoints
+
+    t_env = build_table_env(parallelism=1)
+    configure_checkpoints(t_env, StreamJobSpec("file:unused", tmp_path, restart_attempts=5))
+    assert t_env.get_config().get("restart-strategy.fixed-delay.attempts", None) == "5"
+
+
 def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
     records = generate(StreamSpec(users=200, merchants=20, rate_per_s=40, duration="25m", seed=23))
     events = tmp_path / "events.jsonl"

@@ -311,7 +311,8 @@ def test_dead_letters_go_to_a_kafka_topic_with_reason_and_raw_record(kafka_broke
     (["--dead-letters", "s3://bucket/dl"], "--dead-letters 's3://bucket/dl': use files or kafka:"),
     (["--kafka-start", "newest"], "--kafka-start 'newest': use one of group-offsets, earliest, latest, timestamp:T"),
     (["--follow"], "--follow watches a directory for new files"),
-], ids=["dead-letters", "kafka-start", "follow-a-file"])
+    (["--restarts=-1"], "--restarts must be 0 or more"),
+], ids=["dead-letters", "kafka-start", "follow-a-file", "restarts"])
 def test_bad_stream_options_are_one_line(tmp_path, option, message):
     from tests.test_cli import assert_one_line_error, run as tandem
 
