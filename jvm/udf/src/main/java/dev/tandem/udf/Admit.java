@@ -1,6 +1,7 @@
 package dev.tandem.udf;
 
 import java.time.Duration;
+import java.util.List;
 import org.apache.flink.api.common.functions.FilterFunction;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ListState;
@@ -28,7 +29,8 @@ import org.apache.flink.util.Collector;
  * before it (or itself) is {@code late}; every other first record is {@code accepted}. The latest
  * event time is one number for the whole stream, kept in operator state, so this operator must run
  * at parallelism 1 (as the source and validation do: arrival order must be well defined). The ids
- * are keyed state that expires {@code ttlMs} after an id was first seen (processing time).
+ * are keyed state that expires {@code ttlMs} after an id was first seen (processing time; 0 keeps them
+ * forever).
  *
  * <p>One operator instead of two SQL OVER aggregates: each needed its own time attribute, so its own
  * pass through a DataStream, and the dedup state was the OVER's accumulator row per id.
@@ -94,7 +96,7 @@ public final class Admit extends KeyedProcessFunction<String, Row, Row> implemen
 
     @Override
     public void snapshotState(FunctionSnapshotContext context) throws Exception {
-        latestState.update(java.util.List.of(latestMs));
+        latestState.update(List.of(latestMs));
     }
 
     @Override
