@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import tests.shell  # noqa: F401 (snapshots the environment before any engine runs in this process)
+
 STARTUP_SECONDS: dict[str, float] = {}
 
 

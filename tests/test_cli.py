@@ -1,6 +1,5 @@
 """The tandem command as a user runs it: clear help, one-line errors, non-zero exits, no tracebacks."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,13 +7,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.shell import shell_env
+
 TANDEM = str(Path(sys.executable).parent / "tandem")
 
 
 def run(*args, cwd=None):
-    # As from a shell: without the PYFLINK_* variables a Flink run in this process may leave behind.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")}
-    return subprocess.run([TANDEM, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run([TANDEM, *args], capture_output=True, text=True, cwd=cwd, env=shell_env(), timeout=300)
 
 
 def assert_one_line_error(result, code, text):

@@ -7,7 +7,6 @@ which runs a mini-cluster inside the ``flink`` client JVM.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,17 +22,13 @@ from stream_jobs.outputs import dead_letters, feature_rows
 from tandem.events_io import write_events
 from tandem.generator import StreamSpec, generate
 from tandem.services import free_port
+from tests.shell import shell_env
 from tests.test_stream_path import assert_matches_reference
 from transforms import REFERENCE_CATALOG
 
 ROOT = Path(__file__).resolve().parent.parent
 FLINK_BIN = Path(pyflink.__file__).parent / "bin"
 FLINK = FLINK_BIN / "flink"
-
-
-def shell_env(**extra) -> dict[str, str]:
-    """As from a shell: without the PYFLINK_* variables a Flink run in this process may leave behind."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")} | extra
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ adversarial streams and on a fixed seed through the command line.
 
 import contextlib
 import json
-import os
 import subprocess
 import tempfile
 from collections import Counter
@@ -27,6 +26,7 @@ from tandem.parity.run import run_parity
 from tandem.reference import evaluate
 from tests.factories import tx
 from tests.parity_streams import streams
+from tests.shell import shell_env
 from tests.test_cli import TANDEM, assert_one_line_error, run
 from transforms import REFERENCE_CATALOG
 from transforms.schema import not_after_now
@@ -100,7 +100,7 @@ def test_parity_command_on_a_fixed_seed(tmp_path):
                                   seed=11))
     events, out = tmp_path / "_events.parquet", tmp_path / "out"  # a name Flink's file source would skip
     write_events(records, events, REFERENCE_CATALOG)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")}  # as from a shell (tests/test_cli.py)
+    env = shell_env()  # as from a shell (tests/shell.py)
     result = subprocess.run([TANDEM, "parity", "--events", str(events), "--out", str(out), "--allowed-lateness", "5s"],
                             capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

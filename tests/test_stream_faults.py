@@ -14,6 +14,7 @@ from tandem.events_io import write_events
 from tandem.generator import StreamSpec, generate
 from tandem.reference import evaluate
 from tests.factories import HOUR, T0, tx
+from tests.shell import shell_env
 from tests.test_stream_sources import assert_equals_reference_but_held, drop_file, wait_for
 from transforms import REFERENCE_CATALOG
 
@@ -21,9 +22,7 @@ COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
 
 
 def start_job(events: Path, out: Path, log: Path, *options: str) -> subprocess.Popen:
-    # PyFlink leaves PYFLINK_GATEWAY_DISABLED in this process's environment once a Python UDF
-    # has run here; inherited, it forbids the job's own gateway. The job starts clean, as from a shell.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")}
+    env = shell_env()  # as from a shell, not with what PyFlink left in this process's environment
     with log.open("w") as sink:  # a file, not a pipe: an unread pipe would stall the job
         return subprocess.Popen(
             [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{events}", "--out", str(out),

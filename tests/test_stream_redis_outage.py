@@ -27,6 +27,7 @@ from tandem.events_io import write_events
 from tandem.reference import evaluate
 from tandem.services import free_port
 from tests.factories import HOUR, T0, tx
+from tests.shell import shell_env
 from tests.test_online_sink import GROUPS, feast, latest_rows, online  # noqa: F401 (feast: a fixture)
 from tests.test_stream_sources import assert_equals_reference_but_held, drop_file, wait_for
 from transforms import REFERENCE_CATALOG
@@ -89,7 +90,7 @@ class NetworkCut:
 
 
 def start_job(inbox: Path, out: Path, redis_address: str, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")}  # as from a shell
+    env = shell_env()  # as from a shell, not with what PyFlink left in this process's environment
     with log.open("a") as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{inbox}", "--follow", "--follow-interval",
