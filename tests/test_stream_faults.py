@@ -21,11 +21,12 @@ from transforms import REFERENCE_CATALOG
 COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
 
 
-def start_job(events: Path, out: Path, log: Path, *options: str) -> subprocess.Popen:
+def start_job(source: Path, out: Path, log: Path, *options: str) -> subprocess.Popen:
+    """``python -m stream_jobs.job`` on ``file:source`` (checkpoints every 300 ms), its output appended to ``log``."""
     env = shell_env()  # as from a shell, not with what PyFlink left in this process's environment
-    with log.open("w") as sink:  # a file, not a pipe: an unread pipe would stall the job
+    with log.open("a") as sink:  # a file, not a pipe: an unread pipe would stall the job
         return subprocess.Popen(
-            [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{events}", "--out", str(out),
+            [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{source}", "--out", str(out),
              "--allowed-lateness", "5s", "--checkpoint-interval", "300ms", *options],
             cwd=Path(__file__).resolve().parent.parent, stdout=sink, stderr=subprocess.STDOUT, env=env,
             start_new_session=True)

@@ -11,29 +11,23 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-import pytest
 import redis
 
 from feature_repo import store as fs
 from stream_jobs.job import latest_checkpoint
 from stream_jobs.outputs import dead_letters, feature_rows
-from tandem.events_io import write_events
 from tandem.reference import evaluate
 from tandem.services import free_port
 from tests.factories import HOUR, T0, tx
-from tests.shell import shell_env
 from tests.test_online_sink import GROUPS, feast, latest_rows, online  # noqa: F401 (feast: a fixture)
+from tests.test_stream_faults import start_job
 from tests.test_stream_sources import assert_equals_reference_but_held, drop_file, wait_for
 from transforms import REFERENCE_CATALOG
 
 DB = 9  # this module's logical database on the session's Redis
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class NetworkCut:
@@ -89,16 +83,6 @@ class NetworkCut:
                     pass
 
 
-def start_job(inbox: Path, out: Path, redis_address: str, log: Path) -> subprocess.Popen:
-    env = shell_env()  # as from a shell, not with what PyFlink left in this process's environment
-    with log.open("a") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{inbox}", "--follow", "--follow-interval",
-             "200ms", "--out", str(out), "--redis", redis_address, "--checkpoint-interval", "300ms",
-             "--roll-interval", "300ms", "--restarts", "0"],  # each restart would retry Redis again: 11 s
-            cwd=ROOT, stdout=sink, stderr=sink, env=env, start_new_session=True)
-
-
 def test_redis_cut_mid_run_fails_loudly_and_a_rerun_loses_nothing(feast, redis_server, tmp_path):  # noqa: F811
     client = redis.Redis(host=redis_server.host, port=redis_server.port, db=DB)
     client.flushdb()
@@ -106,12 +90,14 @@ def test_redis_cut_mid_run_fails_loudly_and_a_rerun_loses_nothing(feast, redis_s
     address = f"127.0.0.1:{net.port},db={DB}"
     inbox, out, log = tmp_path / "inbox", tmp_path / "out", tmp_path / "job.log"
     inbox.mkdir()
+    options = ("--follow", "--follow-interval", "200ms", "--redis", address, "--roll-interval", "300ms",
+               "--restarts", "0")  # each restart would retry Redis again: 11 s
     first = [tx(f"a{i}", user=f"ua{i % 3}", merchant=f"ma{i % 2}", t=T0 + i * 60_000) for i in range(12)]
     second = [tx(f"b{i}", user=f"ub{i % 3}", merchant=f"mb{i % 2}", t=T0 + HOUR + i * 60_000) for i in range(12)]
     flush = [tx("flush", user="u-flush", merchant="m-flush", t=T0 + 5 * HOUR)]  # its row waits for the watermark
 
     drop_file(inbox, "1.jsonl", first)
-    job = start_job(inbox, out, address, log)
+    job = start_job(inbox, out, log, *options)
     try:
         wait_for(lambda: client.dbsize() > 0 and latest_checkpoint(out / "_checkpoints"), 240,
                  "the first rows in Redis and a checkpoint")
@@ -131,7 +117,7 @@ def test_redis_cut_mid_run_fails_loudly_and_a_rerun_loses_nothing(feast, redis_s
     print(f"failed {time.monotonic() - began:.0f}s after the cut: {errors[0]}")
 
     net.restore()
-    job = start_job(inbox, out, address, log)  # same --out: resumes from the last checkpoint
+    job = start_job(inbox, out, log, *options)  # same --out: resumes from the last checkpoint
     records = first + second + flush
     expected = evaluate(records, allowed_lateness_ms=5_000)
     store = fs.open_store(feast["lake"], f"{redis_server.host}:{redis_server.port},db={DB}")
