@@ -3,7 +3,7 @@
 Runnable as a Spark job::
 
     spark-submit --properties-file tandem-spark.conf batch_jobs/backfill.py \\
-        --start 2024-05-01 --end 2024-05-07 [--lake PATH]
+        --start 2024-05-01 --end 2024-05-07 [--project DIR] [--catalog NAME] [--lake PATH]
 
 (``python -m batch_jobs.spark_session > tandem-spark.conf`` writes the
 properties: pinned jars, UTC), or as ``tandem backfill --start ... --end ...``.
@@ -29,9 +29,9 @@ from pyspark.sql import functions as F
 
 from batch_jobs.compile_catalog import EVENT_DATE, feature_rows, group_table
 from batch_jobs.delta_tables import date_range_predicate, replace_partitions, table_exists
-from tandem.errors import UserError
-from tandem.lake import Lake
-from transforms import REFERENCE_CATALOG, Catalog
+from runtime.errors import UserError
+from runtime.lake import Lake
+from transforms import Catalog
 
 DAY_MS = 86_400_000
 
@@ -50,12 +50,13 @@ def longest_window_ms(catalog: Catalog) -> int:
 
 def events_for_range(spark: SparkSession, lake: Lake, catalog: Catalog, start: date, end: date) -> DataFrame:
     """The events whose windows the range needs: from ``start - longest window`` to ``end``."""
-    if not table_exists(spark, lake.events):
-        raise UserError(f"no events table at {lake.events}: run `tandem ingest --events PATH` first")
+    tables = lake.tables(catalog)
+    if not table_exists(spark, tables.events):
+        raise UserError(f"no events table at {tables.events}: run `tandem ingest --events PATH` first")
     lookback = longest_window_ms(catalog)
     first_ms = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000) - lookback
     first_day = start - timedelta(days=math.ceil(lookback / DAY_MS))
-    events = spark.read.format("delta").load(lake.events)
+    events = spark.read.format("delta").load(tables.events)
     return events.where(
         (F.col(EVENT_DATE) >= F.lit(first_day)) & (F.col(EVENT_DATE) <= F.lit(end))  # partition pruning
         & (F.unix_millis(F.col(catalog.schema.event_time)) >= F.lit(first_ms))
@@ -63,7 +64,7 @@ def events_for_range(spark: SparkSession, lake: Lake, catalog: Catalog, start: d
 
 
 def compute_features(spark: SparkSession, lake: Lake, catalog: Catalog, start: date, end: date) -> DataFrame:
-    """Feature rows (DESIGN.md columns + event_date) of the events dated ``[start, end]``."""
+    """Feature rows (the catalog's feature row columns + event_date) of the events dated ``[start, end]``."""
     from batch_jobs.exact_sum import register_exact_sum
 
     register_exact_sum(spark)
@@ -71,7 +72,7 @@ def compute_features(spark: SparkSession, lake: Lake, catalog: Catalog, start: d
     return rows.where(date_range_predicate(start, end))
 
 
-def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: Catalog = REFERENCE_CATALOG) -> BackfillResult:
+def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: Catalog) -> BackfillResult:
     if start > end:
         raise UserError(f"--start {start} is after --end {end}")
     rows = compute_features(spark, lake, catalog, start, end)
@@ -82,7 +83,7 @@ def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: C
         n = _check_staged(spark, staged, lake, catalog, start, end)
         tables = {}
         for group in catalog.groups:
-            path = lake.features(group.entity)
+            path = lake.tables(catalog).features(group.entity)
             table = group_table(staged, catalog, group.entity)
             replace_partitions(table, path, start, end, [group.key, catalog.schema.event_time, catalog.schema.event_id])
             tables[group.entity] = path
@@ -103,10 +104,11 @@ def _id_fingerprint(df: DataFrame, event_id: str) -> list[Column]:
 def _check_staged(spark, staged: DataFrame, lake: Lake, catalog: Catalog, start: date, end: date) -> int:
     """Refuse to commit rows that are not exactly one complete feature row per event of the range."""
     event_id = catalog.schema.event_id
-    events = spark.read.format("delta").load(lake.events).where(date_range_predicate(start, end))
+    tables = lake.tables(catalog)
+    events = spark.read.format("delta").load(tables.events).where(date_range_predicate(start, end))
     expected = events.agg(*_id_fingerprint(events, event_id)).first()
     if expected["n"] == 0:
-        raise UserError(f"no events dated {start} .. {end} in {lake.events}: nothing to backfill")
+        raise UserError(f"no events dated {start} .. {end} in {tables.events}: nothing to backfill")
     names = [c for c in staged.columns if c != EVENT_DATE]
     stats = staged.agg(
         *_id_fingerprint(staged, event_id),
@@ -128,23 +130,31 @@ def parse_date(text: str, option: str) -> date:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``spark-submit batch_jobs/backfill.py --start D --end D [--lake PATH]``."""
+    """``spark-submit batch_jobs/backfill.py --start D --end D [--project DIR] [--catalog C] [--lake PATH]``."""
     from batch_jobs.spark_session import build_spark
+    from runtime.project import find_project
 
     parser = argparse.ArgumentParser(prog="backfill", description=__doc__.splitlines()[0])
     parser.add_argument("--start", required=True, help="first event date (UTC), e.g. 2024-05-01")
     parser.add_argument("--end", required=True, help="last event date (UTC), inclusive")
-    parser.add_argument("--lake", default=None, help="lake root (default: $TANDEM_LAKE or ./lake)")
+    parser.add_argument("--project", default=None, help="project folder (default: the nearest tandem.yaml)")
+    parser.add_argument("--catalog", default=None, help="one catalog: a source name of the project or "
+                                                        "MODULE_OR_FILE[:ATTR] (default: every catalog)")
+    parser.add_argument("--lake", default=None, help="lake root (default: the project's)")
     args = parser.parse_args(argv)
     try:
         start, end = parse_date(args.start, "--start"), parse_date(args.end, "--end")
+        project = find_project(args.project)
+        catalogs = [project.catalog(args.catalog)] if args.catalog else list(project.catalogs().values())
+        lake = Lake.at(args.lake or project.lake_root)
         spark = build_spark("tandem-backfill")
-        result = backfill(spark, Lake.at(args.lake), start, end)
+        for catalog in catalogs:
+            result = backfill(spark, lake, start, end, catalog)
+            print(f"backfilled {result.rows} feature rows of {catalog.schema.name} for {result.start} .. "
+                  f"{result.end} into " + ", ".join(result.tables.values()))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"backfilled {result.rows} feature rows for {result.start} .. {result.end} into "
-          + ", ".join(result.tables.values()))
     return 0
 
 

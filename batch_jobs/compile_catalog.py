@@ -11,7 +11,7 @@ How each piece of a catalog runs on Spark:
   and its arithmetic is the reference's.
 * **Windows** are Spark's own window functions: one ``PARTITION BY key ORDER
   BY event time (ms)`` per feature group and ``RANGE BETWEEN W PRECEDING AND
-  CURRENT ROW`` frames, which include both ends and all peers (the DESIGN.md
+  CURRENT ROW`` frames, which include both ends and all peers (the docs/semantics.md
   rule, native to Spark). No per-key Python.
 * **Aggregations**: count, min, max and integer sums are Spark's natives over
   the sliding frame; a distinct count is ``size(collect_set)``; ``last`` is
@@ -153,7 +153,7 @@ def _aggregate(feature: Feature, col_type: FieldType | None, order: Window, even
 
 
 def feature_rows(events: DataFrame, catalog: Catalog) -> DataFrame:
-    """Validated, deduplicated events -> one feature row per event (DESIGN.md columns + event_date)."""
+    """Validated, deduplicated events -> one feature row per event (the catalog's feature row columns + event_date)."""
     df = with_features(with_row_functions(events, catalog), catalog)
     columns = [name for name, _ in catalog.feature_row_columns()]
     return df.select(*columns, F.to_date(F.col(catalog.schema.event_time)).alias(EVENT_DATE))

@@ -5,7 +5,7 @@ first of its event id) or ``dead_letters`` (``invalid`` with its kind and
 detail, or ``duplicate``), with its source file, position and raw text.
 
 The boundary rules run on the driver with the very reader and validator the
-reference evaluator uses (``tandem.events_io``, ``transforms.schema``): one
+reference evaluator uses (``runtime.events_io``, ``transforms.schema``): one
 implementation of parsing and validation, so the batch path cannot drift from
 it. Deduplication and the writes are Spark's. Before anything is written the
 whole input is checked for a schema change (a field renamed, retyped or added
@@ -31,9 +31,10 @@ from pyspark.sql.types import IntegerType, LongType, StringType, StructField, St
 
 from batch_jobs.compile_catalog import EVENT_DATE, SPARK_TYPES
 from batch_jobs.delta_tables import table_exists
-from tandem.errors import UserError
-from tandem.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, raw_text, read_events
-from tandem.lake import Lake
+from runtime.dead_letters import DUPLICATE, DUPLICATE_DETAIL, INVALID, dead_letter_columns
+from runtime.errors import UserError
+from runtime.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, raw_text, read_events
+from runtime.lake import Lake, SourceTables
 from transforms import Catalog, Invalid
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now, record_shape, schema_drift
 
@@ -70,7 +71,8 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,
     record is read is invalid (``transforms.schema.DEFAULT_MAX_FUTURE_MS`` says why).
     """
     result = IngestResult()
-    done = _ingested_hashes(spark, lake)
+    tables = lake.tables(catalog)
+    done = _ingested_hashes(spark, tables)
     valid_parts, rejected_parts, hashes = [], [], []
     for file_index, file in enumerate(input_files(path)):
         sha = _sha256(file)
@@ -92,10 +94,10 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,
         return result
 
     valid_df = _to_spark(spark, pd.concat(valid_parts, ignore_index=True), _valid_schema(catalog))
-    invalid_df = _to_spark(spark, pd.concat(rejected_parts, ignore_index=True), _DEAD_LETTER_INPUT)
-    events, duplicates = _deduplicate(spark, valid_df, lake, catalog)
+    invalid_df = _to_spark(spark, pd.concat(rejected_parts, ignore_index=True), dead_letter_input(catalog))
+    events, duplicates = _deduplicate(spark, valid_df, tables, catalog)
     dead = invalid_df.unionByName(duplicates)
-    events, dead = _not_yet_written(spark, events, dead, lake)
+    events, dead = _not_yet_written(spark, events, dead, tables)
 
     events = events.persist()
     dead = dead.persist()
@@ -103,12 +105,12 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,
     result.rejected.update({r["reason"]: r["n"] for r in dead.groupBy("reason").agg(F.count("*").alias("n")).collect()})
     now = F.current_timestamp()
     (events.withColumn("_ingested_at", now).write.format("delta").mode("append")
-     .partitionBy(EVENT_DATE).save(lake.events))
-    dead.withColumn("_ingested_at", now).write.format("delta").mode("append").save(lake.dead_letters)
+     .partitionBy(EVENT_DATE).save(tables.events))
+    dead.withColumn("_ingested_at", now).write.format("delta").mode("append").save(tables.dead_letters)
     log = spark.createDataFrame(
         list(zip(result.files, hashes)), "path string, sha256 string"
     ).withColumn("_ingested_at", now)
-    log.write.format("delta").mode("append").save(lake.ingest_log)
+    log.write.format("delta").mode("append").save(tables.ingest_log)
     events.unpersist()
     dead.unpersist()
     return result
@@ -130,11 +132,10 @@ def _read_and_validate(file: Path, sha: str, file_index: int, catalog: Catalog, 
             shapes[shape] += 1
         event = schema.validate(record, not_after_now(max_future_ms))
         if isinstance(event, Invalid):
-            rid = record.get(schema.event_id) if isinstance(record, dict) else None
             rejected.append({
                 "_source": str(file), "_source_sha256": sha, "_position": position,
-                schema.event_id: rid if isinstance(rid, str) else None,
-                "reason": "invalid", "kind": event.kind.value, "detail": event.detail, "raw": raw_text(record),
+                schema.event_id: schema.claimed_id(record),
+                "reason": INVALID, "kind": event.kind.value, "detail": event.detail, "raw": raw_text(record),
             })
             continue
         for name in schema.field_names:
@@ -145,7 +146,7 @@ def _read_and_validate(file: Path, sha: str, file_index: int, catalog: Catalog, 
     frame[schema.event_time] = pd.to_datetime(frame[schema.event_time].astype("int64"), unit="ms", utc=True)
     frame["_source"], frame["_source_sha256"], frame["_position"] = str(file), sha, valid_pos
     frame["_file_index"], frame["_raw"] = file_index, valid_raw
-    dead = pd.DataFrame(rejected, columns=[c.name for c in _DEAD_LETTER_INPUT.fields])
+    dead = pd.DataFrame(rejected, columns=[c.name for c in dead_letter_input(catalog).fields])
     return frame, dead, shapes, n
 
 
@@ -154,11 +155,11 @@ def _valid_schema(catalog: Catalog) -> StructType:
     return StructType(fields + [StructField(n, t) for n, t in SOURCE_COLUMNS] + [StructField("_file_index", IntegerType()), StructField("_raw", StringType())])
 
 
-_DEAD_LETTER_INPUT = StructType(
-    [StructField(n, t) for n, t in SOURCE_COLUMNS]
-    + [StructField("transaction_id", StringType()), StructField("reason", StringType()),
-       StructField("kind", StringType()), StructField("detail", StringType()), StructField("raw", StringType())]
-)
+def dead_letter_input(catalog: Catalog) -> StructType:
+    """The dead letters' columns: source, position, the event id (named as in the schema), reason, kind,
+    detail and raw text."""
+    return StructType([StructField(n, t) for n, t in SOURCE_COLUMNS]
+                      + [StructField(name, SPARK_TYPES[t]) for name, t in dead_letter_columns(catalog)])
 
 
 def _to_spark(spark: SparkSession, frame: pd.DataFrame, schema: StructType) -> DataFrame:
@@ -167,7 +168,7 @@ def _to_spark(spark: SparkSession, frame: pd.DataFrame, schema: StructType) -> D
     return spark.createDataFrame(frame[[f.name for f in schema.fields]], schema)
 
 
-def _deduplicate(spark: SparkSession, valid: DataFrame, lake: Lake, catalog: Catalog):
+def _deduplicate(spark: SparkSession, valid: DataFrame, tables: SourceTables, catalog: Catalog):
     """First valid record of each event id (in file, then record order) wins; the rest are duplicates.
 
     An id already in the events table makes every new record with it a duplicate.
@@ -175,8 +176,8 @@ def _deduplicate(spark: SparkSession, valid: DataFrame, lake: Lake, catalog: Cat
     eid = catalog.schema.event_id
     first = Window.partitionBy(eid).orderBy("_file_index", "_position")
     ranked = valid.withColumn("_rank", F.row_number().over(first))
-    if table_exists(spark, lake.events):
-        known = spark.read.format("delta").load(lake.events).select(eid).distinct().withColumn("_known", F.lit(True))
+    if table_exists(spark, tables.events):
+        known = spark.read.format("delta").load(tables.events).select(eid).distinct().withColumn("_known", F.lit(True))
         ranked = ranked.join(known, eid, "left")
     else:
         ranked = ranked.withColumn("_known", F.lit(False))
@@ -184,18 +185,18 @@ def _deduplicate(spark: SparkSession, valid: DataFrame, lake: Lake, catalog: Cat
     events = ranked.where(is_first).withColumn(EVENT_DATE, F.to_date(catalog.schema.event_time))
     events = events.select(*catalog.schema.field_names, EVENT_DATE, *(n for n, _ in SOURCE_COLUMNS))
     duplicates = ranked.where(~is_first).select(
-        *(n for n, _ in SOURCE_COLUMNS), F.col(eid).alias("transaction_id"),
-        F.lit("duplicate").alias("reason"), F.lit(None).cast("string").alias("kind"),
-        F.concat(F.lit("event id "), F.col(eid), F.lit(" was seen before")).alias("detail"),
+        *(n for n, _ in SOURCE_COLUMNS), F.col(eid),
+        F.lit(DUPLICATE).alias("reason"), F.lit(None).cast("string").alias("kind"),
+        F.concat(F.lit(DUPLICATE_DETAIL[0]), F.col(eid), F.lit(DUPLICATE_DETAIL[1])).alias("detail"),
         F.col("_raw").alias("raw"),
     )
     return events, duplicates
 
 
-def _not_yet_written(spark: SparkSession, events: DataFrame, dead: DataFrame, lake: Lake):
+def _not_yet_written(spark: SparkSession, events: DataFrame, dead: DataFrame, tables: SourceTables):
     """Drop records a killed earlier run of the same file content already wrote."""
     keys = ["_source_sha256", "_position"]
-    written = [spark.read.format("delta").load(p).select(*keys) for p in (lake.events, lake.dead_letters)
+    written = [spark.read.format("delta").load(p).select(*keys) for p in (tables.events, tables.dead_letters)
                if table_exists(spark, p)]
     for table in written:
         events = events.join(table, keys, "left_anti")
@@ -203,10 +204,10 @@ def _not_yet_written(spark: SparkSession, events: DataFrame, dead: DataFrame, la
     return events, dead
 
 
-def _ingested_hashes(spark: SparkSession, lake: Lake) -> set[str]:
-    if not table_exists(spark, lake.ingest_log):
+def _ingested_hashes(spark: SparkSession, tables: SourceTables) -> set[str]:
+    if not table_exists(spark, tables.ingest_log):
         return set()
-    return {r["sha256"] for r in spark.read.format("delta").load(lake.ingest_log).select("sha256").collect()}
+    return {r["sha256"] for r in spark.read.format("delta").load(tables.ingest_log).select("sha256").collect()}
 
 
 def _sha256(path: Path) -> str:

@@ -3,7 +3,7 @@
 Why each setting is here:
 
 - ``spark.jars`` points at the pinned Delta jars from ``jvm/jars/spark``
-  (see ``tandem.jars``); nothing is resolved through Ivy or downloaded at start,
+  (see ``runtime.jars``); nothing is resolved through Ivy or downloaded at start,
   unlike ``delta.configure_spark_with_delta_pip``. It also carries Tandem's own
   ``jvm/jars/udf`` jar, whose ``exact_sum``/``exact_mean`` SQL functions
   ``batch_jobs.exact_sum.register_exact_sum`` adds to a session.
@@ -22,7 +22,9 @@ Why each setting is here:
   records to Spark from the driver, so Spark's 1g default dies with
   ``OutOfMemoryError`` at 2 M records (BENCHMARKS.md); 4g held them with a
   3.6 GiB peak, so larger single ingests need more. A cluster sets its own.
-- Small shuffle partitions, no UI, quiet logs: local runs on 2-core machines.
+- Small shuffle partitions, no UI: local runs on 2-core machines.
+- Errors only in the log (``log4j2.properties`` beside this file): Spark's
+  warnings ask nothing of a user; ``TANDEM_SPARK_LOG_LEVEL=WARN`` shows them.
 - Warehouse and Derby dirs in a temp dir, so jobs never litter the cwd.
 
 Under ``spark-submit`` the driver JVM is already running when Python asks for
@@ -46,14 +48,16 @@ import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from tandem.jars import jars
+from runtime.jars import jars
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 DEFAULT_DRIVER_MEMORY = "4g"
+LOG4J2 = Path(__file__).resolve().with_name("log4j2.properties")  # errors only: see the file
 
 # Settings that may change on an existing session (spark-submit, notebooks).
 SQL_CONF = {
@@ -72,7 +76,7 @@ SQL_CONF = {
 
 def _static_conf(scratch: str) -> dict[str, str]:
     """Settings fixed when the JVM/SparkContext starts."""
-    java_opts = f"-Duser.timezone=UTC -Dderby.system.home={scratch}"
+    java_opts = f"-Duser.timezone=UTC -Dderby.system.home={scratch} -Dlog4j2.configurationFile={LOG4J2}"
     return {
         "spark.jars": ",".join(str(p) for p in [*jars("spark"), *jars("udf")]),
         "spark.sql.extensions": DELTA_EXTENSION,
@@ -122,7 +126,7 @@ def build_spark(app_name: str = "tandem", master: str | None = None,
     for key, value in {**SQL_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setLogLevel(os.environ.get("TANDEM_SPARK_LOG_LEVEL", "ERROR").upper())
     _check_delta(spark)
     return spark
 

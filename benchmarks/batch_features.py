@@ -7,7 +7,7 @@ Run from the repository root (after ``./dev setup``)::
 
 What it does, in order:
 
-1. Generates N transactions with ``tandem.generator.StreamSpec`` (100k users,
+1. Generates N transactions with ``examples.transactions.features.generate.StreamSpec`` (100k users,
    5k merchants, default skew, a fixed rate so the density of events per key
    and so the window sizes do not depend on N), once, cached as Parquet under
    the git-ignored ``benchmarks/.data/<key>/`` (a child process, so the driver's
@@ -82,6 +82,8 @@ DATA_DIR = REPO / "benchmarks" / ".data"
 TARGET_RATIO = 1.2
 DAY_MS = 86_400_000
 
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS  # noqa: E402
+
 
 # --------------------------------------------------------------------------- data
 
@@ -103,7 +105,7 @@ class DataSpec:
         return max(1, round(self.events / self.rate_per_s))
 
     def stream_spec(self):
-        from tandem.generator import PARQUET_INVALID_KINDS, StreamSpec
+        from examples.transactions.features.generate import PARQUET_INVALID_KINDS, StreamSpec
 
         # Defaults for everything else: skew 1.0, 2% ties, 5% out of order,
         # 1% duplicates, 1% invalid records (the kinds a typed Parquet file can carry).
@@ -113,12 +115,12 @@ class DataSpec:
 
 def _generate(spec: DataSpec, path: str) -> None:
     """Child process: generate the stream and write it as typed Parquet."""
-    from tandem.events_io import write_events
-    from tandem.generator import generate
-    from transforms import REFERENCE_CATALOG
+    from runtime.events_io import write_events
+    from examples.transactions.features.generate import generate
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
     tmp = path + ".tmp.parquet"
-    write_events(generate(spec.stream_spec()), tmp, REFERENCE_CATALOG)
+    write_events(generate(spec.stream_spec()), tmp, TRANSACTIONS)
     os.replace(tmp, path)
 
 
@@ -151,7 +153,7 @@ def _frame_stats(events_dir: str, out: str) -> None:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     table = ds.dataset(events_dir, format="parquet").to_table(
         columns=[g.key for g in C.groups] + [C.schema.event_time])
@@ -348,7 +350,7 @@ class Monitor:
 @dataclass(frozen=True)
 class Context:
     spark: object
-    lake: object  # tandem.lake.Lake holding the events table (and A's feature tables)
+    lake: object  # runtime.lake.Lake holding the events table (and A's feature tables)
     out: Path  # where every other job writes its tables
     start: date
     end: date
@@ -359,26 +361,26 @@ def _key_columns(catalog, group) -> list[str]:
 
 
 def table_paths(ctx: Context, job: str) -> dict[str, str]:
-    from transforms import REFERENCE_CATALOG
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
     if job == "A":
-        return {g.entity: ctx.lake.features(g.entity) for g in REFERENCE_CATALOG.groups}
+        return {g.entity: ctx.lake.tables(TRANSACTIONS).features(g.entity) for g in TRANSACTIONS.groups}
     folder = re.sub(r"[^A-Za-z0-9]+", "_", job.replace("'", "p")).strip("_")  # A'+native rows -> Ap_native_rows
-    return {g.entity: str(ctx.out / folder / g.entity) for g in REFERENCE_CATALOG.groups}
+    return {g.entity: str(ctx.out / folder / g.entity) for g in TRANSACTIONS.groups}
 
 
 def job_a(ctx: Context) -> None:
     """Tandem's backfill, exactly as ``tandem backfill`` runs it."""
     from batch_jobs.backfill import backfill
 
-    backfill(ctx.spark, ctx.lake, ctx.start, ctx.end)
+    backfill(ctx.spark, ctx.lake, ctx.start, ctx.end, TRANSACTIONS)
 
 
 def _write_groups(ctx: Context, rows, job: str) -> None:
     """The backfill's writes: each group's table, partitions of the range replaced in one commit."""
     from batch_jobs.compile_catalog import group_table
     from batch_jobs.delta_tables import replace_partitions
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     paths = table_paths(ctx, job)
     for group in C.groups:
@@ -389,7 +391,7 @@ def _write_groups(ctx: Context, rows, job: str) -> None:
 def job_a_direct(ctx: Context) -> None:
     """compute_features -> group_table -> replace_partitions: the backfill without its staging."""
     from batch_jobs.backfill import compute_features
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     _write_groups(ctx, compute_features(ctx.spark, ctx.lake, C, ctx.start, ctx.end), "A'")
 
@@ -427,7 +429,7 @@ def compiled_float_sums(kind: str):
 
 def job_a_sliding_exact(ctx: Context) -> None:
     from batch_jobs.backfill import compute_features
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     with compiled_float_sums("sliding exact"):
         rows = compute_features(ctx.spark, ctx.lake, C, ctx.start, ctx.end)  # the plan is built here
@@ -436,7 +438,7 @@ def job_a_sliding_exact(ctx: Context) -> None:
 
 def job_a_sliding_native(ctx: Context) -> None:
     from batch_jobs.backfill import compute_features
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     with compiled_float_sums("sliding native"):
         rows = compute_features(ctx.spark, ctx.lake, C, ctx.start, ctx.end)
@@ -447,7 +449,7 @@ def hand_written_sql(ctx: Context) -> dict[str, str]:
     """Job B's two queries, as an engineer would write them by hand for this catalog."""
     from batch_jobs.backfill import longest_window_ms
 
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     lookback = longest_window_ms(C)
     first_ms = int(datetime(ctx.start.year, ctx.start.month, ctx.start.day, tzinfo=timezone.utc).timestamp() * 1000) - lookback
@@ -455,7 +457,7 @@ def hand_written_sql(ctx: Context) -> dict[str, str]:
     events = f"""
       SELECT transaction_id, user_id, merchant_id, amount, event_time, event_date,
              unix_millis(event_time) AS ts
-      FROM delta.`{ctx.lake.events}`
+      FROM delta.`{ctx.lake.tables(TRANSACTIONS).events}`
       WHERE event_date BETWEEN DATE'{first_day}' AND DATE'{ctx.end}'
         AND unix_millis(event_time) >= {first_ms}"""
     in_range = f"event_date BETWEEN DATE'{ctx.start}' AND DATE'{ctx.end}'"
@@ -497,7 +499,7 @@ def hand_written_sql(ctx: Context) -> dict[str, str]:
 
 def job_b(ctx: Context) -> None:
     from batch_jobs.delta_tables import replace_partitions
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     paths = table_paths(ctx, "B")
     for group in C.groups:
@@ -527,7 +529,7 @@ def compare_tables(spark, reference: dict[str, str], other: dict[str, str]) -> d
     """Per feature: rows whose value differs from the reference table's, and the largest difference."""
     from pyspark.sql import functions as F
 
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     eid = C.schema.event_id
     out = {}
@@ -559,7 +561,7 @@ def compare_row_functions(ctx: Context) -> dict:
 
     from batch_jobs.backfill import events_for_range
     from batch_jobs.compile_catalog import with_row_functions
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     df = with_row_functions(events_for_range(ctx.spark, ctx.lake, C, ctx.start, ctx.end), C)
     row = df.agg(
@@ -769,8 +771,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from batch_jobs.ingest import ingest
     from batch_jobs.spark_session import build_spark
-    from tandem.lake import Lake
-    from transforms import REFERENCE_CATALOG
+    from runtime.lake import Lake
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
     conf = {"spark.driver.memory": args.driver_memory} if args.driver_memory else {}
     say("starting Spark (build_spark, local[*]) ...")
@@ -791,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
         ingest_file.unlink(missing_ok=True)
         say(f"ingesting {events_file.name} with batch_jobs.ingest.ingest ...")
         with monitor.measure() as u:
-            result = ingest(spark, events_file, lake, REFERENCE_CATALOG)
+            result = ingest(spark, events_file, lake, TRANSACTIONS)
         res.ingest = {"seconds": u.wall_s, "records": result.records, "accepted": result.accepted,
                       "rejected": dict(result.rejected), "heap_used_peak_mb": u.heap_used_peak_mb,
                       "jvm_rss_peak_mb": u.jvm_rss_peak_mb, "driver_rss_peak_mb": u.driver_rss_peak_mb,
@@ -800,15 +802,15 @@ def main(argv: list[str] | None = None) -> int:
         say(f"ingested in {u.wall_s:.1f} s ({result.records / u.wall_s:,.0f} records/s)")
     else:
         res.ingest = {**json.loads(ingest_file.read_text()), "cached": True}
-        say(f"events table: {lake.events} (cached; ingest figures from {res.ingest['measured_at']})")
+        say(f"events table: {lake.tables(TRANSACTIONS).events} (cached; ingest figures from {res.ingest['measured_at']})")
 
     from pyspark.sql import functions as F
 
-    bounds = spark.read.format("delta").load(lake.events).agg(
+    bounds = spark.read.format("delta").load(lake.tables(TRANSACTIONS).events).agg(
         F.min("event_date").alias("start"), F.max("event_date").alias("end"), F.count(F.lit(1)).alias("n")).first()
     start, end, n_events = bounds["start"], bounds["end"], bounds["n"]
     res.range = {"start": str(start), "end": str(end), "days": (end - start).days + 1, "events": n_events}
-    res.frames = frame_stats(lake.events, folder, say)
+    res.frames = frame_stats(lake.tables(TRANSACTIONS).events, folder, say)
     out = folder / "out"
     ctx = Context(spark, lake, out, start, end)
 
@@ -827,8 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     # Warm-up, not timed: JIT, Python workers and Delta code paths, so round 1 is not charged for them.
     warm = Context(spark, Lake.at(folder / "warmup"), folder / "warmup" / "out", start, min(end, start + timedelta(days=1)))
     shutil.rmtree(warm.lake.root, ignore_errors=True)
-    warm.lake.root.mkdir(parents=True)
-    os.symlink(lake.events, warm.lake.events)
+    warm.lake.tables(TRANSACTIONS).root.mkdir(parents=True)
+    os.symlink(lake.tables(TRANSACTIONS).events, warm.lake.tables(TRANSACTIONS).events)
     say("warm-up (untimed): A and B over the first two days ...")
     for fn in (job_a, job_b):
         fn(warm)

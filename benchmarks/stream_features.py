@@ -8,10 +8,10 @@ Run from the repository root (after ``./dev setup``)::
 Two measurements, each printed as tables (and written to
 ``benchmarks/.data/<key>/stream_results.json``):
 
-1. **Throughput.** N transactions (``tandem.generator.StreamSpec``: 100k users,
+1. **Throughput.** N transactions (``examples.transactions.features.generate.StreamSpec``: 100k users,
    5k merchants, default skew and anomalies, the batch benchmark's fixed
    event-time rate so window sizes do not depend on N), written once as JSON
-   Lines with ``tandem.events_io`` and cached under the git-ignored
+   Lines with ``runtime.events_io`` and cached under the git-ignored
    ``benchmarks/.data/<key>/``, are replayed from the file by, in one PyFlink
    gateway JVM (started, and warmed up with one untimed run of A and B over
    the first ``--warmup-lines``, before anything is timed), in ``--rounds`` interleaved
@@ -82,6 +82,10 @@ PRODUCER_SOURCE = REPO / "benchmarks" / "jvm" / "PacedProducer.java"
 TARGET_RATIO = 0.5  # A's throughput / B's, at least
 TARGET_P99_S = 1.0
 
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS  # noqa: E402
+
+BENCH_PROJECT = "tandem_bench"  # the Feast project (Redis key suffix) the benchmark writes
+
 
 def _clean_env() -> dict[str, str]:
     """This process's environment without PyFlink's markers (a UDF run leaves PYFLINK_GATEWAY_DISABLED)."""
@@ -123,7 +127,7 @@ class DataSpec:
         return max(1, round(self.events / self.rate_per_s))
 
     def stream_spec(self):
-        from tandem.generator import StreamSpec
+        from examples.transactions.features.generate import StreamSpec
 
         # Defaults otherwise: 2% ties, 5% out of order (up to 30 s), 1% duplicates,
         # 1% invalid records of every kind JSON can carry. Epoch-ms times, as a producer would write.
@@ -132,13 +136,13 @@ class DataSpec:
 
 
 def _generate(spec, path: str) -> None:
-    """Child process: generate the stream and write it as JSON Lines (tandem.events_io)."""
-    from tandem.events_io import write_events
-    from tandem.generator import generate
-    from transforms import REFERENCE_CATALOG
+    """Child process: generate the stream and write it as JSON Lines (runtime.events_io)."""
+    from runtime.events_io import write_events
+    from examples.transactions.features.generate import generate
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
     tmp = path + ".tmp.jsonl"
-    write_events(generate(spec), tmp, REFERENCE_CATALOG)
+    write_events(generate(spec), tmp, TRANSACTIONS)
     os.replace(tmp, path)
 
 
@@ -169,13 +173,13 @@ def head_file(src: Path, dst: Path, lines: int) -> Path:
 
 def _reference(events: str, lateness_ms: int, out: str) -> None:
     """Child process: the reference evaluator's feature rows (Parquet) and counts (JSON)."""
-    from tandem.events_io import read_events, write_feature_rows
+    from runtime.events_io import read_events, write_feature_rows
     from tandem.reference import evaluate
-    from transforms import REFERENCE_CATALOG
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
     began = time.monotonic()
-    ev = evaluate(read_events(events), REFERENCE_CATALOG, allowed_lateness_ms=lateness_ms)
-    write_feature_rows(ev.rows, out + ".tmp.parquet", REFERENCE_CATALOG)
+    ev = evaluate(read_events(events), TRANSACTIONS, allowed_lateness_ms=lateness_ms)
+    write_feature_rows(ev.rows, out + ".tmp.parquet", TRANSACTIONS)
     os.replace(out + ".tmp.parquet", out)
     Path(out).with_suffix(".json").write_text(json.dumps(
         {"records": ev.records_in, "counts": dict(ev.counts), "seconds": time.monotonic() - began}))
@@ -356,7 +360,7 @@ def job_a(ctx: Ctx, name: str, redis: bool = True, checkpoints: bool = True, int
         redis_py.Redis.from_url(ctx.redis_url).flushall()  # else the guard would skip every write
     interval = {} if checkpoints and interval_ms is None else {"checkpoint_interval_ms": interval_ms or 0}
     spec = StreamJobSpec(f"file:{ctx.events}", out, ctx.lateness_ms, redis=ctx.redis_url if redis else None,
-                         **interval)
+                         catalog=TRANSACTIONS, project=BENCH_PROJECT, **interval)
     t_env = _job_a_env(python_processes, config)
     jvm_spec = getattr(pipeline, "validation_spec", None)
     if python_validation:
@@ -379,10 +383,10 @@ def job_a_core(ctx: Ctx, name: str) -> float:
     """Tandem's pipeline (stream_jobs.pipeline.build) with its feature rows into a blackhole: no sinks, no checkpoints."""
     from stream_jobs.flink_env import build_table_env
     from stream_jobs.pipeline import build
-    from transforms import REFERENCE_CATALOG
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
     t_env = build_table_env(parallelism=1)
-    outputs = build(t_env, _raw_lines(t_env, ctx.events), REFERENCE_CATALOG, ctx.lateness_ms)
+    outputs = build(t_env, _raw_lines(t_env, ctx.events), TRANSACTIONS, ctx.lateness_ms)
     _blackhole(t_env, "bench_sink")
     result = t_env.execute_sql(f"INSERT INTO bench_sink SELECT * FROM {outputs.features}")
     result.wait()
@@ -391,9 +395,9 @@ def job_a_core(ctx: Ctx, name: str) -> float:
 
 def _blackhole(t_env, name: str) -> None:
     from stream_jobs.compile_catalog import SQL_TYPES
-    from transforms import REFERENCE_CATALOG
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
-    cols = ", ".join(f"`{n}` {SQL_TYPES[t]}" for n, t in REFERENCE_CATALOG.feature_row_columns())
+    cols = ", ".join(f"`{n}` {SQL_TYPES[t]}" for n, t in TRANSACTIONS.feature_row_columns())
     t_env.execute_sql(f"CREATE TEMPORARY TABLE {name} ({cols}) WITH ('connector' = 'blackhole')")
 
 
@@ -423,7 +427,7 @@ def _udf_validated_source(t_env, events: Path, lateness_ms: int) -> str:
     from stream_jobs.compile_catalog import ROWTIME, TS_MS
     from stream_jobs import pipeline
     from stream_jobs.pipeline import OK, _schema
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     source = _raw_lines(t_env, events)
     # The job's own validation (JVM or Python), with the job's default future bound where it has one.
@@ -447,10 +451,10 @@ def _udf_validated_source(t_env, events: Path, lateness_ms: int) -> str:
 def _rows(t_env, source: str, python_rows: bool) -> str:
     if python_rows:  # Tandem's row functions: pandas UDFs over transforms/rows.py
         from stream_jobs.compile_catalog import register_row_functions, row_function_sql
-        from transforms import REFERENCE_CATALOG
+        from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
-        register_row_functions(t_env, REFERENCE_CATALOG)
-        items = ", ".join(row_function_sql(REFERENCE_CATALOG))
+        register_row_functions(t_env, TRANSACTIONS)
+        items = ", ".join(row_function_sql(TRANSACTIONS))
     else:
         items = "LN(1 + amount) AS amount_log1p, CAST(CASE WHEN HOUR(rt) < 6 THEN 1 ELSE 0 END AS BIGINT) AS is_night"
     t_env.execute_sql(f"CREATE TEMPORARY VIEW b_rows AS SELECT *, {items} FROM {source}")
@@ -488,17 +492,17 @@ def job_b(ctx: Ctx, name: str, parallelism: int | None = None, validate: bool = 
     """Hand-written Flink SQL into a blackhole; the flags swap in one of Tandem's pieces each."""
     from stream_jobs.compile_catalog import feature_views
     from stream_jobs.flink_env import build_table_env
-    from transforms import REFERENCE_CATALOG
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
     t_env = build_table_env(parallelism=parallelism or ctx.ceiling_parallelism)
     src = (_udf_validated_source if validate else _native_source)(t_env, ctx.events, ctx.lateness_ms)
     rows = _rows(t_env, src, python_rows)
     if tandem_windows:  # Tandem's window operator (stream_jobs.compile_catalog) instead of OVER windows
-        last = feature_views(t_env, rows, REFERENCE_CATALOG, prefix="b")
+        last = feature_views(t_env, rows, TRANSACTIONS, prefix="b")
     else:
         last = _native_windows(t_env, rows)
     _blackhole(t_env, "bench_sink")
-    cols = ", ".join(f"`{n}`" for n, _ in REFERENCE_CATALOG.feature_row_columns())
+    cols = ", ".join(f"`{n}`" for n, _ in TRANSACTIONS.feature_row_columns())
     result = t_env.execute_sql(f"INSERT INTO bench_sink SELECT {cols} FROM {last}")
     result.wait()
     return _net_s(result)
@@ -563,11 +567,12 @@ def _read_feature_log(folder: Path):
     import pyarrow as pa
     import pyarrow.json as pj
 
-    from transforms import REFERENCE_CATALOG, FieldType
+    from transforms import FieldType
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
     types = {FieldType.STRING: pa.string(), FieldType.FLOAT64: pa.float64(), FieldType.INT64: pa.int64(),
              FieldType.TIMESTAMP_MS: pa.int64()}
-    schema = pa.schema([(n, types[t]) for n, t in REFERENCE_CATALOG.feature_row_columns()])
+    schema = pa.schema([(n, types[t]) for n, t in TRANSACTIONS.feature_row_columns()])
     parts = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     tables = [pj.read_json(p, parse_options=pj.ParseOptions(explicit_schema=schema)) for p in parts]
     return pa.concat_tables(tables).select(schema.names) if tables else schema.empty_table()
@@ -579,7 +584,7 @@ def compare_with_reference(log_folder: Path, reference: Path, redis_url: str) ->
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from transforms import REFERENCE_CATALOG as C
+    from examples.transactions.features.transactions import CATALOG as C
 
     import pyarrow as pa
 
@@ -612,7 +617,7 @@ def compare_with_reference(log_folder: Path, reference: Path, redis_url: str) ->
 
     from stream_jobs.online_sink import OnlineWriter
 
-    writer = OnlineWriter(redis_url, catalog=C)
+    writer = OnlineWriter(redis_url, catalog=C, project=BENCH_PROJECT)
     client = redis_py.Redis.from_url(redis_url)
     redis_diffs: dict[str, int] = {}
     checked = 0
@@ -662,7 +667,7 @@ def _observe(redis_url: str, entities: dict, out: str, ready, stop) -> None:
 
     from stream_jobs.online_sink import OnlineWriter
 
-    writer = OnlineWriter(redis_url)
+    writer = OnlineWriter(redis_url, catalog=TRANSACTIONS, project=BENCH_PROJECT)
     keys = {}
     for vi, view in enumerate(writer.views):
         for ei, value in enumerate(entities[view.name]):
@@ -734,9 +739,10 @@ def run_freshness(label: str, events: Path, records: list, kafka, redis_url: str
     import redis as redis_py
 
     from stream_jobs.job import StreamJobSpec, run
-    from tandem.jars import jars
+    from runtime.jars import jars
     from tandem.reference import evaluate
-    from transforms import REFERENCE_CATALOG as C, parse_duration
+    from transforms import parse_duration
+    from examples.transactions.features.transactions import CATALOG as C
 
     res = Freshness(label, lateness_ms, checkpoint_ms, rate)
     work = folder / "freshness" / label.replace(" ", "_")
@@ -762,7 +768,8 @@ def run_freshness(label: str, events: Path, records: list, kafka, redis_url: str
     python_processes = flink_options.pop("python-workers", "loopback") == "process"
     t_env = _job_a_env(python_processes, flink_options)
     spec = StreamJobSpec(f"kafka:{kafka.bootstrap_servers}/{topic}", work / "out", lateness_ms, redis=redis_url,
-                         kafka_group=f"g-{topic}", checkpoint_interval_ms=checkpoint_ms)
+                         kafka_group=f"g-{topic}", checkpoint_interval_ms=checkpoint_ms, catalog=TRANSACTIONS,
+                         project=BENCH_PROJECT)
     result = run(t_env, spec, wait=False)
     client = result.get_job_client()
     deadline = time.monotonic() + 120
@@ -872,7 +879,7 @@ def machine_info(redis_url: str) -> dict:
     import redis as redis_py
     from pyflink.version import __version__ as flink_version
 
-    from tandem.jars import jars
+    from runtime.jars import jars
 
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -1161,8 +1168,8 @@ def throughput(args, events: Path, folder: Path, lateness_ms: int, redis_url: st
 
 
 def freshness(args, folder: Path, lateness: list[int], ckpt_ms: int, variants: list[dict], redis_url: str, say):
-    from tandem.events_io import read_events
-    from tandem.generator import StreamSpec
+    from runtime.events_io import read_events
+    from examples.transactions.features.generate import StreamSpec
     from tandem.services.kafka_broker import KafkaBroker
 
     total_s = int(args.fresh_warmup + args.fresh_seconds + args.fresh_tail)

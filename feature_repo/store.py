@@ -1,17 +1,15 @@
 """Opening Tandem's Feast store and reading features from it, safely.
 
-The lake layout is ``tandem.lake``'s (written by the Spark batch job,
-registered by ``features.py``): ``Lake.features(entity)`` is one Delta table per
-feature group, partitioned by ``event_date``, one row per accepted event: the
-group key, ``event_time``, ``transaction_id``, the group's features. The Feast
-registry lives with the tables it describes, at ``<lake>/_feast/registry.db``.
+The lake layout is ``runtime.lake``'s (written by the Spark batch job,
+registered by ``feature_repo.definitions``): one Delta table per feature
+group, partitioned by ``event_date``, one row per accepted event: the group
+key, the event time, the event id, the group's features. The Feast registry
+lives with the tables it describes, at ``<lake>/_feast/registry.db``.
 
-``feature_store.yaml`` takes machine-specific values from ``TANDEM_LAKE``,
-``TANDEM_REDIS``, ``TANDEM_SPARK_JARS`` and ``TANDEM_SPARK_DRIVER_MEMORY``;
-:func:`feast_env` fills in Tandem's defaults, and ``python -m feature_repo.store env`` prints them for a shell::
-
-    eval "$(.venv/bin/python -m feature_repo.store env)"
-    cd feature_repo && feast apply && feast materialize 2024-05-01T00:00:00 2024-05-02T00:00:00
+``feature_store.yaml`` (``runtime.feast_layout``) takes machine-specific
+values from ``TANDEM_LAKE``, ``TANDEM_REDIS``, ``TANDEM_SPARK_JARS`` and
+``TANDEM_SPARK_DRIVER_MEMORY``; :func:`feast_env` computes them (``tandem
+env`` prints them for a shell).
 
 **Why training reads go through** :func:`training_data`: Feast 0.67's Spark
 point-in-time join (``MULTIPLE_FEATURE_VIEW_POINT_IN_TIME_JOIN`` in
@@ -35,24 +33,20 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tandem.lake import Lake
+from runtime.feast_layout import feature_store_yaml
+from runtime.lake import Lake
 
-REPO_DIR = Path(__file__).resolve().parent
-SERVICE = "tandem_reference"
-EVENT_TIME, EVENT_DATE = "event_time", "event_date"
 ENTITY_TS = "event_timestamp"  # the entity dataframe's timestamp column
 _ROW = "_tandem_row"
 
 
-def feast_env(lake: str | Path | None = None, redis: str | None = None) -> dict[str, str]:
-    """The variables ``feature_store.yaml`` needs: arguments, else the environment, else defaults."""
+def feast_env(lake: str | Path, redis: str | None = None) -> dict[str, str]:
+    """The variables ``feature_store.yaml`` needs: the arguments, else the environment, else defaults."""
     from batch_jobs.spark_session import submit_conf
 
     return {
@@ -65,24 +59,28 @@ def feast_env(lake: str | Path | None = None, redis: str | None = None) -> dict[
     }
 
 
-def repo_config(lake: str | Path | None = None, redis: str | None = None):
-    """``feature_store.yaml`` read as the feast CLI reads it, with :func:`feast_env`'s values."""
+def repo_config(project: str, lake: str | Path, redis: str | None = None, repo_path: Path | None = None):
+    """The project's ``feature_store.yaml`` read as the feast CLI reads it, with :func:`feast_env`'s values."""
     import yaml
     from feast.repo_config import RepoConfig
 
     env = feast_env(lake, redis)
     text = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), os.environ.get(m.group(1), m.group(0))),
-                  (REPO_DIR / "feature_store.yaml").read_text())
+                  feature_store_yaml(project))
     config = RepoConfig(**yaml.safe_load(text))
-    config.repo_path = REPO_DIR
+    config.repo_path = repo_path or Lake.at(lake).registry.parent
     return config
 
 
-def open_store(lake: str | Path | None = None, redis: str | None = None):
-    """The FeatureStore of a lake (applied with ``feast apply``) and a Redis ``host:port``."""
+def open_store(project: str, lake: str | Path, redis: str | None = None):
+    """The FeatureStore of a project's lake (applied with ``feast apply``) and a Redis ``host:port``."""
     from feast import FeatureStore
 
-    return FeatureStore(config=repo_config(lake, redis))
+    from feature_repo.definitions import quiet_experimental_warnings
+
+    quiet_experimental_warnings()
+
+    return FeatureStore(config=repo_config(project, lake, redis))
 
 
 def _spark_ts_text(ts: pd.Series) -> pd.Series:
@@ -132,12 +130,12 @@ def _join_keys(store, features: Any) -> dict[str, list[str]]:
     return {v: store.get_feature_view(v).join_keys for v in views}
 
 
-def training_data(store, entity_df: pd.DataFrame, features: Any = SERVICE) -> pd.DataFrame:
+def training_data(store, entity_df: pd.DataFrame, features: Any) -> pd.DataFrame:
     """Point-in-time training rows: for each entity row, each view's row of the latest event at or
     before ``event_timestamp`` (null when there is none). One output row per input row, same order.
 
     ``entity_df``: the join keys and ``event_timestamp``. ``features``: a
-    feature service name (default: every reference feature), a
+    feature service name (``feature_repo.definitions.service_name``), a
     ``FeatureService`` or a list of ``"view:feature"`` refs.
     """
     from batch_jobs.spark_session import build_spark
@@ -159,13 +157,6 @@ def training_data(store, entity_df: pd.DataFrame, features: Any = SERVICE) -> pd
     return pd.concat([entity_df.reset_index(drop=True), features_only], axis=1)
 
 
-def online_features(store, entity_rows: list[dict[str, Any]], features: Any = SERVICE) -> dict[str, list]:
+def online_features(store, entity_rows: list[dict[str, Any]], features: Any) -> dict[str, list]:
     """The latest feature row per entity from Redis, as ``{column: [values]}``."""
     return store.get_online_features(features=_resolve(store, features), entity_rows=entity_rows).to_dict()
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["env"]:
-        sys.exit("usage: python -m feature_repo.store env   (prints the exports feature_store.yaml needs)")
-    for name, value in feast_env().items():
-        print(f"export {name}={shlex.quote(value)}")

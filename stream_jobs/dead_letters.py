@@ -1,7 +1,8 @@
 """Where the stream job's dead letters go, and how they are counted.
 
-Every dead letter is one JSON object: ``transaction_id``, ``reason``
-(``invalid`` | ``duplicate`` | ``late``), ``kind`` (for ``invalid``: the
+Every dead letter is one JSON object with ``runtime.dead_letters``' columns:
+the event id (named as in the catalog's schema), ``reason`` (``invalid`` |
+``duplicate`` | ``late``), ``kind`` (for ``invalid``: the
 :class:`~transforms.InvalidKind`), ``detail`` and ``raw`` (the record as it
 arrived). It goes to one of:
 
@@ -34,10 +35,10 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from stream_jobs.outputs import dead_letters as committed_dead_letters
 from stream_jobs.sources import sql_options
-from tandem.errors import UserError
+from runtime.dead_letters import REASONS, dead_letter_columns
+from runtime.errors import UserError
+from transforms import Catalog
 
-REASONS = ("invalid", "duplicate", "late")
-COLUMNS = "transaction_id STRING, reason STRING, kind STRING, detail STRING, `raw` STRING"
 #: Kafka transactions must outlive a checkpoint interval plus a restart, and stay
 #: under the broker's transaction.max.timeout.ms (15 min by default; Flink's 1 h default is refused).
 KAFKA_TRANSACTION_TIMEOUT_MS = 600_000
@@ -54,8 +55,15 @@ def parse_target(target: str | None) -> tuple[str, str] | None:
     return brokers, topic
 
 
-def create_sink(t_env: StreamTableEnvironment, target: str | None, out_dir: Path, roll_interval_ms: int,
-                exactly_once: bool) -> str:
+def columns_sql(catalog: Catalog) -> str:
+    """The dead letters' columns as a SQL table definition."""
+    from stream_jobs.compile_catalog import SQL_TYPES
+
+    return ", ".join(f"`{name}` {SQL_TYPES[t]}" for name, t in dead_letter_columns(catalog))
+
+
+def create_sink(t_env: StreamTableEnvironment, catalog: Catalog, target: str | None, out_dir: Path,
+                roll_interval_ms: int, exactly_once: bool) -> str:
     """Register the dead-letter sink table for ``target``; return its name."""
     from stream_jobs.job import file_sink_options
 
@@ -72,7 +80,8 @@ def create_sink(t_env: StreamTableEnvironment, target: str | None, out_dir: Path
             digest = hashlib.sha256(f"{Path(out_dir).resolve()}|{topic}".encode()).hexdigest()[:16]
             options |= {"sink.transactional-id-prefix": f"tandem-dead-letters-{digest}",
                         "properties.transaction.timeout.ms": str(KAFKA_TRANSACTION_TIMEOUT_MS)}
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE tandem_dead_letter_sink ({COLUMNS}) WITH ({sql_options(options)})")
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE tandem_dead_letter_sink ({columns_sql(catalog)}) "
+                      f"WITH ({sql_options(options)})")
     return "tandem_dead_letter_sink"
 
 
@@ -92,7 +101,7 @@ class _CountReasons(ScalarFunction):
         return reason
 
 
-def counted_insert_sql(t_env: StreamTableEnvironment, dead_letters_view: str, sink: str) -> str:
+def counted_insert_sql(t_env: StreamTableEnvironment, catalog: Catalog, dead_letters_view: str, sink: str) -> str:
     """The INSERT that sends ``dead_letters_view`` to ``sink`` through the counting UDF."""
     t_env.create_temporary_system_function(
         "tandem_count_dead_letter",
@@ -102,8 +111,8 @@ def counted_insert_sql(t_env: StreamTableEnvironment, dead_letters_view: str, si
     # per reason, and a pandas UDF without column input, which PyFlink's Arrow writer cannot run.
     merged = t_env.from_data_stream(t_env.to_data_stream(t_env.from_path(dead_letters_view)))
     t_env.create_temporary_view("tandem_dead_letters_merged", merged)
-    return (f"INSERT INTO {sink} SELECT transaction_id, tandem_count_dead_letter(reason), kind, detail, `raw` "
-            f"FROM tandem_dead_letters_merged")
+    return (f"INSERT INTO {sink} SELECT `{catalog.schema.event_id}`, tandem_count_dead_letter(reason), kind, "
+            f"detail, `raw` FROM tandem_dead_letters_merged")
 
 
 def file_counts(out_dir: Path) -> Counter:
@@ -111,7 +120,7 @@ def file_counts(out_dir: Path) -> Counter:
     return Counter(d["reason"] for d in committed_dead_letters(out_dir))
 
 
-def kafka_counts(brokers: str, topic: str, since_ms: int) -> Counter:
+def kafka_counts(brokers: str, topic: str, since_ms: int, catalog: Catalog) -> Counter:
     """Per-reason counts of the committed dead letters written to ``topic`` at or after ``since_ms``.
 
     A bounded batch query (``read_committed``, from the first record stamped at
@@ -125,6 +134,7 @@ def kafka_counts(brokers: str, topic: str, since_ms: int) -> Counter:
                "properties.group.id": "tandem-dead-letter-count", "properties.isolation.level": "read_committed",
                "format": "json", "scan.startup.mode": "timestamp", "scan.startup.timestamp-millis": str(since_ms),
                "scan.bounded.mode": "latest-offset"}
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE tandem_dead_letters_read ({COLUMNS}) WITH ({sql_options(options)})")
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE tandem_dead_letters_read ({columns_sql(catalog)}) "
+                      f"WITH ({sql_options(options)})")
     with t_env.execute_sql("SELECT reason, COUNT(*) FROM tandem_dead_letters_read GROUP BY reason").collect() as rows:
         return Counter({row[0]: row[1] for row in rows})

@@ -3,7 +3,7 @@
 Why each setting is here:
 
 - ``pipeline.jars`` = the pinned Kafka SQL connector (``jvm/jars/flink``, see
-  ``tandem.jars``) and Tandem's own ``jvm/jars/udf`` jar (the validator,
+  ``runtime.jars``) and Tandem's own ``jvm/jars/udf`` jar (the validator,
   the window operator, the online sink) as ``file://`` URLs: nothing is
   fetched at job start.
 - ``table.local-time-zone=UTC`` and ``-Duser.timezone=UTC`` for the JVM:
@@ -48,7 +48,7 @@ from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
-from tandem.jars import file_urls
+from runtime.jars import file_urls
 
 _UTC_JVM_ARG = "-Duser.timezone=UTC"
 

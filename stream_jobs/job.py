@@ -11,7 +11,7 @@ under ``--out`` (committed on checkpoints: exactly once); the dead letters
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from py4j.protocol import Py4JJavaError
@@ -21,8 +21,8 @@ from stream_jobs import dead_letters
 from stream_jobs.compile_catalog import SQL_TYPES
 from stream_jobs.pipeline import build
 from stream_jobs.sources import SOURCE, SourceSpec, create_source, require_kafka_topics, sql_options
-from tandem.errors import UserError
-from transforms import Catalog, REFERENCE_CATALOG
+from runtime.errors import UserError
+from transforms import Catalog
 from transforms.schema import DEFAULT_MAX_FUTURE_MS
 
 
@@ -31,7 +31,8 @@ class StreamJobSpec:
     source: str  # file:PATH | kafka:BROKERS/TOPIC
     out_dir: Path
     allowed_lateness_ms: int = 5_000
-    catalog: Catalog = REFERENCE_CATALOG
+    catalog: Catalog = field(kw_only=True)  # required, by name
+    project: str = field(kw_only=True)  # the project's name: Feast's project, the Redis key suffix
     redis: str | None = None  # host:port (or redis://...) of the online store; None: no online writes
     kafka_group: str = "tandem-stream"
     kafka_start: str = "group-offsets"  # group-offsets | earliest | latest | timestamp:T (see sources.py)
@@ -76,7 +77,7 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     if spec.redis:  # an unreachable online store is the user's to fix: say so before Flink starts
         from stream_jobs.online_sink import OnlineWriter
 
-        with OnlineWriter(spec.redis, catalog=spec.catalog) as online:
+        with OnlineWriter(spec.redis, catalog=spec.catalog, project=spec.project) as online:
             pass  # its layout (Feast's repo config) and address are what the JVM sink gets
     target = dead_letters.parse_target(spec.dead_letters)  # a bad target fails before Flink starts
     if target is not None:
@@ -94,11 +95,11 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
                                     spec.kafka_start, spec.kafka_until_latest))
     outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms, max_future_ms=spec.max_future_ms)
     feature_sink = create_feature_log(t_env, spec.out_dir, spec.catalog, spec.roll_interval_ms)
-    dead_sink = dead_letters.create_sink(t_env, spec.dead_letters, spec.out_dir, spec.roll_interval_ms,
+    dead_sink = dead_letters.create_sink(t_env, spec.catalog, spec.dead_letters, spec.out_dir, spec.roll_interval_ms,
                                          exactly_once=spec.checkpoint_interval_ms > 0)
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO {feature_sink} SELECT * FROM {outputs.features}")
-    statements.add_insert_sql(dead_letters.counted_insert_sql(t_env, outputs.dead_letters, dead_sink))
+    statements.add_insert_sql(dead_letters.counted_insert_sql(t_env, spec.catalog, outputs.dead_letters, dead_sink))
     if online is not None:
         from stream_jobs.online_table import online_write_sql
 
@@ -154,41 +155,15 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``flink run -py stream_jobs/job.py --source ... --out ...`` (``tandem stream`` takes the same options)."""
-    import argparse
+    """``flink run -py stream_jobs/job.py --source ... --out ...``: ``stream_jobs.options`` (as ``tandem stream``)."""
     import sys
 
     from stream_jobs.flink_env import build_table_env
-    from transforms import parse_duration
+    from stream_jobs.options import argument_parser, job_spec
 
-    parser = argparse.ArgumentParser(prog="stream", description="Tandem's Flink stream job")
-    parser.add_argument("--source", required=True, help="file:PATH or kafka:BROKERS/TOPIC")
-    parser.add_argument("--out", required=True, help="folder for the feature log and dead letters")
-    parser.add_argument("--allowed-lateness", default="5s", help="e.g. 500ms, 5s, 2m (default 5s)")
-    parser.add_argument("--redis", default=None, help="online store host:port (omit: no online writes)")
-    parser.add_argument("--follow", action="store_true", help="file:DIR: keep reading new files (never ends)")
-    parser.add_argument("--follow-interval", default="1s", help="how often --follow looks for new files")
-    parser.add_argument("--kafka-group", default="tandem-stream", help="Kafka consumer group")
-    parser.add_argument("--kafka-start", default="group-offsets",
-                        help="group-offsets (default), earliest, latest or timestamp:T")
-    parser.add_argument("--until-latest", action="store_true", help="Kafka: stop at the offsets latest at start")
-    parser.add_argument("--dead-letters", default="files", help="files (OUT/dead_letters) or kafka:BROKERS/TOPIC")
-    parser.add_argument("--max-future", default="1h", help="events further ahead of the clock are invalid")
-    parser.add_argument("--checkpoint-interval", default="2s", help="e.g. 500ms, 2s; 0ms turns checkpoints off")
-    parser.add_argument("--rest-port", type=int, default=None, help="local mini-cluster's REST/web UI port")
-    parser.add_argument("--roll-interval", default="1m", help="longest a row waits before its part file closes")
-    parser.add_argument("--restarts", type=int, default=3, help="restarts from the last checkpoint after a failure "
-                                                                "before the job fails (default 3)")
-    args = parser.parse_args(argv)
+    args = argument_parser().parse_args(argv)
     try:
-        spec = StreamJobSpec(
-            args.source, Path(args.out), parse_duration(args.allowed_lateness), redis=args.redis,
-            kafka_group=args.kafka_group, kafka_start=args.kafka_start, kafka_until_latest=args.until_latest,
-            follow_ms=parse_duration(args.follow_interval) if args.follow else None,
-            dead_letters=args.dead_letters, max_future_ms=parse_duration(args.max_future),
-            checkpoint_interval_ms=parse_duration(args.checkpoint_interval), rest_port=args.rest_port,
-            roll_interval_ms=parse_duration(args.roll_interval), restart_attempts=args.restarts)
-        run(build_table_env(parallelism=1), spec)
+        run(build_table_env(parallelism=1), job_spec(vars(args)))
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

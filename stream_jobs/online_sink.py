@@ -21,8 +21,9 @@ conversion spelled out, byte-identical), as Feast's Redis online store
 The view name is the feature group's ``entity``, its join key the group's
 ``key`` and its features the group's features (``feature_repo/features.py``
 generates the Feast objects from the same catalog). The project, the entity
-key serialization version and the TTL are read from ``feature_store.yaml``
-through Feast's own ``RepoConfig``; nothing is repeated here.
+key serialization version and the TTL are read from the project's
+``feature_store.yaml`` text (``runtime.feast_layout``) through Feast's own
+``RepoConfig``; nothing is repeated here.
 
 **The guard, atomic on the server.** Feast's own write path reads ``_ts`` and
 then writes, in two round trips: two writers can race, and an older row can
@@ -78,17 +79,11 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tandem.errors import UserError
-from transforms import REFERENCE_CATALOG, FieldType
+from runtime.errors import UserError
+from runtime.feast_layout import feature_store_yaml, value_type as feast_value_type
 from transforms.catalog import Catalog
 
 log = logging.getLogger(__name__)
-
-FEATURE_STORE_YAML = Path(__file__).resolve().parents[1] / "feature_repo" / "feature_store.yaml"
-
-# Catalog type -> Feast value type; the same mapping as feature_repo/features.py's FEAST_TYPES
-# (Int64 / Float64), which tests/test_online_sink.py checks.
-FEAST_VALUE_TYPES = {FieldType.INT64: ValueType.INT64, FieldType.FLOAT64: ValueType.DOUBLE}
 
 # KEYS[1] = the entity's hash; ARGV[1] = TTL seconds (0: none); ARGV[2] = "_ts:<view>";
 # ARGV[3] = the new serialized Timestamp; ARGV[4..] = feature field, value, field, value, ...
@@ -223,9 +218,10 @@ class _View:
     features: tuple[tuple[str, bytes, ValueType], ...]  # (column, murmur3 field, Feast value type)
 
 
-def load_repo_config(path: str | Path = FEATURE_STORE_YAML) -> RepoConfig:
-    """``feature_store.yaml`` as Feast reads it (``${VARS}`` left as text: only layout facts are used)."""
-    return RepoConfig(**yaml.safe_load(Path(path).read_text()))
+def load_repo_config(project: str) -> RepoConfig:
+    """The project's ``feature_store.yaml`` as Feast reads it (``${VARS}`` left as text: only layout facts
+    are used)."""
+    return RepoConfig(**yaml.safe_load(feature_store_yaml(project)))
 
 
 def _connect(address: str, socket_timeout: float, connect_timeout: float) -> tuple[redis.Redis, str]:
@@ -247,22 +243,28 @@ class OnlineWriter:
     """Writes Tandem feature rows into Redis as Feast's online store lays them out, timestamp-guarded.
 
     ``address``: ``redis://host:port/db`` or Feast's connection string
-    ``host:port[,db=N,password=...]``. ``repo_config``: a Feast ``RepoConfig``
-    or the path of a ``feature_store.yaml`` (default: ``feature_repo/``'s);
-    ``project`` overrides its project. Retries: ``max_tries`` sends of a batch
+    ``host:port[,db=N,password=...]``. ``project``: the Tandem project's name
+    (its ``feature_store.yaml`` gives the layout), or ``repo_config``: a Feast
+    ``RepoConfig`` or the path of a ``feature_store.yaml``. Retries: ``max_tries`` sends of a batch
     in all, sleeping ``backoff`` s, then twice that, ... (at most ``max_backoff``)
     in between: the defaults give up after about 7.5 s of sleeping plus the
     timeouts. Raises :class:`RedisUnreachable` when Redis does not answer PING.
     """
 
-    def __init__(self, address: str, *, catalog: Catalog = REFERENCE_CATALOG,
-                 repo_config: RepoConfig | str | Path | None = None, project: str | None = None,
+    def __init__(self, address: str, *, catalog: Catalog, project: str | None = None,
+                 repo_config: RepoConfig | str | Path | None = None,
                  batch_size: int = 500, max_tries: int = 5, backoff: float = 0.5, max_backoff: float = 5.0,
                  socket_timeout: float = 5.0, connect_timeout: float = 2.0):
         if max_tries < 1 or batch_size < 1:
             raise ValueError("max_tries and batch_size must be at least 1")
-        config = repo_config if isinstance(repo_config, RepoConfig) else load_repo_config(
-            repo_config or FEATURE_STORE_YAML)
+        if isinstance(repo_config, RepoConfig):
+            config = repo_config
+        elif repo_config is not None:
+            config = RepoConfig(**yaml.safe_load(Path(repo_config).read_text()))
+        elif project is not None:
+            config = load_repo_config(project)
+        else:
+            raise ValueError("OnlineWriter needs the project (or its repo_config)")
         store = config.online_store
         if not isinstance(store, RedisOnlineStoreConfig) or store.redis_type != RedisType.redis:
             kind = getattr(store, "redis_type", getattr(store, "type", store))
@@ -278,7 +280,7 @@ class OnlineWriter:
         self.event_time = catalog.schema.event_time
         self.views = tuple(
             _View(name=g.entity, key=g.key, ts_field=f"_ts:{g.entity}".encode(),
-                  features=tuple((f.name, _mmh3(f"{g.entity}:{f.name}"), FEAST_VALUE_TYPES[catalog.feature_dtype(f)])
+                  features=tuple((f.name, _mmh3(f"{g.entity}:{f.name}"), feast_value_type(catalog.feature_dtype(f)))
                                  for f in g.features))
             for g in catalog.groups)
         self.batch_size, self.max_tries = batch_size, max_tries

@@ -24,7 +24,7 @@ from redis.connection import SSLConnection
 
 from stream_jobs.online_sink import GUARDED_HSET, SCRIPT_SHA, OnlineWriter
 from stream_jobs.sources import sql_options
-from tandem.errors import UserError
+from runtime.errors import UserError
 from transforms import Catalog
 
 _TYPES = {ValueType.INT64: "INT64", ValueType.DOUBLE: "DOUBLE"}

@@ -1,9 +1,9 @@
-"""The Flink stream job: raw records in, feature rows and dead letters out, with DESIGN.md's semantics.
+"""The Flink stream job: raw records in, feature rows and dead letters out, with docs/semantics.md's rules.
 
 The stages, each the stream twin of a rule in ``tandem/reference.py``:
 
 1. **Validate**: every raw line gets the verdict of the reader and validator
-   the reference uses (``tandem.events_io.decode_json_line``,
+   the reference uses (``runtime.events_io.decode_json_line``,
    ``transforms.schema``), from their JVM twin ``RecordValidator`` where the
    schema's rules have one (``compile_catalog.validation_spec``), else from
    a Python UDF calling them. Blank lines are skipped as the file reader
@@ -46,7 +46,8 @@ from pyflink.table.udf import udf
 
 from stream_jobs.compile_catalog import (FLINK_TYPES, ROWTIME, TS_MS, feature_views, interval, register_row_functions,
                                          row_function_sql, validation_spec)
-from tandem.events_io import decode_json_line
+from runtime import dead_letters as dl
+from runtime.events_io import decode_json_line
 from transforms import Catalog, Invalid
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now
 
@@ -60,8 +61,8 @@ NO_TIME_MS = 1
 
 @dataclass(frozen=True)
 class StreamOutputs:
-    features: str  # view of feature rows (DESIGN.md columns, event_time as epoch ms)
-    dead_letters: str  # view of (transaction_id, reason, kind, detail, raw)
+    features: str  # view of feature rows (the catalog's columns, event time as epoch ms)
+    dead_letters: str  # view of runtime.dead_letters' columns (event id, reason, kind, detail, raw)
 
 
 def register_validation(t_env: StreamTableEnvironment, catalog: Catalog, max_future_ms: int | None) -> str:
@@ -110,8 +111,7 @@ def _explain_udf(catalog: Catalog):
     def explain(line: str, not_after: int | None):
         record = decode_json_line(line)
         verdict = schema.validate(record, not_after)
-        rid = record.get(schema.event_id) if isinstance(record, dict) else None
-        rid = rid if isinstance(rid, str) else None
+        rid = schema.claimed_id(record)
         if not isinstance(verdict, Invalid):
             return Row(MISMATCH, "the JVM validator (jvm/udf RecordValidator) refused this record, which "
                                  "transforms.schema accepts: a Tandem bug, please report it", rid)
@@ -163,17 +163,23 @@ def build(t_env: StreamTableEnvironment, source_table: str, catalog: Catalog, al
 
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW tandem_dead_letters AS
-        SELECT e.raw_id AS transaction_id, 'invalid' AS reason, e.kind AS kind, e.detail AS detail, line AS `raw`
+        SELECT e.raw_id AS `{eid}`, '{dl.INVALID}' AS reason, e.kind AS kind, e.detail AS detail, line AS `raw`
           FROM (SELECT line, tandem_explain(line, not_after) AS e FROM tandem_checked WHERE status = '{INVALID}')
         UNION ALL
-        SELECT `{eid}`, 'duplicate', CAST(NULL AS STRING), CONCAT('event id ', `{eid}`, ' was seen before'), line
+        SELECT `{eid}`, '{dl.DUPLICATE}', CAST(NULL AS STRING),
+               CONCAT({_text(dl.DUPLICATE_DETAIL[0])}, `{eid}`, {_text(dl.DUPLICATE_DETAIL[1])}), line
           FROM tandem_admitted WHERE verdict = '{admit.DUPLICATE}'
         UNION ALL
-        SELECT `{eid}`, 'late', CAST(NULL AS STRING),
-               CONCAT(CAST(latest_ms - `{etime}` AS STRING), ' ms behind the latest event, allowed lateness ',
-                      '{allowed_lateness_ms} ms'), line
+        SELECT `{eid}`, '{dl.LATE}', CAST(NULL AS STRING),
+               CONCAT(CAST(latest_ms - `{etime}` AS STRING), {_text(dl.LATE_DETAIL[0])},
+                      '{allowed_lateness_ms}', {_text(dl.LATE_DETAIL[1])}), line
           FROM tandem_admitted WHERE verdict = '{admit.LATE}'""")
     return StreamOutputs("tandem_features", "tandem_dead_letters")
+
+
+def _text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _schema(table, rowtime: tuple[str, str] | None = None) -> Schema:

@@ -47,8 +47,8 @@ from pathlib import Path
 
 from pyflink.table import StreamTableEnvironment
 
-from tandem.errors import UserError
-from tandem.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, raw_text, read_events
+from runtime.errors import UserError
+from runtime.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, raw_text, read_events
 from transforms.schema import parse_iso_timestamp_ms
 
 SOURCE = "tandem_source"

@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tandem.errors import UserError
-from transforms import REFERENCE_CATALOG, parse_duration
+from runtime.errors import UserError
+from transforms import parse_duration
 
 app = typer.Typer(
     name="tandem",
@@ -27,8 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)  # a path or an id is never folded or cut
+out = Console(soft_wrap=True)
 
 # Shared options ---------------------------------------------------------------
 
@@ -37,6 +37,25 @@ Merchants = Annotated[int, typer.Option(help="Distinct merchants.", min=1)]
 Rate = Annotated[float, typer.Option(help="Mean events per second of event time.")]
 Duration = Annotated[str, typer.Option(help="Event-time span of the stream, e.g. 10m, 1h, 2d.")]
 Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same stream.")]
+ProjectOption = Annotated[Optional[Path], typer.Option(
+    "--project", help="The project folder (default: the nearest tandem.yaml at or above the current directory).")]
+CatalogOption = Annotated[Optional[str], typer.Option(
+    "--catalog", help="The catalog to run: a source name of the project, or MODULE_OR_FILE[:ATTR] "
+                      "(default: the project's only catalog).")]
+
+
+def _project(folder: Path | None):
+    from runtime.project import find_project
+
+    return find_project(folder)
+
+
+def _example_project():
+    """The example project shipped with Tandem (what `tandem init` copies and `tandem demo` runs)."""
+    from runtime.project import load_project
+    from tandem.init import example_dir
+
+    return load_project(example_dir() / "tandem.yaml")
 
 
 def _duration_ms(text: str, option: str) -> int:
@@ -47,12 +66,66 @@ def _duration_ms(text: str, option: str) -> int:
 
 
 def _spec(**kwargs):
-    from tandem.generator import StreamSpec
+    from examples.transactions.features.generate import StreamSpec
 
     try:
         return StreamSpec(**kwargs)
     except ValueError as e:
         raise UserError(str(e)) from None
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="A new (or empty) folder for the project.")],
+    name: Annotated[Optional[str], typer.Option(help="The project's name (default: the folder's).")] = None,
+) -> None:
+    """Create a project: tandem.yaml, a features/ package with the example catalog, its Feast repository."""
+    from tandem.init import init as make
+
+    config = make(folder, name)
+    out.print(f"created {config}; next: cd {folder} && tandem generate --out data/events.jsonl "
+              "&& tandem ingest --events data/events.jsonl (see its README.md)", highlight=False)
+
+
+@app.command()
+def env(project: ProjectOption = None) -> None:
+    """Print the exports the project's Feast repository (feast_repo/) needs: eval "$(tandem env)"."""
+    import shlex
+
+    from feature_repo.store import feast_env
+    from runtime.project import ENV_PROJECT
+
+    proj = _project(project)
+    for key, value in {ENV_PROJECT: str(proj.root), **feast_env(proj.lake_root, proj.online_store)}.items():
+        out.print(f"export {key}={shlex.quote(value)}", highlight=False, soft_wrap=True)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def feast(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+) -> None:
+    """Run the feast CLI in the project's generated Feast repository, e.g. `tandem feast apply`.
+
+    The repository (feast_repo/) is regenerated from tandem.yaml first, and the environment it reads is set.
+    """
+    import os
+    import subprocess
+
+    from feature_repo.repo import write_repo
+    from feature_repo.store import feast_env
+    from runtime.project import ENV_PROJECT
+
+    if not ctx.args:
+        raise typer.BadParameter("name a feast command, e.g. `tandem feast apply`", param_hint="ARGS")
+    proj = _project(project)
+    proj.catalogs()  # a catalog that does not load fails here, in one line, not inside feast
+    folder = write_repo(proj)
+    (proj.lake_root / "_feast").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, ENV_PROJECT: str(proj.root), **feast_env(proj.lake_root, proj.online_store)}
+    feast_cli = Path(sys.executable).with_name("feast")
+    code = subprocess.call([str(feast_cli), *ctx.args], cwd=folder, env=env)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -72,9 +145,9 @@ def generate(
     time_format: Annotated[str, typer.Option(help="Event time as 'iso' strings or 'epoch_ms' integers.")] = "iso",
     seed: Seed = 0,
 ) -> None:
-    """Write a realistic, deterministic stream of card transactions."""
-    from tandem.events_io import write_events
-    from tandem.generator import PARQUET_INVALID_KINDS, INVALID_KINDS, generate as gen
+    """Write a realistic, deterministic stream of card transactions (the example project's events)."""
+    from examples.transactions.features.generate import PARQUET_INVALID_KINDS, INVALID_KINDS, generate as gen
+    from runtime.events_io import write_events
 
     parquet = out_path.suffix.lower() in (".parquet", ".pq")
     spec = _spec(
@@ -83,7 +156,7 @@ def generate(
         invalid_kinds=PARQUET_INVALID_KINDS if parquet else tuple(INVALID_KINDS),
         time_format="epoch_ms" if parquet else time_format, seed=seed,
     )
-    n = write_events(gen(spec), out_path, REFERENCE_CATALOG)
+    n = write_events(gen(spec), out_path, _example_project().catalog())
     console.print(f"wrote {n:,} records to {out_path}")
 
 
@@ -94,10 +167,12 @@ def reference(
     allowed_lateness: Annotated[
         Optional[str], typer.Option(help="Apply stream lateness (e.g. 5s); omit for batch semantics.")
     ] = None,
+    project: ProjectOption = None,
+    catalog: CatalogOption = None,
 ) -> None:
-    """Evaluate the reference catalog with the pure-Python reference evaluator (the ground truth)."""
+    """Evaluate the project's catalog with the pure-Python reference evaluator (the ground truth)."""
     lateness = _duration_ms(allowed_lateness, "--allowed-lateness") if allowed_lateness is not None else None
-    _evaluate_and_report(events, out_dir, lateness)
+    _evaluate_and_report(events, out_dir, lateness, _project(project).catalog(catalog))
 
 
 @app.command()
@@ -106,44 +181,50 @@ def demo(
                                                                   "writes (default: out/demo/run-<UTC time>).")] = None,
     users: Users = 500,
     merchants: Merchants = 100,
-    rate: Rate = 5.0,
-    duration: Duration = "1h",
+    rate: Rate = 0.3,
+    duration: Annotated[str, typer.Option(help="Event-time span of the stream; past a day, so the 10m, 1h, 24h and 7d "
+                                               "windows all differ.")] = "30h",
     seed: Seed = 7,
-    allowed_lateness: Annotated[str, typer.Option(help="The stream's allowed lateness, e.g. 500ms, 5s, 2m.")] = "5s",
+    allowed_lateness: Annotated[Optional[str], typer.Option(
+        help="The stream's allowed lateness, e.g. 500ms, 5s, 2m (default: the generator's largest delay, 30s, so "
+             "no event is late).")] = None,
     redis: Annotated[Optional[str], typer.Option(help="Redis host:port (default: $TANDEM_REDIS, else a local "
                                                       "redis-server started for the run).")] = None,
 ) -> None:
-    """The main job: generate a stream and run the whole pipeline on it, then print a summary.
+    """The main job: generate a stream and run the whole pipeline of the example project on it, then print a summary.
 
     Ingest into Delta, backfill the feature tables, feast apply + materialize into Redis, the Flink stream
     job into the same Redis, parity (batch = stream = reference) and training = serving.
     """
-    from tandem.events_io import write_events
-    from tandem.generator import generate as gen
+    from examples.transactions.features.generate import generate as gen
+    from runtime.events_io import write_events
     from tandem.parity.run import REPORT_HTML, REPORT_JSON, check_out_dir, run_parity
 
     began = time.perf_counter()
     spec = _spec(users=users, merchants=merchants, rate_per_s=rate, duration=duration, seed=seed)
-    lateness = _duration_ms(allowed_lateness, "--allowed-lateness")
+    lateness = _duration_ms(allowed_lateness or spec.max_delay, "--allowed-lateness")
     out_dir = out_dir or Path("out/demo") / time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
     check_out_dir(out_dir)
+    example = _example_project()
+    catalog = example.catalog()
     events, parity_dir = out_dir / "events.jsonl", out_dir / "parity"
     with _progress() as step:
         with step("generating transactions"):
             out_dir.mkdir(parents=True, exist_ok=True)
-            write_events(gen(spec), events, REFERENCE_CATALOG)
+            write_events(gen(spec), events, catalog)
         with _online_store(redis, step) as address:
-            result = run_parity(events, parity_dir, lateness, REFERENCE_CATALOG, step=step, serving_redis=address)
-            sample = _online_sample(result, address)
-    _print_demo_summary(result, sample, time.perf_counter() - began)
+            result = run_parity(events, parity_dir, lateness, catalog, step=step, serving_redis=address,
+                                serving_project=example.name)
+            sample = _online_sample(result, address, catalog, example.name)
+    _print_demo_summary(result, sample, catalog, time.perf_counter() - began)
     out.print(f"reports: {parity_dir / REPORT_JSON}, {parity_dir / REPORT_HTML}; lake: {parity_dir / 'work' / 'lake'}",
               highlight=False)
     if not result.passed:
         raise typer.Exit(1)
 
 
-def _online_sample(result, redis: str) -> tuple[str, dict]:
-    """What Feast serves online for the busiest user: (user, {feature: value})."""
+def _online_sample(result, redis: str, catalog, project: str) -> tuple[str, str, dict]:
+    """What Feast serves online for the busiest entity of the first group: (group, key, {feature: value})."""
     from collections import Counter
 
     import pyarrow.parquet as pq
@@ -151,14 +232,15 @@ def _online_sample(result, redis: str) -> tuple[str, dict]:
     from feature_repo.store import online_features, open_store
     from tandem.parity.run import BATCH
 
-    users = pq.read_table(result.out_dir / BATCH, columns=["user_id"]).column("user_id").to_pylist()
-    user = Counter(users).most_common(1)[0][0]
-    store = open_store(result.out_dir / "work" / "lake", redis)
-    served = online_features(store, [{"user_id": user}], [f"user:{f.name}" for f in REFERENCE_CATALOG.group("user").features])
-    return user, {name: values[0] for name, values in served.items() if name != "user_id"}
+    group = catalog.groups[0]
+    keys = pq.read_table(result.out_dir / BATCH, columns=[group.key]).column(group.key).to_pylist()
+    key = Counter(keys).most_common(1)[0][0]
+    store = open_store(project, result.out_dir / "work" / "lake", redis)
+    served = online_features(store, [{group.key: key}], [f"{group.entity}:{f.name}" for f in group.features])
+    return group.entity, key, {name: values[0] for name, values in served.items() if name != group.key}
 
 
-def _print_demo_summary(result, sample: tuple[str, dict], elapsed: float) -> None:
+def _print_demo_summary(result, sample: tuple[str, str, dict], catalog, elapsed: float) -> None:
     c, s = result.comparison, result.serving
     summary = Table(title="Tandem: the whole pipeline on one stream", show_header=False)
     summary.add_row("records", f"{result.records:,}")
@@ -166,24 +248,30 @@ def _print_demo_summary(result, sample: tuple[str, dict], elapsed: float) -> Non
         counts = c.counts[path]
         rejected = ", ".join(f"{reason} {counts[reason]:,}" for reason in ("invalid", "duplicate", "late") if counts[reason])
         summary.add_row(f"{path} feature rows", f"{counts['accepted']:,} (rejected: {rejected or 'none'})")
-    summary.add_row("features per row", str(len(REFERENCE_CATALOG.features)))
+    summary.add_row("features per row", str(len(catalog.features)))
     summary.add_row("parity (batch = stream = reference)",
                     f"{'PASS' if c.passed else 'FAIL'}: {c.unexplained:,} unexplained, "
                     f"{len(c.confirmed_late):,} late events explain the rest")
     summary.add_row("training = serving", f"{'PASS' if s.passed else 'FAIL'}: {s.values:,} values of "
                                           f"{sum(s.entities.values()):,} entities, {s.exact:,} exact, "
                                           f"{s.explained:,} explained, {s.unexplained:,} unexplained")
+    differ = len(s.differences)
+    summary.add_row("served values that differ from training",
+                    f"{differ:,}" + ("" if not differ else
+                                     f": {s.explained:,} because a late event the stream left out is in the served "
+                                     f"row's window, {s.unexplained:,} unexplained"))
     summary.add_row("time", f"{elapsed:.0f} s")
     out.print(summary)
-    user, features = sample
-    table = Table(title=f"Online features served for user {user} (get_online_features)", show_header=False)
+    entity, key, features = sample
+    table = Table(title=f"Online features served for {entity} {key} (get_online_features)", show_header=False)
     for name, value in features.items():
         table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
     out.print(table)
 
 
 LakeOption = Annotated[
-    Optional[Path], typer.Option("--lake", help="Lake root holding the Delta tables (default: $TANDEM_LAKE or ./lake).")
+    Optional[Path], typer.Option("--lake", help="Lake root holding the Delta tables (default: the project's lake; "
+                                                "$TANDEM_LAKE overrides it).")
 ]
 
 
@@ -191,24 +279,28 @@ LakeOption = Annotated[
 def ingest(
     events: Annotated[Path, typer.Option(help="A .jsonl/.parquet file, or a directory of them (read in name order).")],
     lake: LakeOption = None,
+    project: ProjectOption = None,
+    catalog: CatalogOption = None,
 ) -> None:
-    """Validate raw transactions into the Delta events table; rejects go to dead_letters."""
+    """Validate raw events into the source's Delta events table; rejects go to its dead_letters."""
     from batch_jobs.ingest import input_files, ingest as run_ingest
     from batch_jobs.spark_session import build_spark
-    from tandem.lake import Lake
+    from runtime.lake import Lake
 
+    proj = _project(project)
+    chosen = proj.catalog(catalog)
     input_files(events)  # a bad path fails before Spark starts
-    target = Lake.at(lake)
+    target = Lake.at(lake or proj.lake_root)
     with console.status("starting Spark"):
         spark = build_spark("tandem-ingest")
     with console.status(f"ingesting {events}"):
-        result = run_ingest(spark, events, target, REFERENCE_CATALOG)
+        result = run_ingest(spark, events, target, chosen, max_future_ms=proj.max_future_ms)
     for f in result.skipped_files:
         console.print(f"skipped {f}: this content was ingested before")
     if result.files:
         rejected = ", ".join(f"{reason} {n:,}" for reason, n in sorted(result.rejected.items())) or "none"
         out.print(f"ingested {result.records:,} records from {len(result.files)} file(s): "
-                  f"{result.accepted:,} events, rejected {rejected} -> {target.root}")
+                  f"{result.accepted:,} events, rejected {rejected} -> {target.tables(chosen).root}")
 
 
 @app.command()
@@ -216,81 +308,96 @@ def backfill(
     start: Annotated[str, typer.Option(help="First event date (UTC), e.g. 2024-05-01.")],
     end: Annotated[str, typer.Option(help="Last event date (UTC), inclusive.")],
     lake: LakeOption = None,
+    project: ProjectOption = None,
+    catalog: Annotated[Optional[str], typer.Option(
+        "--catalog", help="One catalog: a source name of the project, or MODULE_OR_FILE[:ATTR] "
+                          "(default: every catalog of the project).")] = None,
 ) -> None:
     """Recompute the Delta feature tables for a date range (idempotent; windows read the history they need)."""
     from batch_jobs.backfill import backfill as run_backfill, parse_date
     from batch_jobs.spark_session import build_spark
-    from tandem.lake import Lake
+    from runtime.lake import Lake
 
+    proj = _project(project)
+    catalogs = [proj.catalog(catalog)] if catalog else list(proj.catalogs().values())
     first, last = parse_date(start, "--start"), parse_date(end, "--end")
+    target = Lake.at(lake or proj.lake_root)
     with console.status("starting Spark"):
         spark = build_spark("tandem-backfill")
-    with console.status(f"backfilling {first} .. {last}"):
-        result = run_backfill(spark, Lake.at(lake), first, last)
-    out.print(f"backfilled {result.rows:,} feature rows for {result.start} .. {result.end} into "
-              + ", ".join(result.tables.values()))
+    for chosen in catalogs:
+        with console.status(f"backfilling {chosen.schema.name} {first} .. {last}"):
+            result = run_backfill(spark, target, first, last, chosen)
+        out.print(f"backfilled {result.rows:,} feature rows of {chosen.schema.name} for {result.start} .. "
+                  f"{result.end} into " + ", ".join(result.tables.values()))
 
 
-@app.command()
-def stream(
-    source: Annotated[str, typer.Option(help="file:PATH (JSON Lines or Parquet, or a directory of them, replayed in "
-                                             "order) or kafka:BROKERS/TOPIC.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the feature log and the dead letters.")],
-    allowed_lateness: Annotated[str, typer.Option(help="How late an event may be, e.g. 500ms, 5s, 2m.")] = "5s",
-    redis: Annotated[Optional[str], typer.Option(help="Online store host:port; each entity's latest row goes there.")] = None,
-    follow: Annotated[bool, typer.Option(help="file:DIR: keep reading the new files written there (never ends).")] = False,
-    follow_interval: Annotated[str, typer.Option(help="How often --follow looks for new files.")] = "1s",
-    kafka_group: Annotated[str, typer.Option(help="Kafka consumer group.")] = "tandem-stream",
-    kafka_start: Annotated[str, typer.Option(help="Kafka start: group-offsets (committed; earliest for a new group), "
-                                                  "earliest, latest, or timestamp:T (ISO-8601 UTC or epoch ms).")] = "group-offsets",
-    until_latest: Annotated[bool, typer.Option(help="Kafka: stop at the offsets that are latest at start.")] = False,
-    dead_letters: Annotated[str, typer.Option(help="files (OUT/dead_letters) or kafka:BROKERS/TOPIC.")] = "files",
-    max_future: Annotated[str, typer.Option(help="An event time further ahead of the clock is invalid.")] = "1h",
-    rest_port: Annotated[Optional[int], typer.Option(help="Port of Flink's REST API and web UI (metrics).")] = None,
-    roll_interval: Annotated[str, typer.Option(help="Longest a row waits before its part file is closed "
-                                                    "(then committed on the next checkpoint).")] = "1m",
-    restarts: Annotated[int, typer.Option(help="Restarts from the last checkpoint after a failure (e.g. Redis "
-                                               "unreachable through every retry) before the job fails.")] = 3,
-) -> None:
+def stream(**values) -> None:
     """Run the Flink stream job on the local mini-cluster (a real cluster: see README, flink run).
 
     A bounded run ends with the feature rows and the dead letters per reason, read from the committed outputs.
     """
     from stream_jobs import dead_letters as dl
     from stream_jobs.flink_env import build_table_env
-    from stream_jobs.job import StreamJobSpec, run
+    from stream_jobs.job import run
+    from stream_jobs.options import job_spec
     from stream_jobs.outputs import feature_rows
 
-    spec = StreamJobSpec(
-        source, out_dir, _duration_ms(allowed_lateness, "--allowed-lateness"), redis=redis, kafka_group=kafka_group,
-        kafka_start=kafka_start, kafka_until_latest=until_latest,
-        follow_ms=_duration_ms(follow_interval, "--follow-interval") if follow else None, dead_letters=dead_letters,
-        max_future_ms=_duration_ms(max_future, "--max-future"), rest_port=rest_port,
-        roll_interval_ms=_duration_ms(roll_interval, "--roll-interval"), restart_attempts=restarts)
-    kafka = dl.parse_target(dead_letters)
+    spec = job_spec(values)
+    kafka = dl.parse_target(spec.dead_letters)
     started_ms = time.time_ns() // 1_000_000
     with console.status("starting Flink"):
         t_env = build_table_env(parallelism=1)
-    if rest_port is not None:
-        console.print(f"Flink REST API and web UI: http://localhost:{rest_port}", highlight=False)
-    with console.status(f"streaming {source}"):
+    if spec.rest_port is not None:
+        console.print(f"Flink REST API and web UI: http://localhost:{spec.rest_port}", highlight=False)
+    with console.status(f"streaming {spec.source}"):
         run(t_env, spec)
     with console.status("counting dead letters"):
-        reasons = dl.file_counts(out_dir) if kafka is None else dl.kafka_counts(*kafka, since_ms=started_ms)
-    where = out_dir if kafka is None else f"{out_dir} (dead letters: kafka topic {kafka[1]})"
-    out.print(f"{len(feature_rows(out_dir, REFERENCE_CATALOG)):,} feature rows, dead letters: "
+        reasons = (dl.file_counts(spec.out_dir) if kafka is None
+                   else dl.kafka_counts(*kafka, since_ms=started_ms, catalog=spec.catalog))
+    where = spec.out_dir if kafka is None else f"{spec.out_dir} (dead letters: kafka topic {kafka[1]})"
+    out.print(f"{len(feature_rows(spec.out_dir, spec.catalog)):,} feature rows, dead letters: "
               + (", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items())) or "none") + f" -> {where}",
               highlight=False)
+
+
+def _typer_signature(function, options) -> None:
+    """Give ``function`` one typer option per entry of ``options`` (``stream_jobs.options``: defined once)."""
+    import inspect
+
+    kinds = {"flag": bool, "int": Optional[int], "path": Optional[Path], "duration": Optional[str],
+             "text": Optional[str]}
+    params = []
+    for o in options:
+        base = (Path if o.kind == "path" else str) if o.required else kinds[o.kind]
+        annotation = Annotated[base, typer.Option(o.flag, help=o.help, show_default=o.default is not None)]
+        default = inspect.Parameter.empty if o.required else o.default
+        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=annotation))
+    function.__signature__ = inspect.Signature(params, return_annotation=None)
+    function.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+
+
+def _register_stream() -> None:
+    from stream_jobs.options import OPTIONS
+
+    _typer_signature(stream, OPTIONS)
+    app.command("stream")(stream)
+
+
+_register_stream()
 
 
 @app.command()
 def parity(
     events: Annotated[Path, typer.Option(help="Transactions: .jsonl or .parquet, replayed by the stream in file order.")],
     out_dir: Annotated[Path, typer.Option("--out", help="A new (or empty) folder for the outputs and reports.")],
-    allowed_lateness: Annotated[str, typer.Option(help="The stream's allowed lateness, e.g. 500ms, 5s, 2m.")] = "5s",
+    allowed_lateness: Annotated[Optional[str], typer.Option(
+        help="The stream's allowed lateness, e.g. 500ms, 5s, 2m (default: the project's).")] = None,
     serving: Annotated[bool, typer.Option(help="Also check training = serving through Feast and Redis.")] = False,
     redis: Annotated[Optional[str], typer.Option(help="Redis host:port for --serving (default: $TANDEM_REDIS, "
                                                       "else a local redis-server started for the run).")] = None,
+    project: ProjectOption = None,
+    catalog: CatalogOption = None,
 ) -> None:
     """Run the batch (Spark) and stream (Flink) paths and the reference on the same events; compare per feature.
 
@@ -299,10 +406,14 @@ def parity(
     from tandem.parity.report import print_table
     from tandem.parity.run import REPORT_HTML, REPORT_JSON, check_out_dir, run_parity
 
-    lateness = _duration_ms(allowed_lateness, "--allowed-lateness")
+    proj = _project(project)
+    chosen = proj.catalog(catalog)
+    lateness = proj.allowed_lateness_ms if allowed_lateness is None else _duration_ms(allowed_lateness,
+                                                                                      "--allowed-lateness")
     check_out_dir(out_dir)
     with _progress() as step, _online_store(redis if serving else "", step) as address:
-        result = run_parity(events, out_dir, lateness, REFERENCE_CATALOG, step=step, serving_redis=address or None)
+        result = run_parity(events, out_dir, lateness, chosen, step=step, serving_redis=address or None,
+                            serving_project=f"{proj.name}_parity")
     print_table(result, out)
     out.print(f"reports: {out_dir / REPORT_JSON}, {out_dir / REPORT_HTML}", highlight=False)
     if not result.passed:
@@ -358,12 +469,15 @@ def shadow(
     events: Annotated[Path, typer.Option(help="Transactions (.jsonl or .parquet) both catalogs run on.")],
     out_dir: Annotated[Path, typer.Option("--out", help="A new (or empty) folder for shadow.json and the lakes.")],
     fail_on_change: Annotated[bool, typer.Option(help="Exit 3 when any feature changed (for CI gates).")] = False,
+    project: ProjectOption = None,
+    catalog: CatalogOption = None,
 ) -> None:
-    """Run a changed catalog beside the current one on the same events (batch path) and report what changed."""
+    """Run a changed catalog beside the project's current one on the same events (batch path); report changes."""
     from tandem.shadow import REPORT_JSON, print_report, run_shadow
 
+    current = _project(project).catalog(catalog)
     with console.status("shadow run") as status:
-        result = run_shadow(events, candidate, out_dir, step=lambda name: _status_step(status, name))
+        result = run_shadow(events, candidate, out_dir, current, step=lambda name: _status_step(status, name))
     print_report(result, out)
     out.print(f"report: {out_dir / REPORT_JSON}", highlight=False)
     if fail_on_change and result.changed:
@@ -377,27 +491,27 @@ def _status_step(status, name: str):
     return nullcontext()
 
 
-def _evaluate_and_report(events: Path, out_dir: Path | None, lateness_ms: int | None) -> None:
-    from tandem.events_io import read_events, write_feature_rows, write_rejections
+def _evaluate_and_report(events: Path, out_dir: Path | None, lateness_ms: int | None, catalog) -> None:
+    from runtime.events_io import read_events, write_feature_rows, write_rejections
     from tandem.reference import evaluate
 
     started = time.perf_counter()
     records = read_events(events)
     with console.status("evaluating"):
-        result = evaluate(records, REFERENCE_CATALOG, allowed_lateness_ms=lateness_ms)
+        result = evaluate(records, catalog, allowed_lateness_ms=lateness_ms)
     elapsed = time.perf_counter() - started
     if result.records_in == 0:
         raise UserError(f"{events}: holds no records")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_feature_rows(result.rows, out_dir / "features.parquet", REFERENCE_CATALOG)
-        write_rejections(result.rejected, out_dir / "rejected.parquet")
-    _print_summary(result, elapsed, out_dir)
+        write_feature_rows(result.rows, out_dir / "features.parquet", catalog)
+        write_rejections(result.rejected, out_dir / "rejected.parquet", catalog)
+    _print_summary(result, elapsed, out_dir, catalog)
     if not result.rows:
         raise UserError(f"{events}: no record was accepted ({result.counts['invalid']} invalid); see the rejections")
 
 
-def _print_summary(result, elapsed: float, out_dir: Path | None) -> None:
+def _print_summary(result, elapsed: float, out_dir: Path | None, catalog) -> None:
     from collections import Counter
 
     c = result.counts
@@ -409,15 +523,17 @@ def _print_summary(result, elapsed: float, out_dir: Path | None) -> None:
     kinds = Counter(r.kind for r in result.rejected if r.reason == "invalid")
     if kinds:
         summary.add_row("invalid by kind", ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
-    summary.add_row("features per row", str(len(REFERENCE_CATALOG.features)))
+    summary.add_row("features per row", str(len(catalog.features)))
     summary.add_row("time", f"{elapsed:.1f} s ({result.records_in / max(elapsed, 1e-9):,.0f} records/s)")
     if out_dir is not None:
         summary.add_row("outputs", f"{out_dir / 'features.parquet'}, {out_dir / 'rejected.parquet'}")
     out.print(summary)
-    if result.rows:
-        busiest = Counter(r["user_id"] for r in result.rows).most_common(1)[0][0]
-        latest = max((r for r in result.rows if r["user_id"] == busiest), key=lambda r: (r["event_time"], r["transaction_id"]))
-        sample = Table(title=f"Latest feature row of the busiest user, {busiest}", show_header=False)
+    if result.rows and catalog.groups:
+        schema, key = catalog.schema, catalog.groups[0].key
+        busiest = Counter(r[key] for r in result.rows).most_common(1)[0][0]
+        latest = max((r for r in result.rows if r[key] == busiest),
+                     key=lambda r: (r[schema.event_time], r[schema.event_id]))
+        sample = Table(title=f"Latest feature row of the busiest {key}, {busiest}", show_header=False)
         for name, value in latest.items():
             sample.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
         out.print(sample)

@@ -3,7 +3,7 @@
 It is the ground truth the Spark path, the Flink path and the parity harness
 are tested against, so it favours plainness over speed: every window is a
 slice of the entity's time-sorted events, every aggregate is computed from
-that slice directly. The rules (DESIGN.md), in the order they apply to each
+that slice directly. The rules (docs/semantics.md), in the order they apply to each
 record in arrival order:
 
 1. **Validate** against the catalog's schema; a failure is rejected ``invalid``.
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from transforms import Agg, Catalog, Invalid, REFERENCE_CATALOG
+from runtime.dead_letters import DUPLICATE, INVALID, LATE, duplicate_detail, late_detail
+from transforms import Agg, Catalog, Invalid
 from transforms.numbers import exact_mean, exact_sum
 
-INVALID, DUPLICATE, LATE = "invalid", "duplicate", "late"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Evaluation:
 
 def evaluate(
     records: Iterable[Any],
-    catalog: Catalog = REFERENCE_CATALOG,
+    catalog: Catalog,
     allowed_lateness_ms: int | None = None,
     not_after_ms: int | None = None,
 ) -> Evaluation:
@@ -79,23 +79,16 @@ def evaluate(
     for position, raw in enumerate(records):
         event = schema.validate(raw, not_after_ms)
         if isinstance(event, Invalid):
-            rid = raw.get(schema.event_id) if isinstance(raw, dict) else None
-            rejected.append(
-                Rejection(position, rid if isinstance(rid, str) else None, INVALID, event.kind.value, event.detail, raw)
-            )
+            rejected.append(Rejection(position, schema.claimed_id(raw), INVALID, event.kind.value, event.detail, raw))
             continue
         eid, t = event[schema.event_id], event[schema.event_time]
         if eid in seen_ids:
-            rejected.append(Rejection(position, eid, DUPLICATE, None, f"event id {eid!r} was seen before", raw))
+            rejected.append(Rejection(position, eid, DUPLICATE, None, duplicate_detail(eid), raw))
             continue
         seen_ids.add(eid)
         if allowed_lateness_ms is not None and max_time is not None and t < max_time - allowed_lateness_ms:
             rejected.append(
-                Rejection(
-                    position, eid, LATE, None,
-                    f"{max_time - t} ms behind the latest event, allowed lateness {allowed_lateness_ms} ms",
-                    raw,
-                )
+                Rejection(position, eid, LATE, None, late_detail(max_time - t, allowed_lateness_ms), raw)
             )
             continue
         max_time = t if max_time is None else max(max_time, t)

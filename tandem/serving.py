@@ -23,10 +23,8 @@ anything else is *unexplained*. Floats compare by their bits.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import os
+import io
 import random
-import sys
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,17 +40,15 @@ from transforms import Catalog, FieldType
 EXACT, EXPLAINED, UNEXPLAINED = "exact", "explained", "unexplained"
 
 
-def register(lake: str | Path, redis: str):
-    """``feast apply`` in-process: the feature repo's entities, views and service over ``lake``; the store."""
-    from feature_repo import store as fs
+def register(project: str, catalogs: list[Catalog], lake: str | Path, redis: str):
+    """``feast apply`` in-process: the catalogs' entities, views and services over ``lake``; the store."""
+    from feature_repo.definitions import feast_objects
+    from feature_repo.store import open_store
 
-    os.environ.update(fs.feast_env(lake, redis))  # features.py reads them when imported
     (Path(lake) / "_feast").mkdir(parents=True, exist_ok=True)
     with _feast_quiet():
-        module = sys.modules.get("feature_repo.features")
-        features = importlib.reload(module) if module else importlib.import_module("feature_repo.features")
-        store = fs.open_store(lake, redis)
-        store.apply([*features.ENTITIES, *features.VIEWS, features.tandem_reference])
+        store = open_store(project, lake, redis)
+        store.apply(feast_objects(catalogs, lake))
     return store
 
 
@@ -69,7 +65,7 @@ def materialize(store, first_ms: int, last_ms: int) -> None:
     day = 86_400_000
     start = datetime.fromtimestamp(first_ms // day * day / 1000, tz=timezone.utc)
     end = datetime.fromtimestamp((last_ms // day + 1) * day / 1000, tz=timezone.utc)
-    with _spark_conf_kept():
+    with _spark_conf_kept(), contextlib.redirect_stdout(io.StringIO()):  # Feast prints its progress to stdout
         store.materialize(start, end)
 
 

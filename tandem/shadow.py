@@ -8,28 +8,27 @@ removed, or kept, and for kept ones how many values changed (bit for bit, no
 tolerance), the largest difference and the first examples. Events accepted by
 one catalog and not the other (a schema change) are reported too.
 
-The candidate is a module (``pkg.module`` or ``path/to/file.py``, optionally
-``:ATTRIBUTE``) holding a :class:`~transforms.Catalog`.
+The current catalog is the project's; the candidate is a module
+(``pkg.module`` or ``path/to/file.py``, optionally ``:ATTRIBUTE``) holding a
+:class:`~transforms.Catalog` (``runtime.project.load_catalog``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import math
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tandem.errors import UserError
-from tandem.events_io import read_events
+from runtime.errors import UserError
+from runtime.project import load_catalog
+from runtime.events_io import read_events
 from tandem.parity.compare import difference, same
 from tandem.parity.run import _run_batch, check_out_dir, write_json_atomically
-from transforms import REFERENCE_CATALOG, Catalog, FieldType
+from transforms import Catalog, FieldType
 
 REPORT_JSON = "shadow.json"
 EXAMPLES = 5
@@ -39,54 +38,6 @@ Step = Callable[[str], AbstractContextManager]
 @contextlib.contextmanager
 def _quiet_step(_: str) -> Iterator[None]:
     yield
-
-
-def load_catalog(spec: str) -> Catalog:
-    """The catalog named by ``module[:ATTRIBUTE]``; ``module`` is dotted or a ``.py`` path.
-
-    Without ``:ATTRIBUTE`` the module must hold exactly one Catalog (a
-    ``CATALOG`` attribute wins). Any failure is a :class:`UserError`.
-    """
-    target, _, attribute = spec.partition(":")
-    try:
-        module = _import(target)
-    except UserError:
-        raise
-    except Exception as e:  # a user's module can raise anything while importing: one line, not a traceback
-        raise UserError(f"--candidate {spec}: importing it failed: {type(e).__name__}: {e}") from None
-    if attribute:
-        catalog = getattr(module, attribute, None)
-        if not isinstance(catalog, Catalog):
-            raise UserError(f"--candidate {spec}: {attribute!r} is not a Catalog in {target}")
-        return catalog
-    if isinstance(getattr(module, "CATALOG", None), Catalog):
-        return module.CATALOG
-    found = {name: value for name, value in vars(module).items() if isinstance(value, Catalog)}
-    if len(found) != 1:
-        names = ", ".join(sorted(found)) or "none"
-        raise UserError(f"--candidate {spec}: expected one Catalog in {target} (found: {names}); "
-                        f"name it as {target}:ATTRIBUTE")
-    return next(iter(found.values()))
-
-
-def _import(target: str):
-    if target.endswith(".py") or "/" in target:
-        path = Path(target)
-        if not path.is_file():
-            raise UserError(f"--candidate {target}: no such file")
-        name = f"tandem_candidate_{abs(hash(path.resolve()))}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    try:
-        return importlib.import_module(target)
-    except ModuleNotFoundError as e:
-        if e.name and target.startswith(e.name):
-            raise UserError(f"--candidate {target}: no module named {e.name!r} (a dotted module on "
-                            "PYTHONPATH or a path to a .py file)") from None
-        raise
 
 
 @dataclass
@@ -115,11 +66,11 @@ class ShadowResult:
                     or any(f.status != "kept" or f.changed for f in self.features))
 
 
-def run_shadow(events: Path, candidate_spec: str, out_dir: Path, current: Catalog = REFERENCE_CATALOG,
+def run_shadow(events: Path, candidate_spec: str, out_dir: Path, current: Catalog,
                spark=None, step: Step = _quiet_step) -> ShadowResult:
     """Run ``current`` and the candidate through the batch path on ``events``; compare; write ``shadow.json``."""
     events, out_dir = Path(events), Path(out_dir)
-    candidate = load_catalog(candidate_spec)
+    candidate = load_catalog(candidate_spec, Path.cwd(), where="--candidate")
     check_out_dir(out_dir)
     if not events.exists():
         raise UserError(f"{events}: no such file or directory")

@@ -17,7 +17,7 @@ def adversarial_events() -> list[dict]:
         e += [tx(f"edge-{i}-a", user=f"edge{i}", t=T0 + 2 * HOUR), tx(f"edge-{i}-b", user=f"edge{i}", t=T0 + 2 * HOUR + gap)]
     # peers: five events of one user and merchant in the same millisecond
     e += [tx(f"peer-{i}", user="peers", merchant="m-peer", t=T0 + 3 * HOUR, amount=float(i)) for i in range(5)]
-    # catastrophic cancellation for running double sums (STACK_NOTES)
+    # catastrophic cancellation for running double sums (Spark's order-dependent and Flink's retracting sums)
     e += [tx("big-1", user="sum", t=T0 + 5 * HOUR, amount=1e16), tx("big-2", user="sum", t=T0 + 5 * HOUR + 1),
           tx("big-3", user="sum", t=T0 + 5 * HOUR + 2),
           tx("big-4", user="sum", t=T0 + 6 * HOUR + 3, amount=0.1), tx("big-5", user="sum", t=T0 + 6 * HOUR + 4, amount=0.2)]

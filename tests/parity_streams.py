@@ -19,9 +19,9 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import strategies as st
 
 from tests.factories import T0
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
-WINDOWS = sorted({f.window_ms for _, f in REFERENCE_CATALOG.features})
+WINDOWS = sorted({f.window_ms for _, f in TRANSACTIONS.features})
 DAY = 86_400_000
 SPACING = 120 * DAY  # between sub-streams: more than a sub-stream's span plus the longest window
 

@@ -20,11 +20,12 @@ from delta.tables import DeltaTable
 from batch_jobs.backfill import backfill
 from batch_jobs.ingest import ingest
 from batch_jobs.spark_session import submit_conf
-from tandem.events_io import write_events
-from tandem.generator import StreamSpec, generate
-from tandem.lake import Lake
+from runtime.events_io import write_events
+from examples.transactions.features.generate import StreamSpec, generate
+from runtime.lake import Lake
+from tests.factories import jobs_project_dir
 from tandem.reference import evaluate
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
 VENV_BIN = Path(sys.executable).parent
 BACKFILL = Path(__file__).resolve().parent.parent / "batch_jobs" / "backfill.py"
@@ -35,7 +36,7 @@ def spark_submit(lake: Lake, conf_file: Path, start: str, end: str) -> subproces
            "PYSPARK_DRIVER_PYTHON": sys.executable}
     return subprocess.Popen(
         [str(VENV_BIN / "spark-submit"), "--properties-file", str(conf_file), str(BACKFILL),
-         "--start", start, "--end", end, "--lake", str(lake.root)],
+         "--start", start, "--end", end, "--lake", str(lake.root), "--project", str(jobs_project_dir())],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -51,10 +52,10 @@ def table_rows(spark, path):
 def lake_with_tables(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     records = generate(StreamSpec(users=30, merchants=6, rate_per_s=0.05, duration="40h", seed=5))
-    write_events(records, root / "events.jsonl", REFERENCE_CATALOG)
+    write_events(records, root / "events.jsonl", TRANSACTIONS)
     lake = Lake.at(root / "lake")
-    ingest(spark, root / "events.jsonl", lake, REFERENCE_CATALOG)
-    backfill(spark, lake, date(2024, 5, 1), date(2024, 5, 1))  # the table as it was: day 1 only
+    ingest(spark, root / "events.jsonl", lake, TRANSACTIONS)
+    backfill(spark, lake, date(2024, 5, 1), date(2024, 5, 1), TRANSACTIONS)  # the table as it was: day 1 only
     conf = root / "tandem-spark.conf"
     conf.write_text("".join(f"{k} {v}\n" for k, v in submit_conf().items()))
     return lake, records, conf
@@ -62,7 +63,7 @@ def lake_with_tables(spark, tmp_path_factory):
 
 def test_killed_mid_write_leaves_the_table_as_it_was_then_a_rerun_completes_it(spark, lake_with_tables):
     lake, records, conf = lake_with_tables
-    user_table = lake.features("user")
+    user_table = lake.tables(TRANSACTIONS).features("user")
     before_rows = table_rows(spark, user_table)
     before_version = DeltaTable.forPath(spark, user_table).history(1).first()["version"]
     before_files = data_files(user_table)
@@ -92,12 +93,12 @@ def test_killed_mid_write_leaves_the_table_as_it_was_then_a_rerun_completes_it(s
     stdout, stderr = job.communicate(timeout=300)
     assert job.returncode == 0, stderr[-2000:]
     assert "backfilled" in stdout
-    expected = {r["transaction_id"]: r for r in evaluate(records).rows}
+    expected = {r["transaction_id"]: r for r in evaluate(records, TRANSACTIONS).rows}
     got = spark.read.format("delta").load(user_table).collect()
     assert len(got) == len(expected)
     for row in got:
         ref = expected[row["transaction_id"]]
-        assert all(row[f.name] == ref[f.name] for f in REFERENCE_CATALOG.group("user").features)
+        assert all(row[f.name] == ref[f.name] for f in TRANSACTIONS.group("user").features)
 
 
 def test_spark_submit_reports_bad_input_in_one_line(lake_with_tables):

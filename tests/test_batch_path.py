@@ -8,16 +8,16 @@ from pyspark.sql import functions as F
 
 from batch_jobs.backfill import backfill, compute_features
 from batch_jobs.ingest import ingest
-from tandem.errors import UserError
-from tandem.events_io import write_events
-from tandem.generator import StreamSpec, generate
-from tandem.lake import Lake
+from runtime.errors import UserError
+from runtime.events_io import write_events
+from examples.transactions.features.generate import StreamSpec, generate
+from runtime.lake import Lake
 from tandem.reference import evaluate
 from tests.adversarial import adversarial_events
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
 MAY1, MAY2 = date(2024, 5, 1), date(2024, 5, 2)
-FEATURE_COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
+FEATURE_COLUMNS = [c for c, _ in TRANSACTIONS.feature_row_columns()]
 
 
 def stream():
@@ -46,18 +46,18 @@ def assert_same_rows(actual: dict, expected_rows: list[dict]):
 def lake(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     records = stream()
-    write_events(records, root / "events.jsonl", REFERENCE_CATALOG)
+    write_events(records, root / "events.jsonl", TRANSACTIONS)
     lake = Lake.at(root / "lake")
-    ingest(spark, root / "events.jsonl", lake, REFERENCE_CATALOG)
-    backfill(spark, lake, MAY1, MAY2)
+    ingest(spark, root / "events.jsonl", lake, TRANSACTIONS)
+    backfill(spark, lake, MAY1, MAY2, TRANSACTIONS)
     return lake, records
 
 
 def test_feature_tables_equal_the_reference_bit_for_bit(spark, lake):
     lake, records = lake
-    expected = evaluate(records).rows
-    for group in REFERENCE_CATALOG.groups:
-        table = spark.read.format("delta").load(lake.features(group.entity))
+    expected = evaluate(records, TRANSACTIONS).rows
+    for group in TRANSACTIONS.groups:
+        table = spark.read.format("delta").load(lake.tables(TRANSACTIONS).features(group.entity))
         got = {r["transaction_id"]: r for r in table.withColumn("event_time", F.unix_millis("event_time")).collect()}
         assert len(got) == len(expected)
         for row in expected:
@@ -69,15 +69,15 @@ def test_feature_tables_equal_the_reference_bit_for_bit(spark, lake):
 
 def test_wide_feature_rows_equal_the_reference(spark, lake):
     lake, records = lake
-    assert_same_rows(rows_by_id(compute_features(spark, lake, REFERENCE_CATALOG, MAY1, MAY2)), evaluate(records).rows)
+    assert_same_rows(rows_by_id(compute_features(spark, lake, TRANSACTIONS, MAY1, MAY2)), evaluate(records, TRANSACTIONS).rows)
 
 
 def test_every_record_is_an_event_or_a_dead_letter(spark, lake):
     lake, records = lake
-    events = spark.read.format("delta").load(lake.events)
-    dead = spark.read.format("delta").load(lake.dead_letters)
+    events = spark.read.format("delta").load(lake.tables(TRANSACTIONS).events)
+    dead = spark.read.format("delta").load(lake.tables(TRANSACTIONS).dead_letters)
     assert events.count() + dead.count() == len(records)
-    reference = evaluate(records)
+    reference = evaluate(records, TRANSACTIONS)
     by_reason = {r["reason"]: r["count"] for r in dead.groupBy("reason").count().collect()}
     assert by_reason == {"invalid": reference.counts["invalid"], "duplicate": reference.counts["duplicate"]}
     kinds = {(r.event_id, r.kind) for r in reference.rejected if r.reason == "invalid" and r.event_id}
@@ -91,10 +91,10 @@ def test_tables_are_partitioned_by_event_date(spark, lake):
     lake, _ = lake
     from delta.tables import DeltaTable
 
-    for path in (lake.events, lake.features("user"), lake.features("merchant")):
+    for path in (lake.tables(TRANSACTIONS).events, lake.tables(TRANSACTIONS).features("user"), lake.tables(TRANSACTIONS).features("merchant")):
         detail = DeltaTable.forPath(spark, path).detail().first()
         assert detail["partitionColumns"] == ["event_date"]
-    dates = {r[0] for r in spark.read.format("delta").load(lake.features("user")).select("event_date").distinct().collect()}
+    dates = {r[0] for r in spark.read.format("delta").load(lake.tables(TRANSACTIONS).features("user")).select("event_date").distinct().collect()}
     assert dates == {MAY1, MAY2}
 
 
@@ -102,28 +102,28 @@ def test_reingesting_the_same_file_changes_nothing(spark, lake, tmp_path):
     lake, records = lake
     from delta.tables import DeltaTable
 
-    before = DeltaTable.forPath(spark, lake.events).history(1).first()["version"]
+    before = DeltaTable.forPath(spark, lake.tables(TRANSACTIONS).events).history(1).first()["version"]
     path = tmp_path / "same.jsonl"
-    write_events(records, path, REFERENCE_CATALOG)
-    result = ingest(spark, path, lake, REFERENCE_CATALOG)
+    write_events(records, path, TRANSACTIONS)
+    result = ingest(spark, path, lake, TRANSACTIONS)
     assert result.skipped_files == [str(path)] and result.accepted == 0
-    assert DeltaTable.forPath(spark, lake.events).history(1).first()["version"] == before
+    assert DeltaTable.forPath(spark, lake.tables(TRANSACTIONS).events).history(1).first()["version"] == before
 
 
 def test_backfill_rerun_leaves_the_tables_identical(spark, lake):
     lake, _ = lake
     def snapshot():
-        return {e: sorted(tuple(r) for r in spark.read.format("delta").load(lake.features(e)).collect())
+        return {e: sorted(tuple(r) for r in spark.read.format("delta").load(lake.tables(TRANSACTIONS).features(e)).collect())
                 for e in ("user", "merchant")}
     before = snapshot()
-    backfill(spark, lake, MAY1, MAY2)
+    backfill(spark, lake, MAY1, MAY2, TRANSACTIONS)
     assert snapshot() == before
 
 
 def test_backfill_of_one_day_reads_the_history_its_windows_need(spark, lake):
     lake, records = lake
-    expected = [r for r in evaluate(records).rows if r["event_time"] >= 1_714_608_000_000]  # 2024-05-02
-    assert_same_rows(rows_by_id(compute_features(spark, lake, REFERENCE_CATALOG, MAY2, MAY2)), expected)
+    expected = [r for r in evaluate(records, TRANSACTIONS).rows if r["event_time"] >= 1_714_608_000_000]  # 2024-05-02
+    assert_same_rows(rows_by_id(compute_features(spark, lake, TRANSACTIONS, MAY2, MAY2)), expected)
 
 
 @pytest.mark.parametrize("tamper", [
@@ -140,23 +140,23 @@ def test_staged_rows_that_are_not_one_complete_row_per_event_are_refused(spark, 
     from batch_jobs.backfill import _check_staged
 
     lake, _ = lake
-    rows = compute_features(spark, lake, REFERENCE_CATALOG, MAY1, MAY2)
-    assert _check_staged(spark, rows, lake, REFERENCE_CATALOG, MAY1, MAY2) == rows.count()
+    rows = compute_features(spark, lake, TRANSACTIONS, MAY1, MAY2)
+    assert _check_staged(spark, rows, lake, TRANSACTIONS, MAY1, MAY2) == rows.count()
     with pytest.raises(RuntimeError, match="failed validation, nothing committed"):
-        _check_staged(spark, tamper(rows), lake, REFERENCE_CATALOG, MAY1, MAY2)
+        _check_staged(spark, tamper(rows), lake, TRANSACTIONS, MAY1, MAY2)
 
 
 def test_backfill_of_a_range_without_events_is_an_error(spark, lake):
     lake, _ = lake
     with pytest.raises(UserError, match="no events dated 2024-06-01"):
-        backfill(spark, lake, date(2024, 6, 1), date(2024, 6, 2))
+        backfill(spark, lake, date(2024, 6, 1), date(2024, 6, 2), TRANSACTIONS)
     with pytest.raises(UserError, match="is after"):
-        backfill(spark, lake, MAY2, MAY1)
+        backfill(spark, lake, MAY2, MAY1, TRANSACTIONS)
 
 
 def test_backfill_without_events_table_is_an_error(spark, tmp_path):
     with pytest.raises(UserError, match="run `tandem ingest"):
-        backfill(spark, Lake.at(tmp_path / "empty-lake"), MAY1, MAY1)
+        backfill(spark, Lake.at(tmp_path / "empty-lake"), MAY1, MAY1, TRANSACTIONS)
 
 
 # Schema changes and bad input: nothing written --------------------------------
@@ -175,10 +175,10 @@ def test_a_schema_change_fails_before_anything_is_written(spark, tmp_path, chang
     records = generate(StreamSpec(users=5, duration="10m", invalid=0, duplicates=0, seed=4))
     for r in records:
         change(r)
-    write_events(records, tmp_path / "changed.jsonl", REFERENCE_CATALOG)
+    write_events(records, tmp_path / "changed.jsonl", TRANSACTIONS)
     lake = Lake.at(tmp_path / "lake")
     with pytest.raises(UserError, match=message.replace("?", r"\?")):
-        ingest(spark, tmp_path / "changed.jsonl", lake, REFERENCE_CATALOG)
+        ingest(spark, tmp_path / "changed.jsonl", lake, TRANSACTIONS)
     assert _lake_is_empty(lake)
 
 
@@ -190,7 +190,7 @@ def test_a_parquet_schema_change_fails_too(spark, tmp_path):
                       "currency": ["USD"], "event_time": pa.array([1_714_521_600_000]).cast(pa.timestamp("ms", "UTC"))})
     pq.write_table(table, tmp_path / "e.parquet")
     with pytest.raises(UserError, match="'amount' changed type"):
-        ingest(spark, tmp_path / "e.parquet", Lake.at(tmp_path / "lake"), REFERENCE_CATALOG)
+        ingest(spark, tmp_path / "e.parquet", Lake.at(tmp_path / "lake"), TRANSACTIONS)
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -204,18 +204,18 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(spark, tmp_path, name, co
         path.write_bytes(content)
     lake = Lake.at(tmp_path / "lake")
     with pytest.raises(UserError, match=message):
-        ingest(spark, path, lake, REFERENCE_CATALOG)
+        ingest(spark, path, lake, TRANSACTIONS)
     assert _lake_is_empty(lake)
 
 
 def test_parquet_input_gives_the_same_events_as_jsonl(spark, tmp_path):
-    from tandem.generator import PARQUET_INVALID_KINDS
+    from examples.transactions.features.generate import PARQUET_INVALID_KINDS
 
     records = generate(StreamSpec(users=10, duration="2h", rate_per_s=1, invalid_kinds=PARQUET_INVALID_KINDS,
                                   time_format="epoch_ms", seed=8))
-    write_events(records, tmp_path / "e.parquet", REFERENCE_CATALOG)
+    write_events(records, tmp_path / "e.parquet", TRANSACTIONS)
     lake = Lake.at(tmp_path / "lake")
-    result = ingest(spark, tmp_path / "e.parquet", lake, REFERENCE_CATALOG)
-    reference = evaluate(records)
+    result = ingest(spark, tmp_path / "e.parquet", lake, TRANSACTIONS)
+    reference = evaluate(records, TRANSACTIONS)
     assert result.accepted == reference.counts["accepted"]
     assert result.rejected == {"invalid": reference.counts["invalid"], "duplicate": reference.counts["duplicate"]}

@@ -7,13 +7,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
+from tandem.init import example_dir
 from tests.shell import shell_env
 
 TANDEM = str(Path(sys.executable).parent / "tandem")
 
 
-def run(*args, cwd=None):
-    return subprocess.run([TANDEM, *args], capture_output=True, text=True, cwd=cwd, env=shell_env(), timeout=300)
+def run(*args, cwd=None, project=example_dir()):
+    """``tandem ARGS`` in a subprocess, in the example project (``project=None``: as found from ``cwd``)."""
+    env = shell_env() if project is None else shell_env(TANDEM_PROJECT=str(project))
+    return subprocess.run([TANDEM, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def assert_one_line_error(result, code, text):
@@ -83,16 +87,16 @@ def test_demo_runs_the_main_job(tmp_path):
     """The whole pipeline on a small stream: every stage, the verdicts, a served user (with a Redis of its own)."""
     import json
 
-    from tandem.events_io import read_events
+    from runtime.events_io import read_events
     from tandem.reference import evaluate
 
     out = tmp_path / "demo"
-    result = run("demo", "--out", str(out), "--duration", "15m", "--users", "40", "--merchants", "10")
+    result = run("demo", "--out", str(out), "--duration", "15m", "--rate", "5", "--users", "40", "--merchants", "10")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "parity" / "report.json").read_text())
     assert report["verdict"] == "pass" and report["serving"]["unexplained"] == 0
     assert report["serving"]["values"] > 0
-    expected = evaluate(list(read_events(out / "events.jsonl")))
+    expected = evaluate(list(read_events(out / "events.jsonl")), TRANSACTIONS)
     assert pq.read_table(out / "parity" / "batch.parquet").num_rows == len(expected.rows) > 1000
     for stage in ("generating", "batch", "feast apply", "stream", "get_historical_features"):
         assert stage in result.stderr, stage  # progress, one line per stage
@@ -116,3 +120,20 @@ def test_stream_with_an_unreachable_redis_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "is unreachable" in errors[0], result.stderr
+
+
+def test_tandem_stream_and_the_flink_run_main_take_the_same_options():
+    """Defined once (stream_jobs/options.py): the same flags, defaults and help on both entry points."""
+    import typer
+
+    from stream_jobs.options import OPTIONS, argument_parser
+    from tandem.cli import app
+
+    command = typer.main.get_command(app).commands["stream"]
+    cli = {p.opts[0]: (p.default, p.help) for p in command.params if p.opts[0].startswith("--")}
+    job = {a.option_strings[0]: (a.default, a.help) for a in argument_parser()._actions if a.option_strings
+           and a.option_strings[0] != "-h"}
+    assert set(cli) == set(job) == {o.flag for o in OPTIONS}
+    for o in OPTIONS:
+        assert cli[o.flag][1] == o.help and job[o.flag][1].startswith(o.help)
+        assert cli[o.flag][0] in (o.default, None if o.required else o.default) and job[o.flag][0] == o.default

@@ -5,12 +5,12 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from tandem.errors import UserError
-from tandem.events_io import read_events, write_events, write_feature_rows, write_rejections
-from tandem.generator import PARQUET_INVALID_KINDS, StreamSpec, generate
+from runtime.errors import UserError
+from runtime.events_io import read_events, write_events, write_feature_rows, write_rejections
+from examples.transactions.features.generate import PARQUET_INVALID_KINDS, StreamSpec, generate
 from tandem.reference import evaluate
 from tests.factories import NOON, tx
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 from transforms.schema import Undecodable
 
 
@@ -22,7 +22,7 @@ def test_jsonl_keeps_every_line_in_order_including_garbage(tmp_path):
     assert isinstance(records[1], Undecodable) and records[1].error.startswith("line 2: not valid JSON")
     assert records[2] == [1, 2]  # blank line 3 is not a record; line 4 is, and validation rejects it
     assert isinstance(records[3], Undecodable) and "duplicate key 'a'" in records[3].error
-    result = evaluate(records)
+    result = evaluate(records, TRANSACTIONS)
     assert result.counts == {"accepted": 2, "invalid": 3}
 
 
@@ -30,10 +30,10 @@ def test_parquet_round_trip_gives_the_same_features_as_jsonl(tmp_path):
     spec = StreamSpec(users=20, merchants=5, duration="20m", invalid=0.05, invalid_kinds=PARQUET_INVALID_KINDS,
                       time_format="epoch_ms", seed=11)
     records = generate(spec)
-    write_events(records, tmp_path / "e.parquet", REFERENCE_CATALOG)
-    write_events(records, tmp_path / "e.jsonl", REFERENCE_CATALOG)
-    from_parquet = evaluate(read_events(tmp_path / "e.parquet"))
-    from_jsonl = evaluate(read_events(tmp_path / "e.jsonl"))
+    write_events(records, tmp_path / "e.parquet", TRANSACTIONS)
+    write_events(records, tmp_path / "e.jsonl", TRANSACTIONS)
+    from_parquet = evaluate(read_events(tmp_path / "e.parquet"), TRANSACTIONS)
+    from_jsonl = evaluate(read_events(tmp_path / "e.jsonl"), TRANSACTIONS)
     assert from_parquet.rows == from_jsonl.rows
     assert [(r.reason, r.kind) for r in from_parquet.rejected] == [(r.reason, r.kind) for r in from_jsonl.rejected]
     assert from_parquet.counts["invalid"] > 0
@@ -42,9 +42,9 @@ def test_parquet_round_trip_gives_the_same_features_as_jsonl(tmp_path):
 
 def test_parquet_refuses_records_it_cannot_type(tmp_path):
     with pytest.raises(UserError, match="write .jsonl instead"):
-        write_events([tx("a", amount="12")], tmp_path / "e.parquet", REFERENCE_CATALOG)
+        write_events([tx("a", amount="12")], tmp_path / "e.parquet", TRANSACTIONS)
     with pytest.raises(UserError, match="outside schema"):
-        write_events([tx("a", extra=1)], tmp_path / "e.parquet", REFERENCE_CATALOG)
+        write_events([tx("a", extra=1)], tmp_path / "e.parquet", TRANSACTIONS)
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -68,11 +68,11 @@ def test_a_directory_is_not_an_events_file(tmp_path):
 
 
 def test_feature_rows_and_rejections_are_typed_parquet(tmp_path):
-    result = evaluate([tx("a", t=NOON), tx("a", t=NOON), tx("b", amount=-1.0)])
-    write_feature_rows(result.rows, tmp_path / "f.parquet", REFERENCE_CATALOG)
-    write_rejections(result.rejected, tmp_path / "r.parquet")
+    result = evaluate([tx("a", t=NOON), tx("a", t=NOON), tx("b", amount=-1.0)], TRANSACTIONS)
+    write_feature_rows(result.rows, tmp_path / "f.parquet", TRANSACTIONS)
+    write_rejections(result.rejected, tmp_path / "r.parquet", TRANSACTIONS)
     features = pq.read_table(tmp_path / "f.parquet")
-    assert features.column_names == [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
+    assert features.column_names == [c for c, _ in TRANSACTIONS.feature_row_columns()]
     assert str(features.schema.field("event_time").type) == "timestamp[ms, tz=UTC]"
     assert features.column("user_txn_count_1h").to_pylist() == [1]
     rejected = pq.read_table(tmp_path / "r.parquet").to_pylist()

@@ -28,7 +28,7 @@ H = 3_600_000
 T0 = 1_704_067_200_000
 MAX = 1.7976931348623157e308
 
-# STACK_NOTES: 1e16, 1, 1, then 0.1 and 0.2 an hour later; true sums 1.1 and 0.30000000000000004.
+# Measured against native sums: 1e16, 1, 1, then 0.1 and 0.2 an hour later; true sums 1.1 and 0.30000000000000004.
 STACK_NOTES = [(0, 1e16), (1, 1.0), (2, 1.0), (H + 2, 0.1), (H + 3, 0.2)]
 
 

@@ -21,15 +21,18 @@ import pandas as pd
 import pytest
 
 from feature_repo import store as fs
-from tandem.lake import Lake
-from tandem.generator import StreamSpec, generate
+from feature_repo.definitions import service_name
+from feature_repo.repo import write_repo
+from runtime.lake import Lake
+from examples.transactions.features.generate import StreamSpec, generate
 from tandem.reference import evaluate
-from tests.factories import HOUR, MIN, T0, tx
-from transforms import REFERENCE_CATALOG, FieldType
+from tests.factories import HOUR, MIN, T0, example_project, tx
+from transforms import FieldType
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
 pytestmark = pytest.mark.filterwarnings("ignore:The spark .* experimental:RuntimeWarning")
 
-GROUPS = REFERENCE_CATALOG.groups
+GROUPS = TRANSACTIONS.groups
 DAY = 24 * HOUR
 LATE = 30 * DAY  # "far after the last event"
 FEAST = str(Path(sys.executable).with_name("feast"))
@@ -55,23 +58,25 @@ def write_feature_tables(spark, records, lake):
 
     from batch_jobs.backfill import backfill
     from batch_jobs.ingest import ingest
-    from tandem.events_io import write_events
+    from runtime.events_io import write_events
 
     path = Path(lake) / "events.jsonl"
-    write_events(records, path, REFERENCE_CATALOG)
-    ingest(spark, path, Lake.at(lake), REFERENCE_CATALOG)
-    days = [datetime.fromtimestamp(r["event_time"] / 1000, timezone.utc).date() for r in evaluate(records).rows]
-    backfill(spark, Lake.at(lake), min(days), max(days))
+    write_events(records, path, TRANSACTIONS)
+    ingest(spark, path, Lake.at(lake), TRANSACTIONS)
+    days = [datetime.fromtimestamp(r["event_time"] / 1000, timezone.utc).date() for r in evaluate(records, TRANSACTIONS).rows]
+    backfill(spark, Lake.at(lake), min(days), max(days), TRANSACTIONS)
 
 
 class FeastCli:
-    """One ``feast`` CLI call in feature_repo/, as a user runs it (env vars, cwd), in the background."""
+    """One ``feast`` CLI call in the project's generated repository, as a user runs it (env vars, cwd),
+    in the background."""
 
     def __init__(self, env, *args, log_dir):
         self.args, self.began = args, time.monotonic()
         self.log = Path(log_dir) / f"feast-{args[0]}.log"
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([FEAST, *args], cwd=fs.REPO_DIR, env={**os.environ, **env},
+            self.proc = subprocess.Popen([FEAST, *args], cwd=env["TANDEM_PROJECT"] + "/feast_repo",
+                                         env={**os.environ, **env},
                                          stdout=log, stderr=subprocess.STDOUT)
 
     def wait(self, timeout=300):
@@ -106,7 +111,7 @@ def world(spark, redis_server, tmp_path_factory):
     """Reference rows -> Delta lake -> feast apply (CLI). Restores the Spark setting Feast flips."""
     records = generate(StreamSpec(users=25, merchants=6, rate_per_s=0.04, duration="6h",
                                   start="2024-05-01T21:00:00Z", ties=0.1, seed=7)) + adversarial_events()
-    rows = evaluate(records).rows
+    rows = evaluate(records, TRANSACTIONS).rows
     for g in GROUPS:  # the layout's promise, checked on the input: peers are equal
         seen = {}
         for r in rows:
@@ -114,7 +119,9 @@ def world(spark, redis_server, tmp_path_factory):
             assert seen.setdefault((r[g.key], r["event_time"]), vals) == vals
     lake = tmp_path_factory.mktemp("lake")
     write_feature_tables(spark, records, lake)
-    env = fs.feast_env(lake, f"{redis_server.host}:{redis_server.port}")
+    project = example_project(tmp_path_factory.mktemp("project"), lake=lake)
+    write_repo(project)  # what `tandem init` and `tandem feast` write
+    env = {"TANDEM_PROJECT": str(project.root), **fs.feast_env(lake, f"{redis_server.host}:{redis_server.port}")}
     FeastCli(env, "apply", log_dir=lake).wait()
     # Materialize (a fresh JVM, ~30 s) runs while the offline tests use this process's Spark.
     times = [r["event_time"] for r in rows]
@@ -122,7 +129,7 @@ def world(spark, redis_server, tmp_path_factory):
     materialize = FeastCli(env, "materialize", *(d.strftime("%Y-%m-%dT%H:%M:%S") for d in day), log_dir=lake)
     with warnings.catch_warnings():  # Feast's "experimental" notice; pytestmark misses fixtures
         warnings.simplefilter("ignore", RuntimeWarning)
-        store = fs.open_store(lake, env["TANDEM_REDIS"])
+        store = fs.open_store(project.name, lake, env["TANDEM_REDIS"])
     try:
         yield {"rows": rows, "lake": lake, "env": env, "materialize": materialize, "store": store}
     finally:
@@ -145,15 +152,15 @@ def entity_rows(rows):
 
 def test_registry_is_generated_from_the_catalog(world):
     store = world["store"]
-    service = store.get_feature_service(fs.SERVICE)
+    service = store.get_feature_service(service_name(TRANSACTIONS))
     assert [p.name for p in service.feature_view_projections] == [g.entity for g in GROUPS]
     for g in GROUPS:
         view = store.get_feature_view(g.entity)
         assert view.join_keys == [g.key] and view.online and view.ttl.total_seconds() == 0
         assert [(f.name, str(f.dtype)) for f in view.features] == [
-            (f.name, {FieldType.INT64: "Int64", FieldType.FLOAT64: "Float64"}[REFERENCE_CATALOG.feature_dtype(f)])
+            (f.name, {FieldType.INT64: "Int64", FieldType.FLOAT64: "Float64"}[TRANSACTIONS.feature_dtype(f)])
             for f in g.features]
-        assert view.batch_source.path == Lake.at(world["lake"]).features(g.entity)
+        assert view.batch_source.path == Lake.at(world["lake"]).tables(TRANSACTIONS).features(g.entity)
 
 
 def test_training_data_is_point_in_time_correct(world):
@@ -162,7 +169,7 @@ def test_training_data_is_point_in_time_correct(world):
     entity_df = pd.DataFrame(ents, columns=["user_id", "merchant_id", "t"])
     entity_df["event_timestamp"] = pd.to_datetime(entity_df.pop("t"), unit="ms", utc=True)
     began = time.monotonic()
-    got = fs.training_data(world["store"], entity_df)
+    got = fs.training_data(world["store"], entity_df, service_name(TRANSACTIONS))
     print(f"get_historical_features, {len(entity_df)} entity rows: {time.monotonic() - began:.1f}s")
 
     assert len(got) == len(entity_df)
@@ -215,7 +222,7 @@ def test_materialize_then_online_serves_each_entitys_latest_row(world):
     merchants = sorted({r["merchant_id"] for r in rows})
     pairs = [{"user_id": u, "merchant_id": merchants[i % len(merchants)]} for i, u in enumerate(users)]
     pairs += [{"user_id": users[0], "merchant_id": m} for m in merchants]
-    got = fs.online_features(store, pairs)
+    got = fs.online_features(store, pairs, service_name(TRANSACTIONS))
     for g in GROUPS:
         index = latest_at(rows, g)
         for i, p in enumerate(pairs):
@@ -261,7 +268,7 @@ def test_yaml_spark_conf_matches_tandems_spark_settings(tmp_path):
     """feature_store.yaml's Spark conf (for the CLI) must not drift from batch_jobs.spark_session."""
     from batch_jobs.spark_session import submit_conf
 
-    conf = dict(fs.repo_config(tmp_path, "localhost:1").offline_store.spark_conf)
+    conf = dict(fs.repo_config("p", tmp_path, "localhost:1").offline_store.spark_conf)
     want = submit_conf()
     assert conf.pop("spark.master") == "local[*]"
     assert conf.pop("spark.driver.extraJavaOptions") == "-Duser.timezone=UTC"

@@ -19,12 +19,13 @@ import pytest
 import yaml
 
 from stream_jobs.outputs import dead_letters, feature_rows
-from tandem.events_io import write_events
-from tandem.generator import StreamSpec, generate
+from runtime.events_io import write_events
+from examples.transactions.features.generate import StreamSpec, generate
 from tandem.services import free_port
+from tests.factories import jobs_project_dir
 from tests.shell import shell_env
 from tests.test_stream_path import assert_matches_reference
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 FLINK_BIN = Path(pyflink.__file__).parent / "bin"
@@ -76,7 +77,7 @@ def rest_get(address: str, path: str) -> dict:
 def small_stream(tmp_path, seed):
     records = generate(StreamSpec(users=8, merchants=3, rate_per_s=0.05, duration="2h", out_of_order=0.2, seed=seed))
     events = tmp_path / "events.jsonl"
-    write_events(records, events, REFERENCE_CATALOG)
+    write_events(records, events, TRANSACTIONS)
     return records, events
 
 
@@ -85,11 +86,12 @@ def test_flink_run_on_a_standalone_cluster_equals_the_reference(standalone_clust
     records, events = small_stream(tmp_path, 72)
     out = tmp_path / "out"
     command = [str(FLINK), "run", "-m", address, "-pyclientexec", sys.executable, "-pyexec", sys.executable,
-               "-py", "stream_jobs/job.py", "--source", f"file:{events}", "--out", str(out)]
+               "-py", "stream_jobs/job.py", "--project", str(jobs_project_dir()), "--source", f"file:{events}",
+               "--out", str(out)]
     done = subprocess.run(command, cwd=ROOT, env=env | {"TZ": "UTC"}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert [j["state"] for j in rest_get(address, "/jobs/overview")["jobs"]] == ["FINISHED"]  # ran there
-    assert_matches_reference(records, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
+    assert_matches_reference(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000)
 
 
 def test_flink_run_with_a_local_target_equals_the_reference(tmp_path):
@@ -97,17 +99,19 @@ def test_flink_run_with_a_local_target_equals_the_reference(tmp_path):
     out = tmp_path / "out"
     env = shell_env(TZ="UTC", JVM_ARGS="-Duser.timezone=UTC", FLINK_LOG_DIR=str(tmp_path / "log"))
     command = [str(FLINK), "run", "--target", "local", "-pyclientexec", sys.executable, "-pyexec", sys.executable,
-               "-py", "stream_jobs/job.py", "--source", f"file:{events}", "--out", str(out), "--allowed-lateness", "5s"]
+               "-py", "stream_jobs/job.py", "--project", str(jobs_project_dir()), "--source", f"file:{events}",
+               "--out", str(out), "--allowed-lateness", "5s"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Job has been submitted with JobID" in done.stdout
-    assert_matches_reference(records, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
+    assert_matches_reference(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000)
 
 
 def test_flink_run_reports_bad_input_in_one_line(tmp_path):
     env = shell_env(FLINK_LOG_DIR=str(tmp_path / "log"))
     command = [str(FLINK), "run", "--target", "local", "-pyclientexec", sys.executable, "-py", "stream_jobs/job.py",
-               "--source", f"file:{tmp_path / 'missing.jsonl'}", "--out", str(tmp_path / "out")]
+               "--project", str(jobs_project_dir()), "--source", f"file:{tmp_path / 'missing.jsonl'}",
+               "--out", str(tmp_path / "out")]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     assert f"error: {tmp_path / 'missing.jsonl'}: no such file or directory" in done.stdout + done.stderr

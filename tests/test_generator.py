@@ -4,9 +4,9 @@ from collections import Counter
 
 import pytest
 
-from tandem.generator import INVALID_KINDS, StreamSpec, generate
+from examples.transactions.features.generate import INVALID_KINDS, StreamSpec, generate
 from tandem.reference import evaluate
-from transforms import TRANSACTIONS_V1
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS, TRANSACTIONS_V1
 from transforms.schema import Invalid, parse_iso_timestamp_ms
 
 
@@ -33,7 +33,7 @@ def test_default_stream_has_disorder_ties_duplicates_and_invalid_records():
     assert sum(b == a for a, b in zip(times, times[1:])) > 100  # same-millisecond ties
     ids = Counter(r["transaction_id"] for r in records)
     assert sum(n > 1 for n in ids.values()) > 100  # retries
-    result = evaluate(records)
+    result = evaluate(records, TRANSACTIONS)
     n = len(records)
     assert 0.005 * n < result.counts["invalid"] < 0.02 * n
     assert 0.005 * n < result.counts["duplicate"] < 0.02 * n

@@ -19,14 +19,16 @@ import pytest
 
 from stream_jobs import pipeline
 from stream_jobs.compile_catalog import validation_spec
-from stream_jobs.job import StreamJobSpec, run
+from stream_jobs.job import run
 from stream_jobs.outputs import dead_letters, feature_rows
-from tandem.events_io import decode_json_line
-from tandem.generator import StreamSpec, generate
+from runtime.events_io import decode_json_line
+from examples.transactions.features.generate import StreamSpec, generate
 from tests.adversarial import adversarial_events
 from tests.test_stream_path import assert_matches_reference
-from transforms import REFERENCE_CATALOG, Invalid
+from transforms import Invalid
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 from transforms.schema import EventSchema, Field, FieldType, finite_non_negative, non_empty
+from tests.factories import stream_spec
 
 NOT_AFTER = 1_714_600_000_000  # 2024-05-01T21:46:40Z: inside the generated streams, so some events are too new
 NO_BOUND = 2**63 - 1
@@ -165,7 +167,7 @@ def jvm_verdicts(schema: EventSchema, lines: list[str], not_after: int | None) -
     return text.split("\n")[:-1]
 
 
-@pytest.mark.parametrize("schema", [REFERENCE_CATALOG.schema, OTHER], ids=["reference", "other"])
+@pytest.mark.parametrize("schema", [TRANSACTIONS.schema, OTHER], ids=["reference", "other"])
 @pytest.mark.parametrize("not_after", [NOT_AFTER, None], ids=["bounded", "unbounded"])
 def test_the_jvm_validator_agrees_with_transforms_schema(_flink_gateway, schema, not_after):
     records = generate(StreamSpec(users=50, merchants=10, rate_per_s=0.2, duration="48h", seed=5,
@@ -193,13 +195,13 @@ def custom_rule(value: float) -> str | None:
 
 def with_amount_rule(rule):
     """The reference catalog with ``rule`` as the amount field's domain rule."""
-    schema = REFERENCE_CATALOG.schema
+    schema = TRANSACTIONS.schema
     fields = tuple(dataclasses.replace(f, rule=rule) if f.name == "amount" else f for f in schema.fields)
-    return dataclasses.replace(REFERENCE_CATALOG, schema=dataclasses.replace(schema, fields=fields))
+    return dataclasses.replace(TRANSACTIONS, schema=dataclasses.replace(schema, fields=fields))
 
 
 def test_only_rules_with_a_jvm_twin_compile():
-    assert validation_spec(REFERENCE_CATALOG.schema) is not None
+    assert validation_spec(TRANSACTIONS.schema) is not None
     assert validation_spec(with_amount_rule(custom_rule).schema) is None
 
 
@@ -210,19 +212,19 @@ def test_a_schema_without_jvm_rules_is_validated_in_python_and_equals_the_refere
     records += adversarial_events()
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps(r) + "\n" for r in records))
-    run(flink_table_env, StreamJobSpec(f"file:{events}", tmp_path / "out", 5_000, catalog=catalog))
+    run(flink_table_env, stream_spec(f"file:{events}", tmp_path / "out", 5_000, catalog=catalog))
     assert_matches_reference(records, feature_rows(tmp_path / "out", catalog), dead_letters(tmp_path / "out"), 5_000)
 
 
 def test_a_line_the_jvm_refuses_and_python_accepts_is_a_dead_letter_not_a_loss(flink_table_env, tmp_path, monkeypatch):
     """The disagreement the cross-check above rules out still cannot lose an event silently."""
     catalog = with_amount_rule(None)  # Python accepts negative amounts; the JVM spec below refuses them
-    monkeypatch.setattr(pipeline, "validation_spec", lambda schema: validation_spec(REFERENCE_CATALOG.schema))
+    monkeypatch.setattr(pipeline, "validation_spec", lambda schema: validation_spec(TRANSACTIONS.schema))
     from tests.factories import NOON, tx
 
     events = tmp_path / "events.jsonl"
     events.write_text(json.dumps(tx("fine", t=NOON)) + "\n" + json.dumps(tx("negative", amount=-1.0, t=NOON + 1)) + "\n")
-    run(flink_table_env, StreamJobSpec(f"file:{events}", tmp_path / "out", 5_000, catalog=catalog))
+    run(flink_table_env, stream_spec(f"file:{events}", tmp_path / "out", 5_000, catalog=catalog))
     assert [r["transaction_id"] for r in feature_rows(tmp_path / "out", catalog)] == ["fine"]
     [dead] = dead_letters(tmp_path / "out")
     assert (dead["transaction_id"], dead["reason"], dead["kind"]) == ("negative", "invalid", pipeline.MISMATCH)

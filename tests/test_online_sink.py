@@ -26,39 +26,37 @@ from feast.utils import _convert_arrow_to_proto
 from feast.value_type import ValueType
 
 from feature_repo import store as fs
+from feature_repo.definitions import service_name
 from stream_jobs import online_sink
 from stream_jobs.online_sink import OnlineStoreError, OnlineWriter, RedisUnreachable
-from tandem.errors import UserError
-from tandem.generator import StreamSpec, generate
+from runtime.errors import UserError
+from examples.transactions.features.generate import StreamSpec, generate
 from tandem.reference import evaluate
 from tandem.services import free_port
 from tandem.services.redis_server import RedisServer
-from tests.factories import MIN, T0
-from transforms import REFERENCE_CATALOG, FieldType
+from tests.factories import MIN, T0, TEST_PROJECT, online_writer, stream_spec
+from transforms import FieldType
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
 pytestmark = pytest.mark.filterwarnings("ignore:The spark .* experimental:RuntimeWarning")
 
-GROUPS = REFERENCE_CATALOG.groups
+GROUPS = TRANSACTIONS.groups
 SINK_DB, FEAST_DB = 5, 6  # the writer's database; a database Feast's own write path fills, to compare
 
 
 @pytest.fixture(scope="module")
 def feast(redis_server, tmp_path_factory):
-    """The Feast registry of feature_repo/ (applied in-process) over the session's Redis."""
+    """The Feast objects of the example catalog (applied in-process) over the session's Redis."""
+    from feature_repo.definitions import feast_objects
+
     lake = tmp_path_factory.mktemp("lake")
     (lake / "_feast").mkdir()
     addr = {db: f"{redis_server.host}:{redis_server.port},db={db}" for db in (SINK_DB, FEAST_DB)}
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in fs.feast_env(lake, addr[SINK_DB]).items():
-            mp.setenv(name, value)  # features.py refuses to import without them
-        from feature_repo import features
-
-        began = time.monotonic()
-        store = fs.open_store(lake, addr[SINK_DB])
-        store.apply([*features.ENTITIES, *features.VIEWS, features.tandem_reference])
-        print(f"FeatureStore.apply: {time.monotonic() - began:.2f}s")
-        yield {"lake": lake, "addr": addr, "store": store, "features": features,
-               "feast_store": fs.open_store(lake, addr[FEAST_DB])}
+    began = time.monotonic()
+    store = fs.open_store(TEST_PROJECT, lake, addr[SINK_DB])
+    store.apply(feast_objects([TRANSACTIONS], lake))
+    print(f"FeatureStore.apply: {time.monotonic() - began:.2f}s")
+    yield {"lake": lake, "addr": addr, "store": store, "feast_store": fs.open_store(TEST_PROJECT, lake, addr[FEAST_DB])}
 
 
 def client(redis_server, db):
@@ -69,7 +67,7 @@ def client(redis_server, db):
 def sink(feast, redis_server):
     """A writer on the sink database, emptied first."""
     client(redis_server, SINK_DB).flushdb()
-    with OnlineWriter(feast["addr"][SINK_DB]) as w:
+    with online_writer(feast["addr"][SINK_DB]) as w:
         yield w
 
 
@@ -89,8 +87,8 @@ def marker_row(user, merchant, t, version):
     """A feature row whose every feature says which version it is."""
     row = {"transaction_id": f"x-{user}-{t}-{version}", "user_id": user, "merchant_id": merchant,
            "event_time": t, "amount_log1p": 0.0, "is_night": 0}
-    for _, f in REFERENCE_CATALOG.features:
-        row[f.name] = version if REFERENCE_CATALOG.feature_dtype(f) is FieldType.INT64 else version + 0.25
+    for _, f in TRANSACTIONS.features:
+        row[f.name] = version if TRANSACTIONS.feature_dtype(f) is FieldType.INT64 else version + 0.25
     return row
 
 
@@ -105,7 +103,7 @@ def view_frame(rows, group):
 
 def online(store, pairs):
     """Feast's get_online_features for (user, merchant) pairs: {column: [values]} and event times (ms)."""
-    resp = store.get_online_features(features=store.get_feature_service(fs.SERVICE),
+    resp = store.get_online_features(features=store.get_feature_service(service_name(TRANSACTIONS)),
                                      entity_rows=[{"user_id": u, "merchant_id": m} for u, m in pairs])
     names = list(resp.proto.metadata.feature_names.val)
     ts = {g.entity: [t.ToMilliseconds() if t.seconds or t.nanos else None
@@ -123,7 +121,7 @@ def version_of(got, i):
 def stream_rows():
     records = generate(StreamSpec(users=40, merchants=8, rate_per_s=0.05, duration="8h",
                                   start="2024-05-01T20:00:00Z", ties=0.15, out_of_order=0.2, seed=11))
-    return evaluate(records).rows  # arrival order: out of order in event time
+    return evaluate(records, TRANSACTIONS).rows  # arrival order: out of order in event time
 
 
 # --- (1) Feast reads what the writer wrote ------------------------------------------------------
@@ -151,7 +149,7 @@ def test_feast_serves_each_entitys_latest_row(feast, sink, stream_rows):
                 assert value == (want and want[f.name]), (g.entity, pair, f.name, value)
                 if want is not None:
                     assert type(value) is {FieldType.INT64: int, FieldType.FLOAT64: float}[
-                        REFERENCE_CATALOG.feature_dtype(f)]
+                        TRANSACTIONS.feature_dtype(f)]
                     checked += 1
     assert checked > 300
 
@@ -186,11 +184,13 @@ def test_value_bytes_are_feasts_conversion(feast):
             assert online_sink.serialized_values(values, value_type) == want, (value_type, values)
 
 
-def test_types_agree_with_the_feast_repo(feast):
-    """The sink's catalog-type -> Feast-type map is feature_repo/features.py's."""
-    for ftype, feast_type in feast["features"].FEAST_TYPES.items():
-        assert online_sink.FEAST_VALUE_TYPES[ftype] == feast_type.to_value_type()
-    assert set(online_sink.FEAST_VALUE_TYPES) == set(feast["features"].FEAST_TYPES)
+def test_types_agree_with_the_feast_registry(feast, sink):
+    """Every feature's value type as the sink writes it is the type the applied feature view declares."""
+    for group in GROUPS:
+        declared = {f.name: f.dtype.to_value_type() for f in feast["store"].get_feature_view(group.entity).features}
+        written = {name: value_type for view in sink.views if view.name == group.entity
+                   for name, _, value_type in view.features}
+        assert declared == written and set(declared) == {f.name for f in group.features}
 
 
 # --- (2) the guard ------------------------------------------------------------------------------
@@ -317,7 +317,8 @@ def test_two_racing_writers_end_with_the_newest_rows(feast, redis_server):
 
     # Measurement: the same race through Feast's own write path (read _ts, then HSET: not atomic).
     client(redis_server, FEAST_DB).flushdb()
-    config, views = feast["feast_store"].config, {v.name: v for v in feast["features"].VIEWS}
+    config, views = feast["feast_store"].config, {g.entity: feast["feast_store"].get_feature_view(g.entity)
+                                                  for g in GROUPS}
 
     def feast_writer():
         store = RedisOnlineStore()  # its own connection, as a second process would have
@@ -339,7 +340,7 @@ def test_two_racing_writers_end_with_the_newest_rows(feast, redis_server):
 
     client(redis_server, SINK_DB).flushdb()
     began = time.monotonic()
-    with OnlineWriter(feast["addr"][SINK_DB]) as a, OnlineWriter(feast["addr"][SINK_DB]) as b:
+    with online_writer(feast["addr"][SINK_DB]) as a, online_writer(feast["addr"][SINK_DB]) as b:
         stale = race(a.write, b.write, check_feast(feast["store"]))
         print(f"OnlineWriter: {stale} stale; written {a.stats.written + b.stats.written}, refused as stale "
               f"{a.stats.stale + b.stats.stale} ({time.monotonic() - began:.1f}s)")
@@ -354,7 +355,7 @@ def test_unreachable_redis_at_start_is_one_clear_line(feast):
     for address in (f"127.0.0.1:{port}", f"redis://127.0.0.1:{port}/0"):
         began = time.monotonic()
         with pytest.raises(RedisUnreachable) as e:
-            OnlineWriter(address)
+            online_writer(address)
         msg = str(e.value)
         assert msg.startswith(f"Redis at 127.0.0.1:{port}/0 is unreachable:") and "\n" not in msg, msg
         assert isinstance(e.value, RuntimeError) and isinstance(e.value, UserError)
@@ -388,14 +389,14 @@ def own_redis(monkeypatch):
 
 def read_versions(feast, server, entity):
     """The versions Feast reads for (u-<entity>, m-<entity>) from ``server``."""
-    store = fs.open_store(feast["lake"], f"{server.host}:{server.port}")
+    store = fs.open_store(TEST_PROJECT, feast["lake"], f"{server.host}:{server.port}")
     got, _ = online(store, [(f"u-{entity}", f"m-{entity}")])
     return version_of(got, 0)
 
 
 def test_redis_killed_mid_run_retries_then_raises_and_recovers(feast, own_redis):
     addr = f"{own_redis.host}:{own_redis.port}"
-    writer = OnlineWriter(addr, max_tries=4, backoff=0.1, max_backoff=0.4)
+    writer = online_writer(addr, max_tries=4, backoff=0.1, max_backoff=0.4)
     assert writer.write([marker_row("u-kill", "m-kill", T0, 1)]).written == 2
 
     own_redis.stop()
@@ -414,7 +415,7 @@ def test_redis_killed_mid_run_retries_then_raises_and_recovers(feast, own_redis)
 
 
 def test_redis_back_within_the_retries_loses_nothing(feast, own_redis):
-    writer = OnlineWriter(f"{own_redis.host}:{own_redis.port}", max_tries=10, backoff=0.1, max_backoff=0.3)
+    writer = online_writer(f"{own_redis.host}:{own_redis.port}", max_tries=10, backoff=0.1, max_backoff=0.3)
     writer.write([marker_row("u-back", "m-back", T0, 1)])
     own_redis.stop()
     with ThreadPoolExecutor(1) as pool:
@@ -432,15 +433,15 @@ def test_redis_back_within_the_retries_loses_nothing(feast, own_redis):
 
 def test_the_stream_job_writes_what_feast_serves(feast, redis_server, flink_table_env, tmp_path):
     """tandem's Flink job -> Redis -> Feast get_online_features = each entity's latest accepted row."""
-    from stream_jobs.job import StreamJobSpec, run
-    from tandem.events_io import write_events
+    from stream_jobs.job import run
+    from runtime.events_io import write_events
 
     client(redis_server, SINK_DB).flushdb()
     records = generate(StreamSpec(users=15, merchants=4, rate_per_s=0.2, duration="2h", out_of_order=0.2, seed=13))
-    write_events(records, tmp_path / "events.jsonl", REFERENCE_CATALOG)
-    run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'events.jsonl'}", tmp_path / "out", 5_000,
+    write_events(records, tmp_path / "events.jsonl", TRANSACTIONS)
+    run(flink_table_env, stream_spec(f"file:{tmp_path / 'events.jsonl'}", tmp_path / "out", 5_000,
                                        redis=feast["addr"][SINK_DB]))
-    rows = evaluate(records, allowed_lateness_ms=5_000).rows
+    rows = evaluate(records, TRANSACTIONS, allowed_lateness_ms=5_000).rows
     latest = {g.entity: latest_rows(rows, g) for g in GROUPS}
     pairs = [(u, m) for u, m in zip(sorted(latest["user"]), sorted(latest["merchant"]) * 15)]
     got, ts = online(feast["store"], pairs)
@@ -464,10 +465,10 @@ def edge_rows():
     doubles = [float("nan"), float("inf"), float("-inf"), -0.0, 5e-324, 0.1 + 0.2, -1.5, 2.0**70, None]
     for i in range(9):
         row = marker_row(f"ü-{i}-ñ", f"m-édge-{i % 3}", T0 + i * MIN, 1)
-        for _, f in REFERENCE_CATALOG.features:
-            int64 = REFERENCE_CATALOG.feature_dtype(f) is FieldType.INT64
+        for _, f in TRANSACTIONS.features:
+            int64 = TRANSACTIONS.feature_dtype(f) is FieldType.INT64
             row[f.name] = (ints if int64 else doubles)[(i + len(f.name)) % 9]
-        row[REFERENCE_CATALOG.features[0][1].name] = None  # a null int64 / first feature
+        row[TRANSACTIONS.features[0][1].name] = None  # a null int64 / first feature
         rows.append(row)
     rows.append({**rows[3], "transaction_id": "peer"})  # a peer: same entity and time, same features
     rows.append(marker_row("ü-0-ñ", "m-édge-0", T0 - 5 * MIN, 2))  # older than what Redis will hold
@@ -483,20 +484,20 @@ def jvm_write(t_env, writer: OnlineWriter, rows, name: str) -> None:
     from stream_jobs.compile_catalog import FLINK_TYPES
     from stream_jobs.online_table import online_write_sql
 
-    columns = REFERENCE_CATALOG.feature_row_columns()
+    columns = TRANSACTIONS.feature_row_columns()
     row_type = DataTypes.ROW([DataTypes.FIELD(n, FLINK_TYPES[t]) for n, t in columns])
     t_env.create_temporary_view(f"{name}_rows", t_env.from_elements([tuple(r[n] for n, _ in columns)
                                                                     for r in rows], row_type))
-    t_env.execute_sql(online_write_sql(t_env, f"{name}_rows", writer, REFERENCE_CATALOG, table=name)).wait()
+    t_env.execute_sql(online_write_sql(t_env, f"{name}_rows", writer, TRANSACTIONS, table=name)).wait()
 
 
 def test_the_jvm_sink_gets_the_python_writers_settings(feast):
     """Timeouts, retries and batching are the Python writer's, handed to the JVM sink, not the JVM's defaults."""
     from stream_jobs.online_table import sink_options
 
-    with OnlineWriter(feast["addr"][SINK_DB], socket_timeout=7.5, connect_timeout=0.25, max_tries=3,
+    with online_writer(feast["addr"][SINK_DB], socket_timeout=7.5, connect_timeout=0.25, max_tries=3,
                       batch_size=123) as w:
-        options = sink_options(w, REFERENCE_CATALOG)
+        options = sink_options(w, TRANSACTIONS)
     assert (options["socket-timeout-ms"], options["connect-timeout-ms"]) == ("7500", "250")
     assert (options["max-tries"], options["batch-size"]) == ("3", "123")
 
@@ -510,12 +511,12 @@ def test_the_jvm_writer_writes_the_python_writers_bytes(feast, redis_server, str
     expected_addr = f"{redis_server.host}:{redis_server.port},db={JVM_EXPECTED_DB}"
     for db, addr in ((SINK_DB, feast["addr"][SINK_DB]), (JVM_EXPECTED_DB, expected_addr)):
         client(redis_server, db).flushdb()
-        with OnlineWriter(addr) as w:
+        with online_writer(addr) as w:
             w.write([stored_first])
-    with OnlineWriter(expected_addr) as w:
+    with online_writer(expected_addr) as w:
         assert w.write(rows).stale == 1  # stored_first's user
 
-    with OnlineWriter(feast["addr"][SINK_DB]) as w:
+    with online_writer(feast["addr"][SINK_DB]) as w:
         jvm_write(flink_table_env, w, rows, "jvm_sink")
 
     ours, want = client(redis_server, SINK_DB), client(redis_server, JVM_EXPECTED_DB)
@@ -531,7 +532,7 @@ def test_the_jvm_writer_writes_the_python_writers_bytes(feast, redis_server, str
 def test_the_jvm_writer_fails_loudly_on_a_corrupt_stored_timestamp(feast, redis_server, flink_table_env):
     from py4j.protocol import Py4JJavaError
 
-    with OnlineWriter(feast["addr"][SINK_DB]) as w:
+    with online_writer(feast["addr"][SINK_DB]) as w:
         client(redis_server, SINK_DB).hset(w._hash_key("user_id", "u-corrupt-jvm"), "_ts:user", b"\xff")
         with pytest.raises(Py4JJavaError) as failed:
             jvm_write(flink_table_env, w, [marker_row("u-corrupt-jvm", "m-corrupt-jvm", T0, 1)], "jvm_corrupt")

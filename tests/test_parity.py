@@ -18,20 +18,21 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tandem.errors import UserError
-from tandem.events_io import write_events
-from tandem.generator import PARQUET_INVALID_KINDS, StreamSpec, generate
+from runtime.errors import UserError
+from runtime.events_io import write_events
+from examples.transactions.features.generate import PARQUET_INVALID_KINDS, StreamSpec, generate
 from tandem.parity.compare import same
 from tandem.parity.run import run_parity
 from tandem.reference import evaluate
 from tests.factories import tx
 from tests.parity_streams import streams
+from tandem.init import example_dir
 from tests.shell import shell_env
 from tests.test_cli import TANDEM, assert_one_line_error, run
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 from transforms.schema import not_after_now
 
-COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
+COLUMNS = [c for c, _ in TRANSACTIONS.feature_row_columns()]
 
 
 def read_rows(path: Path) -> dict[str, dict]:
@@ -53,8 +54,8 @@ def assert_rows_are_the_reference(path: Path, expected_rows: list[dict]) -> None
 
 def assert_outputs_are_the_reference(out: Path, records: list, lateness_ms: int) -> tuple:
     bound = not_after_now()  # the engines reject events more than an hour ahead of their clock
-    batch_ref = evaluate(records, not_after_ms=bound)
-    stream_ref = evaluate(records, allowed_lateness_ms=lateness_ms, not_after_ms=bound)
+    batch_ref = evaluate(records, TRANSACTIONS, not_after_ms=bound)
+    stream_ref = evaluate(records, TRANSACTIONS, allowed_lateness_ms=lateness_ms, not_after_ms=bound)
     assert_rows_are_the_reference(out / "batch.parquet", batch_ref.rows)
     assert_rows_are_the_reference(out / "stream.parquet", stream_ref.rows)
     rejected = Counter((r["path"], r["transaction_id"], r["reason"]) for r in pq.read_table(out / "rejected.parquet").to_pylist())
@@ -83,8 +84,8 @@ def test_generated_adversarial_streams_have_parity(spark, data):
     records.insert(len(records) // 2, tx("from-2099", t="2099-01-01T00:00:00Z"))  # invalid: far in the future
     with tempfile.TemporaryDirectory() as tmp:
         events, out = Path(tmp) / "events.jsonl", Path(tmp) / "out"
-        write_events(records, events, REFERENCE_CATALOG)
-        result = run_parity(events, out, lateness, spark=spark)
+        write_events(records, events, TRANSACTIONS)
+        result = run_parity(events, out, lateness, TRANSACTIONS, spark=spark)
         assert result.comparison.passed, unexplained_summary(result.comparison)
         _, stream_ref = assert_outputs_are_the_reference(out, records, lateness)
         assert json.loads((out / "report.json").read_text())["verdict"] == "pass"
@@ -99,8 +100,8 @@ def test_parity_command_on_a_fixed_seed(tmp_path):
                                   max_delay="20s", invalid_kinds=PARQUET_INVALID_KINDS, time_format="epoch_ms",
                                   seed=11))
     events, out = tmp_path / "_events.parquet", tmp_path / "out"  # a name Flink's file source would skip
-    write_events(records, events, REFERENCE_CATALOG)
-    env = shell_env()  # as from a shell (tests/shell.py)
+    write_events(records, events, TRANSACTIONS)
+    env = shell_env(TANDEM_PROJECT=str(example_dir()))  # as from a shell (tests/shell.py), in the example project
     result = subprocess.run([TANDEM, "parity", "--events", str(events), "--out", str(out), "--allowed-lateness", "5s"],
                             capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -145,7 +146,7 @@ def test_an_output_directory_with_files_is_refused(tmp_path):
 
 def test_a_run_that_dies_part_way_leaves_no_report(tmp_path):
     events = tmp_path / "e.jsonl"
-    write_events(generate(StreamSpec(users=3, duration="5m", seed=1)), events, REFERENCE_CATALOG)
+    write_events(generate(StreamSpec(users=3, duration="5m", seed=1)), events, TRANSACTIONS)
 
     @contextlib.contextmanager
     def dies_at_the_batch(name):
@@ -154,7 +155,7 @@ def test_a_run_that_dies_part_way_leaves_no_report(tmp_path):
         yield
 
     with pytest.raises(KeyboardInterrupt):
-        run_parity(events, tmp_path / "out", 5_000, step=dies_at_the_batch)
+        run_parity(events, tmp_path / "out", 5_000, TRANSACTIONS, step=dies_at_the_batch)
     assert (tmp_path / "out").exists() and not (tmp_path / "out" / "report.json").exists()
     with pytest.raises(UserError, match="is not empty"):  # and the leftovers cannot be taken for a new run
-        run_parity(events, tmp_path / "out", 5_000)
+        run_parity(events, tmp_path / "out", 5_000, TRANSACTIONS)

@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 from tandem.parity.compare import PathOutput, compare, references, same
 from tests.factories import NOON, tx
 
@@ -29,7 +30,7 @@ def records():
 
 @pytest.fixture(scope="module")
 def refs():
-    return references(records(), LATENESS)
+    return references(records(), LATENESS, TRANSACTIONS)
 
 
 def outputs(refs):
@@ -50,7 +51,7 @@ def col(comparison, name):
 def test_correct_outputs_pass_and_the_late_event_explains_every_difference(refs):
     batch, stream = outputs(refs)
     assert row(batch, "b")["user_txn_count_10m"] == 3 and row(stream, "b")["user_txn_count_10m"] == 2  # by hand
-    c = compare(batch, stream, refs)
+    c = compare(batch, stream, refs, TRANSACTIONS)
     assert c.passed and c.unexplained == 0 and c.issues == []
     assert c.confirmed_late == ["late"] and c.events_compared == 4  # a, late, b, c
     count = col(c, "user_txn_count_10m")
@@ -67,7 +68,7 @@ def test_correct_outputs_pass_and_the_late_event_explains_every_difference(refs)
 def test_one_ulp_in_one_stream_sum_is_caught_and_measured(refs):
     batch, stream = outputs(refs)
     row(stream, "c")["user_amount_sum_24h"] = math.nextafter(2.0, math.inf)
-    c = compare(batch, stream, refs)
+    c = compare(batch, stream, refs, TRANSACTIONS)
     assert not c.passed and c.unexplained == 1
     s = col(c, "user_amount_sum_24h")
     assert (s.unexplained, s.explained, s.differing, s.stream_vs_reference) == (1, 3, 3, 1)
@@ -81,7 +82,7 @@ def test_a_wrong_value_is_not_excused_by_a_late_event_in_its_window(refs):
     batch, stream = outputs(refs)
     row(stream, "b")["user_txn_count_1h"] = 7  # b's window does hold the late event: still wrong
     row(stream, "b")["user_txn_count_10m"] = 3  # equal to batch, but the stream must not have folded "late"
-    c = compare(batch, stream, refs)
+    c = compare(batch, stream, refs, TRANSACTIONS)
     assert col(c, "user_txn_count_1h").unexplained == 1 and col(c, "user_txn_count_10m").unexplained == 1
     assert not c.passed
 
@@ -89,7 +90,7 @@ def test_a_wrong_value_is_not_excused_by_a_late_event_in_its_window(refs):
 def test_a_late_event_the_stream_did_not_report_explains_nothing(refs):
     batch, stream = outputs(refs)
     stream = PathOutput(stream.rows, [(i, reason) for i, reason in stream.rejected if reason != "late"])
-    c = compare(batch, stream, refs)
+    c = compare(batch, stream, refs, TRANSACTIONS)
     assert [i.kind for i in c.issues] == ["late_unreported"]
     count = col(c, "user_txn_count_10m")
     assert (count.explained, count.unexplained) == (0, 3)  # the lost row and both rows it changed
@@ -99,7 +100,7 @@ def test_a_late_event_the_stream_did_not_report_explains_nothing(refs):
 def test_a_silently_lost_row_is_unexplained_in_every_column(refs):
     batch, stream = outputs(refs)
     stream.rows.remove(row(stream, "c"))
-    c = compare(batch, stream, refs)
+    c = compare(batch, stream, refs, TRANSACTIONS)
     assert all(x.unexplained == 1 for x in c.columns)
     assert "no stream row for an on-time event" in c.examples("user_id")[0].why
 
@@ -107,7 +108,7 @@ def test_a_silently_lost_row_is_unexplained_in_every_column(refs):
 def test_both_paths_wrong_the_same_way_is_caught(refs):
     batch, stream = outputs(refs)
     row(batch, "c")["amount_log1p"] = row(stream, "c")["amount_log1p"] = 0.5
-    c = compare(batch, stream, refs)
+    c = compare(batch, stream, refs, TRANSACTIONS)
     a = col(c, "amount_log1p")
     assert (a.unexplained, a.differing, a.batch_vs_reference, a.stream_vs_reference) == (1, 0, 1, 1)
 
@@ -117,7 +118,7 @@ def test_types_must_match_not_just_values(refs, column, value):
     batch, stream = outputs(refs)
     assert row(stream, "c")[column] == value  # equal as Python numbers...
     row(stream, "c")[column] = value
-    assert col(compare(batch, stream, refs), column).unexplained == 1  # ...but not the same value
+    assert col(compare(batch, stream, refs, TRANSACTIONS), column).unexplained == 1  # ...but not the same value
 
 
 def test_bitwise_equality():
@@ -129,7 +130,7 @@ def test_rows_written_twice_and_rejections_that_differ_are_issues(refs):
     batch, stream = outputs(refs)
     stream.rows.append(dict(row(stream, "a")))
     batch = PathOutput(batch.rows, [(i, reason) for i, reason in batch.rejected if reason != "duplicate"])
-    c = compare(batch, stream, refs)
+    c = compare(batch, stream, refs, TRANSACTIONS)
     assert sorted(i.kind for i in c.issues) == ["rejections_differ", "rows_written_twice"]
     assert all(x.unexplained == 0 for x in c.columns) and c.unexplained == 2 and not c.passed
 
@@ -137,7 +138,7 @@ def test_rows_written_twice_and_rejections_that_differ_are_issues(refs):
 def test_a_row_for_an_invalid_record_is_unexplained(refs):
     batch, stream = outputs(refs)
     stream.rows.append(dict(row(stream, "a"), transaction_id="bad"))
-    c = compare(batch, stream, refs)
+    c = compare(batch, stream, refs, TRANSACTIONS)
     assert col(c, "user_id").unexplained == 1
     assert "reference says is late or rejected" in c.examples("user_id")[0].why
 
@@ -148,7 +149,7 @@ def test_reports_carry_the_unexplained_example_with_its_window(refs, tmp_path):
 
     batch, stream = outputs(refs)
     row(stream, "b")["user_amount_sum_1h"] = math.inf
-    run = ParityRun(tmp_path / "e.jsonl", tmp_path, LATENESS, 6, compare(batch, stream, refs))
+    run = ParityRun(tmp_path / "e.jsonl", tmp_path, LATENESS, 6, compare(batch, stream, refs, TRANSACTIONS))
     doc = json.loads(json.dumps(report.to_json(run), allow_nan=False))  # strict JSON: inf is spelled out
     assert doc["verdict"] == "fail" and doc["unexplained"] == 1
     [example] = doc["columns"]["user_amount_sum_1h"]["unexplained_examples"]

@@ -6,12 +6,13 @@ import pytest
 
 from tandem.reference import evaluate
 from tests.factories import HOUR, MIN, NOON, T0, by_id, tx
-from transforms import Agg, Catalog, Feature, FeatureGroup, REFERENCE_CATALOG
+from transforms import Agg, Catalog, Feature, FeatureGroup
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 from transforms.schema import Undecodable
 
 
 def rows_of(records, **kw):
-    return by_id(evaluate(records, **kw).rows)
+    return by_id(evaluate(records, TRANSACTIONS, **kw).rows)
 
 
 # Windows: [t - W, t], both ends inclusive, peers included ---------------------
@@ -55,7 +56,7 @@ def test_windows_are_per_entity():
 def test_arrival_order_does_not_change_any_feature():
     events = [tx("a", t=NOON, amount=1e16), tx("b", t=NOON + 1, amount=1.0), tx("c", t=NOON + 2, amount=1.0),
               tx("d", t=NOON + 3, amount=0.1), tx("e", t=NOON + 3, amount=0.2)]
-    forward, backward = evaluate(events).rows, evaluate(events[::-1]).rows
+    forward, backward = evaluate(events, TRANSACTIONS).rows, evaluate(events[::-1], TRANSACTIONS).rows
     assert by_id(forward) == by_id(backward)
 
 
@@ -75,14 +76,14 @@ def test_merchant_features():
 
 
 def test_sums_are_correctly_rounded_exact_sums_not_running_double_sums():
-    # STACK_NOTES: 1e16 + 1 + 1 as a running double sum is 1e16; the exact sum rounds to 1e16 + 2.
+    # Measured on Spark: 1e16 + 1 + 1 as a running double sum is 1e16; the exact sum rounds to 1e16 + 2.
     rows = rows_of([tx("a", amount=1e16), tx("b", amount=1.0, t=NOON + 1), tx("c", amount=1.0, t=NOON + 2)])
     assert rows["c"]["user_amount_sum_1h"] == 1.0000000000000002e16
     assert rows["c"]["user_amount_avg_7d"] == 1.0000000000000002e16 / 3
 
 
 def test_sum_after_a_large_value_leaves_the_window_is_not_negative():
-    # The Flink retraction failure of STACK_NOTES: the true sum is 0.1 + 0.2.
+    # The Flink retraction failure (bounded OVER SUM): the true sum is 0.1 + 0.2.
     rows = rows_of([tx("a", amount=1e16), tx("b", amount=1.0, t=NOON + 1),
                     tx("d", amount=0.1, t=NOON + HOUR + 2), tx("e", amount=0.2, t=NOON + HOUR + 3)])
     assert rows["e"]["user_amount_sum_1h"] == 0.30000000000000004
@@ -106,7 +107,7 @@ def test_very_large_amounts_overflow_the_sum_to_inf_but_keep_max():
     rows = rows_of([tx("a", amount=1e308), tx("b", amount=1e308, t=NOON + 1)])
     assert rows["a"]["user_amount_sum_1h"] == 1e308
     assert rows["b"]["user_amount_sum_1h"] == math.inf
-    assert rows["b"]["user_amount_avg_7d"] == math.inf  # mean = sum / count (DESIGN.md)
+    assert rows["b"]["user_amount_avg_7d"] == math.inf  # mean = sum / count (docs/semantics.md)
     assert rows["b"]["user_amount_max_24h"] == 1e308
     assert rows["b"]["amount_log1p"] == pytest.approx(709.196208642166, rel=1e-15)
 
@@ -147,7 +148,7 @@ def test_amount_log1p():
 
 
 def test_duplicate_is_counted_once_and_the_first_copy_wins():
-    result = evaluate([tx("a", amount=5.0), tx("a", amount=500.0, t=NOON + 1), tx("b", t=NOON + 2)])
+    result = evaluate([tx("a", amount=5.0), tx("a", amount=500.0, t=NOON + 1), tx("b", t=NOON + 2)], TRANSACTIONS)
     rows = by_id(result.rows)
     assert set(rows) == {"a", "b"}
     assert rows["a"]["user_amount_max_24h"] == 5.0
@@ -157,7 +158,7 @@ def test_duplicate_is_counted_once_and_the_first_copy_wins():
 
 
 def test_invalid_record_does_not_claim_its_event_id():
-    result = evaluate([tx("a", amount=-1.0), tx("a", amount=3.0, t=NOON + 1)])
+    result = evaluate([tx("a", amount=-1.0), tx("a", amount=3.0, t=NOON + 1)], TRANSACTIONS)
     assert [r["amount_log1p"] for r in result.rows] == [math.log1p(3.0)]
     assert [r.reason for r in result.rejected] == ["invalid"]
 
@@ -195,7 +196,7 @@ def test_every_invalid_kind_is_rejected_with_its_reason(case):
     corrupt, kind, field = INVALID_CASES[case]
     bad = tx("bad")
     corrupt(bad)
-    result = evaluate([tx("good", t=NOON - 1), bad])
+    result = evaluate([tx("good", t=NOON - 1), bad], TRANSACTIONS)
     assert [r["transaction_id"] for r in result.rows] == ["good"]
     [rej] = result.rejected
     assert (rej.reason, rej.kind, rej.position) == ("invalid", kind, 1)
@@ -204,7 +205,7 @@ def test_every_invalid_kind_is_rejected_with_its_reason(case):
 
 
 def test_undecodable_and_non_object_records_are_rejected_not_dropped():
-    result = evaluate([Undecodable("{oops", "line 1: not valid JSON"), [1, 2], "text", tx("a")])
+    result = evaluate([Undecodable("{oops", "line 1: not valid JSON"), [1, 2], "text", tx("a")], TRANSACTIONS)
     assert [r.kind for r in result.rejected] == ["unparseable"] * 3
     assert result.rejected[0].detail == "line 1: not valid JSON"
     assert result.counts == {"accepted": 1, "invalid": 3}
@@ -223,30 +224,30 @@ def test_iso_and_epoch_times_are_the_same_instant():
 
 def test_event_exactly_allowed_lateness_behind_is_on_time_one_more_ms_is_late():
     events = [tx("a", t=NOON + 5000), tx("on-time", t=NOON), tx("late", t=NOON - 1)]
-    result = evaluate(events, allowed_lateness_ms=5000)
+    result = evaluate(events, TRANSACTIONS, allowed_lateness_ms=5000)
     assert [r["transaction_id"] for r in result.rows] == ["a", "on-time"]
     [late] = result.rejected
     assert (late.event_id, late.reason) == ("late", "late")
     # The batch path sees every valid event.
-    assert evaluate(events).counts["accepted"] == 3
+    assert evaluate(events, TRANSACTIONS).counts["accepted"] == 3
 
 
 def test_late_events_are_not_folded_into_windows():
     events = [tx("a", t=NOON), tx("b", t=NOON + 10_000), tx("late", t=NOON + 1000), tx("c", t=NOON + 10_001)]
-    rows = by_id(evaluate(events, allowed_lateness_ms=5000).rows)
+    rows = by_id(evaluate(events, TRANSACTIONS, allowed_lateness_ms=5000).rows)
     assert rows["c"]["user_txn_count_10m"] == 3
-    assert by_id(evaluate(events).rows)["c"]["user_txn_count_10m"] == 4
+    assert by_id(evaluate(events, TRANSACTIONS).rows)["c"]["user_txn_count_10m"] == 4
 
 
 def test_watermark_is_the_max_over_accepted_events_only():
     # The invalid record's far-future time and the duplicate must not advance the watermark.
     events = [tx("a", t=NOON), tx("x", t=NOON + HOUR, amount=-1.0), tx("b", t=NOON - 4000)]
-    assert evaluate(events, allowed_lateness_ms=5000).counts == {"accepted": 2, "invalid": 1}
+    assert evaluate(events, TRANSACTIONS, allowed_lateness_ms=5000).counts == {"accepted": 2, "invalid": 1}
 
 
 def test_a_duplicate_of_a_late_event_is_a_duplicate():
     events = [tx("a", t=NOON + 10_000), tx("late", t=NOON), tx("late", t=NOON)]
-    result = evaluate(events, allowed_lateness_ms=1000)
+    result = evaluate(events, TRANSACTIONS, allowed_lateness_ms=1000)
     assert [r.reason for r in result.rejected] == ["late", "duplicate"]
 
 
@@ -259,7 +260,7 @@ def test_min_last_and_int_sum_on_a_custom_catalog():
         Feature("last_merchant_1h", Agg.LAST, "1h", of="merchant_id"),
         Feature("night_sum_1h", Agg.SUM, "1h", of="is_night"),
     ))
-    catalog = Catalog(REFERENCE_CATALOG.schema, REFERENCE_CATALOG.row_functions, (group,))
+    catalog = Catalog(TRANSACTIONS.schema, TRANSACTIONS.row_functions, (group,))
     events = [tx("b", t=T0, amount=3.0, merchant="mB"), tx("a", t=T0, amount=2.0, merchant="mA"),
               tx("c", t=T0 - 1, amount=1.0, merchant="mC")]
     rows = by_id(evaluate(events, catalog).rows)
@@ -272,7 +273,7 @@ def test_min_last_and_int_sum_on_a_custom_catalog():
 
 
 def test_feature_row_has_exactly_the_design_columns():
-    row = evaluate([tx("a")]).rows[0]
+    row = evaluate([tx("a")], TRANSACTIONS).rows[0]
     assert list(row) == [
         "transaction_id", "user_id", "merchant_id", "event_time", "amount_log1p", "is_night",
         "user_txn_count_10m", "user_txn_count_1h", "user_txn_count_24h", "user_amount_sum_1h",
@@ -282,5 +283,5 @@ def test_feature_row_has_exactly_the_design_columns():
 
 
 def test_no_records():
-    result = evaluate([])
+    result = evaluate([], TRANSACTIONS)
     assert (result.rows, result.rejected, result.records_in) == ([], [], 0)

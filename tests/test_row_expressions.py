@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 from transforms.expressions import col, evaluate
-from transforms.rows import MS_PER_HOUR, row_expression
+from examples.transactions.features.transactions import MS_PER_HOUR
+from transforms.rows import row_expression
 
 VALUES = [0, 1, -1, 5, -5, 6, -6, 7, -7, 23, 24, 25, -24, -25,
           MS_PER_HOUR * 6 - 1, MS_PER_HOUR * 6, MS_PER_HOUR * 24 - 1, MS_PER_HOUR * 24,
@@ -65,7 +66,7 @@ def test_flink_native_equals_numpy(flink_table_env, name):
 
 
 def test_reference_catalog_compiles_is_night_natively():
-    is_night = {fn.name: fn for fn in REFERENCE_CATALOG.row_functions}["is_night"]
+    is_night = {fn.name: fn for fn in TRANSACTIONS.row_functions}["is_night"]
     assert is_night.expr is not None
 
 

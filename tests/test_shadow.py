@@ -7,26 +7,29 @@ differ, and nowhere else.
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from tandem.events_io import write_events
-from tandem.generator import StreamSpec, generate
+from runtime.events_io import write_events
+from examples.transactions.features.generate import StreamSpec, generate
 from tandem.parity.compare import same
 from tandem.reference import evaluate
-from tandem.shadow import load_catalog, run_shadow
+from runtime.project import load_catalog
+from tandem.shadow import run_shadow
 from tests.test_cli import assert_one_line_error, run
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
 CANDIDATE = textwrap.dedent('''
     """A reviewed change: the 1 h count becomes 2 h, max gives way to min."""
-    from transforms import Agg, Catalog, Feature, FeatureGroup, REFERENCE_CATALOG
-    from transforms.reference_catalog import MERCHANT_FEATURES, USER_FEATURES
+    from transforms import Agg, Catalog, Feature, FeatureGroup
+    from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
+    from examples.transactions.features.transactions import MERCHANT_FEATURES, USER_FEATURES
 
     kept = [Feature("user_txn_count_1h", Agg.COUNT, "2h") if f.name == "user_txn_count_1h" else f
             for f in USER_FEATURES.features if f.name != "user_amount_max_24h"]
     USER = FeatureGroup("user", "user_id", (*kept, Feature("user_amount_min_24h", Agg.MIN, "24h", of="amount")))
-    CATALOG = Catalog(REFERENCE_CATALOG.schema, REFERENCE_CATALOG.row_functions, (USER, MERCHANT_FEATURES))
+    CATALOG = Catalog(TRANSACTIONS.schema, TRANSACTIONS.row_functions, (USER, MERCHANT_FEATURES))
 ''')
 
 
@@ -36,14 +39,14 @@ def shadow_run(spark, tmp_path_factory):
     module = root / "candidate.py"
     module.write_text(CANDIDATE)
     records = generate(StreamSpec(users=15, merchants=4, rate_per_s=0.05, duration="6h", seed=5))
-    write_events(records, root / "events.jsonl", REFERENCE_CATALOG)
-    result = run_shadow(root / "events.jsonl", str(module), root / "out", spark=spark)
-    return result, records, load_catalog(str(module))
+    write_events(records, root / "events.jsonl", TRANSACTIONS)
+    result = run_shadow(root / "events.jsonl", str(module), root / "out", TRANSACTIONS, spark=spark)
+    return result, records, load_catalog(str(module), Path.cwd())
 
 
 def test_changed_features_differ_exactly_where_the_reference_says(shadow_run):
     result, records, candidate = shadow_run
-    current_rows = {r["transaction_id"]: r for r in evaluate(records, REFERENCE_CATALOG).rows}
+    current_rows = {r["transaction_id"]: r for r in evaluate(records, TRANSACTIONS).rows}
     candidate_rows = {r["transaction_id"]: r for r in evaluate(records, candidate).rows}
     by_name = {f.name: f for f in result.features}
     kept = [name for name in by_name if by_name[name].status == "kept"]
@@ -71,10 +74,10 @@ def test_report_json_says_what_changed(shadow_run):
 
 def test_the_same_catalog_changes_nothing(spark, tmp_path):
     module = tmp_path / "same.py"
-    module.write_text("from transforms import REFERENCE_CATALOG as CATALOG\n")
+    module.write_text("from examples.transactions.features.transactions import CATALOG\n")
     write_events(generate(StreamSpec(users=5, merchants=2, rate_per_s=0.02, duration="2h", seed=9)),
-                 tmp_path / "events.jsonl", REFERENCE_CATALOG)
-    result = run_shadow(tmp_path / "events.jsonl", str(module), tmp_path / "out", spark=spark)
+                 tmp_path / "events.jsonl", TRANSACTIONS)
+    result = run_shadow(tmp_path / "events.jsonl", str(module), tmp_path / "out", TRANSACTIONS, spark=spark)
     assert not result.changed
     assert all(f.status == "kept" and f.changed == 0 and f.rows > 0 for f in result.features)
 
@@ -101,7 +104,7 @@ def test_a_missing_candidate_module_is_one_line(tmp_path):
 
 def test_an_empty_events_file_is_one_line(tmp_path):
     module = tmp_path / "same.py"
-    module.write_text("from transforms import REFERENCE_CATALOG as CATALOG\n")
+    module.write_text("from examples.transactions.features.transactions import CATALOG\n")
     (tmp_path / "events.jsonl").write_text("")
     result = run("shadow", "--candidate", str(module), "--events", str(tmp_path / "events.jsonl"),
                  "--out", str(tmp_path / "out"))

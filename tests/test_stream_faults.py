@@ -10,15 +10,15 @@ from pathlib import Path
 
 from stream_jobs.job import latest_checkpoint
 from stream_jobs.outputs import dead_letters, feature_rows
-from tandem.events_io import write_events
-from tandem.generator import StreamSpec, generate
+from runtime.events_io import write_events
+from examples.transactions.features.generate import StreamSpec, generate
 from tandem.reference import evaluate
-from tests.factories import HOUR, T0, tx
+from tests.factories import HOUR, T0, jobs_project_dir, stream_spec, tx
 from tests.shell import shell_env
 from tests.test_stream_sources import assert_equals_reference_but_held, drop_file, wait_for
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
-COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
+COLUMNS = [c for c, _ in TRANSACTIONS.feature_row_columns()]
 
 
 def start_job(source: Path, out: Path, log: Path, *options: str) -> subprocess.Popen:
@@ -27,6 +27,7 @@ def start_job(source: Path, out: Path, log: Path, *options: str) -> subprocess.P
     with log.open("a") as sink:  # a file, not a pipe: an unread pipe would stall the job
         return subprocess.Popen(
             [sys.executable, "-m", "stream_jobs.job", "--source", f"file:{source}", "--out", str(out),
+             "--project", str(jobs_project_dir()),
              "--allowed-lateness", "5s", "--checkpoint-interval", "300ms", *options],
             cwd=Path(__file__).resolve().parent.parent, stdout=sink, stderr=subprocess.STDOUT, env=env,
             start_new_session=True)
@@ -34,17 +35,17 @@ def start_job(source: Path, out: Path, log: Path, *options: str) -> subprocess.P
 
 def test_the_restart_budget_reaches_flink(tmp_path):
     from stream_jobs.flink_env import build_table_env
-    from stream_jobs.job import StreamJobSpec, configure_checkpoints
+    from stream_jobs.job import configure_checkpoints
 
     t_env = build_table_env(parallelism=1)
-    configure_checkpoints(t_env, StreamJobSpec("file:unused", tmp_path, restart_attempts=5))
+    configure_checkpoints(t_env, stream_spec("file:unused", tmp_path, restart_attempts=5))
     assert t_env.get_config().get("restart-strategy.fixed-delay.attempts", None) == "5"
 
 
 def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
     records = generate(StreamSpec(users=200, merchants=20, rate_per_s=40, duration="25m", seed=23))
     events = tmp_path / "events.jsonl"
-    write_events(records, events, REFERENCE_CATALOG)
+    write_events(records, events, TRANSACTIONS)
     out = tmp_path / "out"
 
     log = tmp_path / "job.log"
@@ -56,14 +57,14 @@ def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
     time.sleep(0.4)  # past the checkpoint: work the restart must neither lose nor repeat
     os.killpg(job.pid, signal.SIGKILL)
     job.wait(timeout=60)
-    partial = feature_rows(out, REFERENCE_CATALOG)
-    expected = evaluate(records, allowed_lateness_ms=5_000)
+    partial = feature_rows(out, TRANSACTIONS)
+    expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=5_000)
     assert len(partial) < len(expected.rows), "the kill came after the job had finished"
 
     job = start_job(events, out, log)
     assert job.wait(timeout=300) == 0, log.read_text()[-3000:]
 
-    got = feature_rows(out, REFERENCE_CATALOG)
+    got = feature_rows(out, TRANSACTIONS)
     ids = Counter(r["transaction_id"] for r in got)
     assert [i for i, n in ids.items() if n > 1] == []  # nothing emitted twice
     assert len(got) == len(expected.rows)  # nothing lost
@@ -98,12 +99,12 @@ def test_the_seen_ids_and_the_latest_event_time_survive_a_restart(tmp_path):
         drop_file(inbox, "part-2.jsonl", after)
         # c's row comes after the verdicts on late-2 and a (read before it), and with them or in a later commit
         wait_for(lambda: job.poll() is not None or "c" in {r["transaction_id"]
-                                                           for r in feature_rows(out, REFERENCE_CATALOG)},
+                                                           for r in feature_rows(out, TRANSACTIONS)},
                  180, "the second file's rows")
         assert job.poll() is None, log.read_text()[-3000:]
         time.sleep(1)  # more checkpoints: anything extra would be committed by now
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=60)
-    assert_equals_reference_but_held(before + after, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000,
+    assert_equals_reference_but_held(before + after, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000,
                                      "last")

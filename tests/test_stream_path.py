@@ -4,28 +4,28 @@ from collections import Counter
 
 import pytest
 
-from stream_jobs.job import StreamJobSpec, run
+from stream_jobs.job import run
 from stream_jobs.outputs import dead_letters, feature_rows
-from tandem.errors import UserError
-from tandem.events_io import write_events
-from tandem.generator import StreamSpec, generate
+from runtime.errors import UserError
+from runtime.events_io import write_events
+from examples.transactions.features.generate import StreamSpec, generate
 from tandem.reference import evaluate
 from tests.adversarial import adversarial_events, quiet_key_events
-from tests.factories import HOUR, NOON, tx
-from transforms import REFERENCE_CATALOG
+from tests.factories import HOUR, NOON, stream_spec, tx
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
-COLUMNS = [c for c, _ in REFERENCE_CATALOG.feature_row_columns()]
+COLUMNS = [c for c, _ in TRANSACTIONS.feature_row_columns()]
 
 
 def run_stream(t_env, tmp_path, records, lateness_ms):
-    write_events(records, tmp_path / "events.jsonl", REFERENCE_CATALOG)
+    write_events(records, tmp_path / "events.jsonl", TRANSACTIONS)
     out = tmp_path / "out"
-    run(t_env, StreamJobSpec(f"file:{tmp_path / 'events.jsonl'}", out, lateness_ms))
-    return feature_rows(out, REFERENCE_CATALOG), dead_letters(out)
+    run(t_env, stream_spec(f"file:{tmp_path / 'events.jsonl'}", out, lateness_ms))
+    return feature_rows(out, TRANSACTIONS), dead_letters(out)
 
 
 def assert_matches_reference(records, got_rows, got_dead, lateness_ms, not_after_ms=None):
-    expected = evaluate(records, allowed_lateness_ms=lateness_ms, not_after_ms=not_after_ms)
+    expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=lateness_ms, not_after_ms=not_after_ms)
     got = {r["transaction_id"]: r for r in got_rows}
     assert len(got) == len(got_rows) == len(expected.rows)
     mismatches = [(r["transaction_id"], c, got.get(r["transaction_id"], {}).get(c), r[c])
@@ -52,7 +52,7 @@ def test_keys_quiet_for_longer_than_their_windows_lose_no_row(flink_table_env, t
     rows wait; nothing else may change (a mutant clearing with Flink's ``clearAll``, which
     deletes other keys' timers, must fail here)."""
     records = generate(StreamSpec(users=3_000, merchants=1_000, rate_per_s=0.02, duration="10d", seed=5))
-    times = [e["event_time"] for e in map(REFERENCE_CATALOG.schema.validate, records) if isinstance(e, dict)]
+    times = [e["event_time"] for e in map(TRANSACTIONS.schema.validate, records) if isinstance(e, dict)]
     records += quiet_key_events(max(times) + HOUR)
     lateness = 3_600_000  # ~70 rows wait for the watermark at any time
     rows, dead = run_stream(flink_table_env, tmp_path, records, lateness)
@@ -79,19 +79,19 @@ def test_invalid_records_carry_their_kind_and_raw_line(flink_table_env, tmp_path
                                            '{"transaction_id": "y", "user_id": "u", "merchant_id": "m", '
                                            '"amount": 1.5, "currency": "USD", "event_time": 1714564800000}\n')
     out = tmp_path / "out"
-    run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'events.jsonl'}", out, 5_000))
+    run(flink_table_env, stream_spec(f"file:{tmp_path / 'events.jsonl'}", out, 5_000))
     dead = sorted(dead_letters(out), key=lambda d: d["kind"])
     assert [(d["transaction_id"], d["reason"], d["kind"]) for d in dead] == [
         ("x", "invalid", "missing_field"), (None, "invalid", "unparseable")]
     assert dead[1]["raw"] == "not json"
-    assert [r["transaction_id"] for r in feature_rows(out, REFERENCE_CATALOG)] == ["y"]
+    assert [r["transaction_id"] for r in feature_rows(out, TRANSACTIONS)] == ["y"]
 
 
 def test_a_missing_source_or_unknown_scheme_is_a_user_error(flink_table_env, tmp_path):
     with pytest.raises(UserError, match="no such file"):
-        run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'nope.jsonl'}", tmp_path / "out"))
+        run(flink_table_env, stream_spec(f"file:{tmp_path / 'nope.jsonl'}", tmp_path / "out"))
     with pytest.raises(UserError, match="use file:PATH or kafka:BROKERS/TOPIC"):
-        run(flink_table_env, StreamJobSpec("s3://bucket/x", tmp_path / "out"))
+        run(flink_table_env, stream_spec("s3://bucket/x", tmp_path / "out"))
 
 
 def test_kafka_source_equals_the_reference(flink_table_env, kafka_broker, tmp_path):
@@ -109,9 +109,9 @@ def test_kafka_source_equals_the_reference(flink_table_env, kafka_broker, tmp_pa
     flink_table_env.from_elements([(line,) for line in lines], ["line"]).execute_insert("to_kafka").wait()
 
     out = tmp_path / "out"
-    run(flink_table_env, StreamJobSpec(f"kafka:{kafka_broker.bootstrap_servers}/{topic}", out, 5_000,
+    run(flink_table_env, stream_spec(f"kafka:{kafka_broker.bootstrap_servers}/{topic}", out, 5_000,
                                        kafka_group=f"g-{topic}", kafka_until_latest=True))
-    assert_matches_reference(records + ["not json at all"], feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
+    assert_matches_reference(records + ["not json at all"], feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000)
     assert [(d["reason"], d["kind"]) for d in dead_letters(out) if d["raw"] == "not json at all"] == [
         ("invalid", "unparseable")]  # a Kafka message that is not JSON: dead-lettered as it arrived
 
@@ -139,7 +139,7 @@ def test_each_kind_of_bad_record_is_a_dead_letter_with_its_raw_line(flink_table_
     lines = [json.dumps(good[0])] + [line for line, _, _ in bad] + [json.dumps(good[1])]
     (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'events.jsonl'}", out, 5_000))
+    run(flink_table_env, stream_spec(f"file:{tmp_path / 'events.jsonl'}", out, 5_000))
     got = Counter((d["transaction_id"], d["reason"], d["kind"], d["raw"]) for d in dead_letters(out))
     assert got == Counter((eid, "invalid", kind, line) for line, eid, kind in bad)
-    assert sorted(r["transaction_id"] for r in feature_rows(out, REFERENCE_CATALOG)) == ["good-1", "good-2"]
+    assert sorted(r["transaction_id"] for r in feature_rows(out, TRANSACTIONS)) == ["good-1", "good-2"]

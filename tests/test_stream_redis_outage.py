@@ -21,11 +21,11 @@ from stream_jobs.job import latest_checkpoint
 from stream_jobs.outputs import dead_letters, feature_rows
 from tandem.reference import evaluate
 from tandem.services import free_port
-from tests.factories import HOUR, T0, tx
+from tests.factories import HOUR, T0, TEST_PROJECT, tx
 from tests.test_online_sink import GROUPS, feast, latest_rows, online  # noqa: F401 (feast: a fixture)
 from tests.test_stream_faults import start_job
 from tests.test_stream_sources import assert_equals_reference_but_held, drop_file, wait_for
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
 DB = 9  # this module's logical database on the session's Redis
 
@@ -119,19 +119,19 @@ def test_redis_cut_mid_run_fails_loudly_and_a_rerun_loses_nothing(feast, redis_s
     net.restore()
     job = start_job(inbox, out, log, *options)  # same --out: resumes from the last checkpoint
     records = first + second + flush
-    expected = evaluate(records, allowed_lateness_ms=5_000)
-    store = fs.open_store(feast["lake"], f"{redis_server.host}:{redis_server.port},db={DB}")
+    expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=5_000)
+    store = fs.open_store(TEST_PROJECT, feast["lake"], f"{redis_server.host}:{redis_server.port},db={DB}")
     latest = {g.entity: latest_rows([r for r in expected.rows if r["transaction_id"] != "flush"], g) for g in GROUPS}
     pairs = [(u, m) for u, m in zip(sorted(latest["user"]), sorted(latest["merchant"]) * 3)]
     try:
         wait_for(lambda: served(store, pairs) == wanted(latest, pairs), 240, "Redis to hold every latest row")
-        wait_for(lambda: len(feature_rows(out, REFERENCE_CATALOG)) >= len(expected.rows) - 1, 120, "the log")
+        wait_for(lambda: len(feature_rows(out, TRANSACTIONS)) >= len(expected.rows) - 1, 120, "the log")
         time.sleep(1)  # more checkpoints: anything repeated would be committed by now
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=60)
         net.cut()
-    assert_equals_reference_but_held(records, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000, "flush")
+    assert_equals_reference_but_held(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000, "flush")
 
 
 def served(store, pairs):

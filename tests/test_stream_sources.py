@@ -14,17 +14,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stream_jobs.job import StreamJobSpec, latest_checkpoint, run
+from stream_jobs.job import latest_checkpoint, run
 from stream_jobs.outputs import dead_letters, feature_rows
-from stream_jobs.sources import SourceSpec, stage_file_input
-from tandem.errors import UserError
-from tandem.events_io import read_events, write_events
-from tandem.generator import PARQUET_INVALID_KINDS, StreamSpec, generate
+from stream_jobs.sources import stage_file_input
+from runtime.errors import UserError
+from runtime.events_io import read_events, write_events
+from examples.transactions.features.generate import PARQUET_INVALID_KINDS, StreamSpec, generate
 from tandem.reference import evaluate
 from tandem.services import free_port
-from tests.factories import HOUR, NOON, T0, tx
+from tests.factories import HOUR, NOON, T0, stream_spec, tx
 from tests.test_stream_path import COLUMNS, assert_matches_reference
-from transforms import REFERENCE_CATALOG
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -42,13 +42,13 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.25):
 def drop_file(folder, name, records):
     """Write a file under a hidden name, then rename it: a follower never sees it half-written."""
     hidden = folder / f".{name}"
-    write_events(records, hidden, REFERENCE_CATALOG)
+    write_events(records, hidden, TRANSACTIONS)
     os.replace(hidden, folder / name)
 
 
 def assert_dead_letters_carry_kind_and_raw(records, dead, lateness_ms, **kw):
     """Each dead letter has the reference's reason and kind, and its raw record as it arrived."""
-    expected = evaluate(records, allowed_lateness_ms=lateness_ms, **kw).rejected
+    expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=lateness_ms, **kw).rejected
     got = Counter((d["transaction_id"], d["reason"], d["kind"], _raw(d["raw"])) for d in dead)
     assert got == Counter((r.event_id, r.reason, r.kind, _raw(r.raw)) for r in expected)
 
@@ -72,11 +72,11 @@ def test_a_parquet_file_is_replayed_as_the_reference_reads_it(flink_table_env, t
     spec = StreamSpec(users=12, merchants=4, rate_per_s=0.1, duration="2h", out_of_order=0.2, invalid=0.05,
                       duplicates=0.03, invalid_kinds=PARQUET_INVALID_KINDS, time_format="epoch_ms", seed=31)
     events = tmp_path / "events.parquet"
-    write_events(generate(spec), events, REFERENCE_CATALOG)
+    write_events(generate(spec), events, TRANSACTIONS)
     records = list(read_events(events))  # what the reference sees: typed Parquet values, datetimes
     out = tmp_path / "out"
-    run(flink_table_env, StreamJobSpec(f"file:{events}", out, 5_000))
-    expected = assert_matches_reference(records, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
+    run(flink_table_env, stream_spec(f"file:{events}", out, 5_000))
+    expected = assert_matches_reference(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000)
     assert expected.counts["invalid"] > 0 and expected.counts["duplicate"] > 0
     assert_dead_letters_carry_kind_and_raw(records, dead_letters(out), 5_000)
 
@@ -87,14 +87,14 @@ def test_a_directory_is_replayed_in_file_name_order(flink_table_env, tmp_path):
     a = [tx(f"a{i}", t=NOON + HOUR + i) for i in range(3)]
     b = [tx(f"b{i}", t=NOON + i) for i in range(3)] + [tx("b-new", t=NOON + 2 * HOUR)]
     c = [tx("c0", t=NOON + 3 * HOUR)]
-    write_events(a, folder / "1-a.jsonl", REFERENCE_CATALOG)
-    write_events(b, folder / "2-b.parquet", REFERENCE_CATALOG)
+    write_events(a, folder / "1-a.jsonl", TRANSACTIONS)
+    write_events(b, folder / "2-b.parquet", TRANSACTIONS)
     (folder / "3-c.jsonl").write_text(json.dumps(c[0]))  # no final newline: must not glue onto the next file
-    write_events([tx("d0", t=NOON + 4 * HOUR)], folder / "4-d.jsonl", REFERENCE_CATALOG)
+    write_events([tx("d0", t=NOON + 4 * HOUR)], folder / "4-d.jsonl", TRANSACTIONS)
     records = a + list(read_events(folder / "2-b.parquet")) + c + [tx("d0", t=NOON + 4 * HOUR)]
     out = tmp_path / "out"
-    run(flink_table_env, StreamJobSpec(f"file:{folder}", out, 5_000))
-    assert_matches_reference(records, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
+    run(flink_table_env, stream_spec(f"file:{folder}", out, 5_000))
+    assert_matches_reference(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000)
     assert sorted(d["transaction_id"] for d in dead_letters(out)) == ["b0", "b1", "b2"]
 
 
@@ -103,7 +103,7 @@ def test_staging_refuses_what_it_cannot_replay(tmp_path):
     folder.mkdir()
     with pytest.raises(UserError, match="no .jsonl or .parquet files"):
         stage_file_input(folder, tmp_path / "stage")
-    write_events([tx("a")], folder / "a.jsonl", REFERENCE_CATALOG)
+    write_events([tx("a")], folder / "a.jsonl", TRANSACTIONS)
     (folder / "notes.txt").write_text("hello")
     with pytest.raises(UserError, match="notes.txt: not a .jsonl or .parquet file"):
         stage_file_input(folder, tmp_path / "stage")
@@ -119,7 +119,7 @@ def test_staging_refuses_what_it_cannot_replay(tmp_path):
 def assert_equals_reference_but_held(records, rows, dead, lateness_ms, held: str):
     """An unbounded job emits an event's row once the watermark passes it: every row but ``held``'s
     (the last event, which nothing followed) equals the reference's, and every dead letter is there."""
-    expected = evaluate(records, allowed_lateness_ms=lateness_ms)
+    expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=lateness_ms)
     assert held not in {r["transaction_id"] for r in rows}
     want = [r for r in expected.rows if r["transaction_id"] != held]
     assert len(want) == len(expected.rows) - 1
@@ -148,14 +148,14 @@ def test_follow_reads_files_written_while_the_job_runs(flink_table_env, tmp_path
     drop_file(inbox, "part-1.jsonl", first)
     out, port = tmp_path / "out", free_port()
     flink_table_env.get_config().set("metrics.fetcher.update-interval", "500 ms")
-    result = run(flink_table_env, StreamJobSpec(f"file:{inbox}", out, 5_000, follow_ms=200, checkpoint_interval_ms=500,
+    result = run(flink_table_env, stream_spec(f"file:{inbox}", out, 5_000, follow_ms=200, checkpoint_interval_ms=500,
                                                 roll_interval_ms=500, rest_port=port), wait=False)
     try:
-        wait_for(lambda: feature_rows(out, REFERENCE_CATALOG), 180, "the first file's rows")
+        wait_for(lambda: feature_rows(out, TRANSACTIONS), 180, "the first file's rows")
         drop_file(inbox, "part-2.jsonl", second)
         records = first + second
-        expected = evaluate(records, allowed_lateness_ms=5_000)
-        wait_for(lambda: len(feature_rows(out, REFERENCE_CATALOG)) >= len(expected.rows) - 1
+        expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=5_000)
+        wait_for(lambda: len(feature_rows(out, TRANSACTIONS)) >= len(expected.rows) - 1
                  and len(dead_letters(out)) >= len(expected.rejected), 120, "the second file's rows")
         # the live counters (Flink metrics, through the REST API) count each reason
         want = {reason: expected.counts[reason] for reason in ("invalid", "duplicate", "late")}
@@ -165,7 +165,7 @@ def test_follow_reads_files_written_while_the_job_runs(flink_table_env, tmp_path
         time.sleep(1.5)  # more checkpoints: anything extra would be committed by now
     finally:
         result.get_job_client().cancel().result()
-    assert_equals_reference_but_held(records, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000, "n-last")
+    assert_equals_reference_but_held(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000, "n-last")
     assert {("n1", "duplicate"), ("n-late", "late"), ("n-bad", "invalid")} <= {
         (d["transaction_id"], d["reason"]) for d in dead_letters(out)}
 
@@ -191,19 +191,19 @@ def dead_letter_metrics(port: int, job_id) -> dict[str, int]:
 def test_a_file_named_like_a_hidden_file_is_replayed_too(flink_table_env, tmp_path, name):
     """Flink's file source silently skips a file named .x or _x, even named alone: it is staged under a plain name."""
     records = [tx("a", t=NOON), tx("b", t=NOON + 1)]
-    write_events(records, tmp_path / name, REFERENCE_CATALOG)
+    write_events(records, tmp_path / name, TRANSACTIONS)
     out = tmp_path / "out"
-    run(flink_table_env, StreamJobSpec(f"file:{tmp_path / name}", out, 5_000))
-    assert sorted(r["transaction_id"] for r in feature_rows(out, REFERENCE_CATALOG)) == ["a", "b"]
+    run(flink_table_env, stream_spec(f"file:{tmp_path / name}", out, 5_000))
+    assert sorted(r["transaction_id"] for r in feature_rows(out, TRANSACTIONS)) == ["a", "b"]
 
 
 def test_follow_needs_a_directory_of_json_lines(flink_table_env, tmp_path):
-    write_events([tx("a")], tmp_path / "a.jsonl", REFERENCE_CATALOG)
+    write_events([tx("a")], tmp_path / "a.jsonl", TRANSACTIONS)
     with pytest.raises(UserError, match="watches a directory"):
-        run(flink_table_env, StreamJobSpec(f"file:{tmp_path / 'a.jsonl'}", tmp_path / "out", follow_ms=200))
-    write_events([tx("b")], tmp_path / "b.parquet", REFERENCE_CATALOG)
+        run(flink_table_env, stream_spec(f"file:{tmp_path / 'a.jsonl'}", tmp_path / "out", follow_ms=200))
+    write_events([tx("b")], tmp_path / "b.parquet", TRANSACTIONS)
     with pytest.raises(UserError, match="b.parquet: a followed directory is read as JSON Lines"):
-        run(flink_table_env, StreamJobSpec(f"file:{tmp_path}", tmp_path / "out", follow_ms=200))
+        run(flink_table_env, stream_spec(f"file:{tmp_path}", tmp_path / "out", follow_ms=200))
 
 
 # --- Kafka ------------------------------------------------------------------------------------
@@ -230,9 +230,9 @@ def test_kafka_earliest_reads_the_topic_from_its_start(flink_table_env, kafka_br
     old = generate(StreamSpec(users=6, merchants=2, rate_per_s=0.05, duration="1h", seed=51))
     produce(kafka_broker.bootstrap_servers, topic, [json.dumps(r) for r in old])
     out = tmp_path / "out"
-    run(flink_table_env, StreamJobSpec(f"kafka:{kafka_broker.bootstrap_servers}/{topic}", out, 5_000,
+    run(flink_table_env, stream_spec(f"kafka:{kafka_broker.bootstrap_servers}/{topic}", out, 5_000,
                                        kafka_group=f"g-{topic}", kafka_start="earliest", kafka_until_latest=True))
-    assert_matches_reference(old, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000)
+    assert_matches_reference(old, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000)
 
 
 def test_kafka_latest_reads_only_what_arrives_after_the_start(flink_table_env, kafka_broker, tmp_path):
@@ -242,7 +242,7 @@ def test_kafka_latest_reads_only_what_arrives_after_the_start(flink_table_env, k
                               seed=52)) + [tx("last", t=T0 + 3 * 24 * HOUR)]
     produce(brokers, topic, [json.dumps(r) for r in old])
     out = tmp_path / "out"
-    result = run(flink_table_env, StreamJobSpec(f"kafka:{brokers}/{topic}", out, 5_000, kafka_group=f"g-{topic}",
+    result = run(flink_table_env, stream_spec(f"kafka:{brokers}/{topic}", out, 5_000, kafka_group=f"g-{topic}",
                                                 kafka_start="latest", checkpoint_interval_ms=500,
                                                 roll_interval_ms=500), wait=False)
     try:
@@ -250,19 +250,19 @@ def test_kafka_latest_reads_only_what_arrives_after_the_start(flink_table_env, k
         wait_for(lambda: latest_checkpoint(out / "_checkpoints"), 180, "the job's first checkpoint")
         time.sleep(1)
         produce(brokers, topic, [json.dumps(r) for r in new])
-        expected = evaluate(new, allowed_lateness_ms=5_000)
-        wait_for(lambda: len(feature_rows(out, REFERENCE_CATALOG)) >= len(expected.rows) - 1, 120,
+        expected = evaluate(new, TRANSACTIONS, allowed_lateness_ms=5_000)
+        wait_for(lambda: len(feature_rows(out, TRANSACTIONS)) >= len(expected.rows) - 1, 120,
                  "the new records' rows")
         time.sleep(1.5)  # more checkpoints: anything extra (an old record) would be committed by now
     finally:
         result.get_job_client().cancel().result()
-    assert_equals_reference_but_held(new, feature_rows(out, REFERENCE_CATALOG), dead_letters(out), 5_000, "last")
+    assert_equals_reference_but_held(new, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000, "last")
 
 
 def test_a_bad_kafka_start_is_a_user_error(flink_table_env, tmp_path):
     for start in ("newest", "timestamp:yesterday", "timestamp:"):
         with pytest.raises(UserError, match="--kafka-start"):
-            run(flink_table_env, StreamJobSpec("kafka:127.0.0.1:9/t", tmp_path / "out", kafka_start=start))
+            run(flink_table_env, stream_spec("kafka:127.0.0.1:9/t", tmp_path / "out", kafka_start=start))
 
 
 # --- dead letters to Kafka --------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_dead_letters_go_to_a_kafka_topic_with_reason_and_raw_record(kafka_broke
     records = generate(StreamSpec(users=10, merchants=3, rate_per_s=0.1, duration="2h", out_of_order=0.3,
                                   max_delay="60s", invalid=0.05, duplicates=0.05, seed=61))
     events = tmp_path / "events.jsonl"
-    write_events(records, events, REFERENCE_CATALOG)
+    write_events(records, events, TRANSACTIONS)
     with events.open("a") as fh:
         fh.write("not json at all\n")
     records = list(read_events(events))  # as the reference reads the file: the last line is undecodable
@@ -297,12 +297,12 @@ def test_dead_letters_go_to_a_kafka_topic_with_reason_and_raw_record(kafka_broke
     result = tandem("stream", "--source", f"file:{events}", "--out", str(out), "--dead-letters", f"kafka:{brokers}/{topic}")
     assert result.returncode == 0, result.stderr[-3000:]
 
-    expected = evaluate(records, allowed_lateness_ms=5_000)
+    expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=5_000)
     assert min(expected.counts[r] for r in ("invalid", "duplicate", "late")) > 0
     assert not (out / "dead_letters").exists()  # not to files as well
     got = read_topic(brokers, topic)
     assert_dead_letters_carry_kind_and_raw(records, got, 5_000)
-    assert_matches_reference(records, feature_rows(out, REFERENCE_CATALOG), got, 5_000)
+    assert_matches_reference(records, feature_rows(out, TRANSACTIONS), got, 5_000)
     summary = ", ".join(f"{reason} {expected.counts[reason]:,}" for reason in ("duplicate", "invalid", "late"))
     assert f"{len(expected.rows):,} feature rows, dead letters: {summary}" in result.stdout, result.stdout
 
@@ -317,7 +317,7 @@ def test_bad_stream_options_are_one_line(tmp_path, option, message):
     from tests.test_cli import assert_one_line_error, run as tandem
 
     events = tmp_path / "e.jsonl"
-    write_events([tx("a")], events, REFERENCE_CATALOG)
+    write_events([tx("a")], events, TRANSACTIONS)
     source = "kafka:127.0.0.1:9/t" if option[0] == "--kafka-start" else f"file:{events}"
     assert_one_line_error(tandem("stream", "--source", source, "--out", str(tmp_path / "out"), *option), 1, message)
 
@@ -326,14 +326,14 @@ def test_a_missing_kafka_topic_or_a_silent_broker_is_one_error_at_start(flink_ta
     """Checked before Flink starts (else: a source waiting forever, a dead-letter producer timing out later)."""
     brokers, topic = kafka_broker.bootstrap_servers, new_topic(kafka_broker)
     events = tmp_path / "e.jsonl"
-    write_events([tx("a")], events, REFERENCE_CATALOG)
+    write_events([tx("a")], events, TRANSACTIONS)
     with pytest.raises(UserError, match=rf"^--source: Kafka at {brokers} has no topic 'nope': create it first"):
-        run(flink_table_env, StreamJobSpec(f"kafka:{brokers}/nope", tmp_path / "a"))
+        run(flink_table_env, stream_spec(f"kafka:{brokers}/nope", tmp_path / "a"))
     with pytest.raises(UserError, match=rf"^--dead-letters: Kafka at {brokers} has no topic 'gone'"):
-        run(flink_table_env, StreamJobSpec(f"file:{events}", tmp_path / "b", dead_letters=f"kafka:{brokers}/gone"))
+        run(flink_table_env, stream_spec(f"file:{events}", tmp_path / "b", dead_letters=f"kafka:{brokers}/gone"))
     silent = f"127.0.0.1:{free_port()}"
     began = time.monotonic()
     with pytest.raises(UserError, match=rf"^--dead-letters: Kafka at {silent} did not answer within 10 s"):
-        run(flink_table_env, StreamJobSpec(f"kafka:{brokers}/{topic}", tmp_path / "c", dead_letters=f"kafka:{silent}/x"))
+        run(flink_table_env, stream_spec(f"kafka:{brokers}/{topic}", tmp_path / "c", dead_letters=f"kafka:{silent}/x"))
     assert time.monotonic() - began < 30
     assert not (tmp_path / "a" / "features").exists() and not (tmp_path / "b" / "features").exists()

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from transforms import (
-    Agg, Catalog, Feature, FeatureGroup, REFERENCE_CATALOG, TRANSACTIONS_V1, format_duration, parse_duration,
+    Agg, Catalog, Feature, FeatureGroup, format_duration, parse_duration,
 )
-from transforms.rows import amount_log1p, is_night
+from examples.transactions.features.transactions import CATALOG as TRANSACTIONS, TRANSACTIONS_V1, amount_log1p, is_night
 from transforms.schema import Invalid, format_timestamp_ms, parse_iso_timestamp_ms
 from tests.factories import NOON, tx
 
@@ -36,7 +36,7 @@ def test_row_functions_are_vectorised_and_scalar_alike():
 
 
 def test_reference_catalog_is_the_design_catalog():
-    windows = {f.name: (f.agg, f.window_ms, f.of) for _, f in REFERENCE_CATALOG.features}
+    windows = {f.name: (f.agg, f.window_ms, f.of) for _, f in TRANSACTIONS.features}
     H = 3_600_000
     assert windows == {
         "user_txn_count_10m": (Agg.COUNT, 600_000, None),
@@ -51,7 +51,7 @@ def test_reference_catalog_is_the_design_catalog():
         "merchant_txn_count_1h": (Agg.COUNT, H, None),
         "merchant_amount_avg_24h": (Agg.MEAN, 24 * H, "amount"),
     }
-    assert [g.key for g in REFERENCE_CATALOG.groups] == ["user_id", "merchant_id"]
+    assert [g.key for g in TRANSACTIONS.groups] == ["user_id", "merchant_id"]
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_reference_catalog_is_the_design_catalog():
 )
 def test_a_malformed_catalog_is_refused_at_declaration(features, message):
     with pytest.raises(ValueError, match=message):
-        Catalog(TRANSACTIONS_V1, REFERENCE_CATALOG.row_functions, (FeatureGroup("user", "user_id", features),))
+        Catalog(TRANSACTIONS_V1, TRANSACTIONS.row_functions, (FeatureGroup("user", "user_id", features),))
 
 
 def test_a_feature_needs_a_valid_window_and_column():

@@ -7,12 +7,11 @@ never imports an engine (tests/test_transforms_is_engine_free.py enforces it).
 from transforms.aggregations import Agg, Feature, FeatureGroup
 from transforms.catalog import Catalog
 from transforms.durations import format_duration, parse_duration
-from transforms.reference_catalog import REFERENCE_CATALOG, TRANSACTIONS_V1
 from transforms.rows import RowFunction, row_expression, row_function
 from transforms.schema import EventSchema, Field, FieldType, Invalid, InvalidKind
 
 __all__ = [
     "Agg", "Catalog", "EventSchema", "Feature", "FeatureGroup", "Field", "FieldType", "Invalid",
-    "InvalidKind", "REFERENCE_CATALOG", "RowFunction", "TRANSACTIONS_V1", "format_duration",
+    "InvalidKind", "RowFunction", "format_duration",
     "parse_duration", "row_expression", "row_function",
 ]

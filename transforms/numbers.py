@@ -1,8 +1,9 @@
 """The numeric rules both engines must reproduce, in their pure-Python form.
 
-DESIGN.md: a float sum is the correctly rounded exact sum of the window's values
+docs/semantics.md: a float sum is the correctly rounded exact sum of the window's values
 (what ``math.fsum`` returns), whatever the order; a mean is that sum divided by
-the count. Native running double sums fail this (STACK_NOTES.md), so engines
+the count. Native running double sums fail this (Spark's depends on row order;
+Flink's bounded OVER SUM retracts and went negative on positive amounts), so engines
 implement these rules with an exact accumulator of their own.
 """
 
@@ -28,6 +29,6 @@ def exact_sum(values: Iterable[float]) -> float:
 
 
 def exact_mean(values: Iterable[float]) -> float:
-    """``exact_sum(values) / count`` in float64, as DESIGN.md defines a mean."""
+    """``exact_sum(values) / count`` in float64, as docs/semantics.md defines a mean."""
     values = list(values)
     return exact_sum(values) / len(values)

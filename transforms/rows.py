@@ -24,9 +24,6 @@ import pandas as pd
 from transforms.expressions import Expr, col, evaluate
 from transforms.schema import FieldType
 
-MS_PER_HOUR = 3_600_000
-
-
 @dataclass(frozen=True)
 class RowFunction:
     """A named column computed element-wise from other columns of the same event."""
@@ -84,22 +81,3 @@ def row_expression(fn: Callable[..., Expr]) -> RowFunction:
 
     run.__name__ = fn.__name__
     return RowFunction(fn.__name__, params, FieldType.INT64, run, inspect.getdoc(fn) or "", expr)
-
-
-# The reference catalog's row functions ------------------------------------------
-
-
-@row_function(FieldType.FLOAT64)
-def amount_log1p(amount):
-    """ln(1 + amount), through log1p so tiny amounts keep their precision."""
-    return np.log1p(np.asarray(amount, dtype=np.float64))
-
-
-@row_expression
-def is_night(event_time):
-    """1 when the UTC hour of ``event_time`` (epoch ms) is 0-5, else 0.
-
-    Integer arithmetic on epoch milliseconds: no session time zone can shift it,
-    and Spark and Flink compute it natively (bit-identical by construction).
-    """
-    return event_time // MS_PER_HOUR % 24 < 6

@@ -1,6 +1,6 @@
 """Versioned event schemas and the validation every source record goes through.
 
-Validation is the boundary rule of DESIGN.md: a record either becomes a typed
+Validation is the boundary rule of docs/semantics.md: a record either becomes a typed
 event or an :class:`Invalid` with a machine-readable ``kind`` and a one-line
 ``detail``. Nothing is dropped and nothing is coerced into a different value.
 What the boundary accepts, exactly:
@@ -33,7 +33,7 @@ from typing import Any
 
 #: Event times must fall in [MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS). Epoch 0 and
 #: earlier are excluded because Flink's event-time operators silently drop them
-#: (STACK_NOTES.md); 2100 bounds typos like a seconds value read as milliseconds x1000.
+#: (measured on Flink 2.x); 2100 bounds typos like a seconds value read as milliseconds x1000.
 MIN_EVENT_TIME_MS = 1
 MAX_EVENT_TIME_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_EXACT_INT_AS_DOUBLE = 2**53
@@ -108,6 +108,9 @@ class EventSchema:
                 raise ValueError(f"schema {self.name} v{self.version}: {role} {name!r} is not a field")
         if by_name[self.event_time].type is not FieldType.TIMESTAMP_MS:
             raise ValueError(f"schema {self.name} v{self.version}: event time must be TIMESTAMP_MS")
+        if by_name[self.event_id].type is not FieldType.STRING or not by_name[self.event_id].required:
+            raise ValueError(f"schema {self.name} v{self.version}: event id {self.event_id!r} must be a required "
+                             "STRING field")
         object.__setattr__(self, "_by_name", by_name)
 
     @property
@@ -116,6 +119,11 @@ class EventSchema:
 
     def get_field(self, name: str) -> Field:
         return self._by_name[name]
+
+    def claimed_id(self, record: Any) -> str | None:
+        """The event id a rejected raw record claims: its id field when that is a string, else None."""
+        rid = record.get(self.event_id) if isinstance(record, Mapping) else None
+        return rid if isinstance(rid, str) else None
 
     def validate(self, record: Any, not_after_ms: int | None = None) -> dict[str, Any] | Invalid:
         """Return the typed event (event time as UTC epoch ms) or why it is invalid.

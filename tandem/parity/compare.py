@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tandem.reference import DUPLICATE, INVALID, LATE, Evaluation, evaluate
-from transforms import Catalog, FieldType, REFERENCE_CATALOG
+from transforms import Catalog, FieldType
 
 EXACT, EXPLAINED, UNEXPLAINED = "exact", "explained", "unexplained"
 #: How many mismatches of each column keep their full detail for the reports.
@@ -53,7 +53,7 @@ class References:
     allowed_lateness_ms: int
 
 
-def references(records: Iterable[Any], allowed_lateness_ms: int, catalog: Catalog = REFERENCE_CATALOG,
+def references(records: Iterable[Any], allowed_lateness_ms: int, catalog: Catalog,
                batch: Evaluation | None = None, not_after_ms: int | None = None) -> References:
     """``not_after_ms``: the engines' bound on future event times (see ``tandem.reference.evaluate``)."""
     records = list(records)
@@ -169,7 +169,7 @@ def difference(a: Any, b: Any, is_float: bool) -> float:
 
 
 def compare(batch: PathOutput, stream: PathOutput, refs: References,
-            catalog: Catalog = REFERENCE_CATALOG) -> Comparison:
+            catalog: Catalog) -> Comparison:
     schema = catalog.schema
     eid = schema.event_id
     issues: list[Issue] = []

@@ -27,20 +27,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tandem.errors import UserError
-from tandem.events_io import read_events, write_feature_rows
+from runtime.errors import UserError
+from runtime.events_io import read_events, write_feature_rows
 from tandem.parity.compare import Comparison, PathOutput, references, compare
 from tandem.reference import evaluate
-from transforms import REFERENCE_CATALOG, Catalog
+from transforms import Catalog
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now
 
-#: The output files, named by the parity contract (DESIGN.md).
+#: The output files, named by the parity contract (README, "Parity").
 BATCH, STREAM, REJECTED, REPORT_JSON, REPORT_HTML = (
     "batch.parquet", "stream.parquet", "rejected.parquet", "report.json", "report.html")
 WORK = "work"  # the engines' own files (lake, stream output), kept for inspection
-
-REJECTED_SCHEMA = pa.schema([("transaction_id", pa.string()), ("path", pa.string()),
-                             ("reason", pa.string()), ("detail", pa.string())])
 
 Step = Callable[[str], AbstractContextManager]
 
@@ -73,9 +70,9 @@ def check_out_dir(out_dir: Path) -> None:
         raise UserError(f"{out_dir}: exists and is not empty; choose a new --out or remove it")
 
 
-def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: Catalog = REFERENCE_CATALOG,
+def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: Catalog,
                spark=None, step: Step = _quiet_step, serving_redis: str | None = None,
-               serving_sample: int = 25) -> ParityRun:
+               serving_sample: int = 25, serving_project: str = "tandem_parity") -> ParityRun:
     """Run both engines and the reference over ``events``, compare, and write every output under ``out_dir``.
 
     ``spark``: an existing session (tests share one); otherwise one is built.
@@ -83,7 +80,8 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
     ``serving_redis``: also check training = serving (``tandem.serving``): backfill
     the lake's feature tables, ``feast apply`` + materialise them into this Redis,
     let the stream write into it too, then compare ``get_historical_features``
-    with ``get_online_features`` for ``serving_sample`` entities per group.
+    with ``get_online_features`` for ``serving_sample`` entities per group;
+    ``serving_project`` names the Feast project (and the Redis keys' suffix) it writes.
     """
     events, out_dir = Path(events), Path(out_dir)
     check_out_dir(out_dir)
@@ -116,9 +114,10 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
     store = None
     if serving_redis:
         with timed("serving: backfill feature tables, feast apply, materialize into Redis"):
-            store = _prepare_serving(spark, work / "lake", serving_redis, catalog, batch_reference)
+            store = _prepare_serving(spark, work / "lake", serving_redis, catalog, batch_reference, serving_project)
     with timed("stream: Flink replay of the file" + (" into Redis" if serving_redis else "")):
-        stream, stream_rejected = _run_stream(events, work, allowed_lateness_ms, catalog, serving_redis)
+        stream, stream_rejected = _run_stream(events, work, allowed_lateness_ms, catalog, serving_redis,
+                                              serving_project)
     with timed("reference (stream semantics) and comparison"):
         refs = references(records, allowed_lateness_ms, catalog, batch=batch_reference, not_after_ms=not_after_ms)
         comparison = compare(PathOutput(batch, [(r[0], r[1]) for r in batch_rejected]),
@@ -134,7 +133,7 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
     with timed("writing outputs"):
         write_feature_rows(batch, out_dir / BATCH, catalog)
         write_feature_rows(stream, out_dir / STREAM, catalog)
-        _write_rejected(batch_rejected, stream_rejected, out_dir / REJECTED)
+        _write_rejected(batch_rejected, stream_rejected, out_dir / REJECTED, catalog)
         from tandem.parity import html, report
 
         (out_dir / REPORT_HTML).write_text(html.render(result), encoding="utf-8")
@@ -160,36 +159,37 @@ def _run_batch(spark, events: Path, lake_root: Path, catalog: Catalog):
     from batch_jobs.compile_catalog import EVENT_DATE
     from batch_jobs.ingest import ingest
     from batch_jobs.spark_session import build_spark
-    from tandem.lake import Lake
+    from runtime.lake import Lake
 
     spark = spark or build_spark("tandem-parity")
     lake = Lake.at(lake_root)
     ingest(spark, events, lake, catalog)
-    first, last = spark.read.format("delta").load(lake.events).agg(F.min(EVENT_DATE), F.max(EVENT_DATE)).first()
+    first, last = spark.read.format("delta").load(lake.tables(catalog).events).agg(F.min(EVENT_DATE), F.max(EVENT_DATE)).first()
     t = catalog.schema.event_time
     columns = [name for name, _ in catalog.feature_row_columns()]
     frame = compute_features(spark, lake, catalog, first, last).select(
         *(F.unix_millis(t).alias(t) if name == t else F.col(name) for name in columns))
     rows = [row.asDict() for row in frame.collect()]
-    dead = spark.read.format("delta").load(lake.dead_letters).select("transaction_id", "reason", "kind", "detail")
-    rejected = [(r["transaction_id"], r["reason"], _detail(r["kind"], r["detail"])) for r in dead.collect()]
+    eid = catalog.schema.event_id
+    dead = spark.read.format("delta").load(lake.tables(catalog).dead_letters).select(eid, "reason", "kind", "detail")
+    rejected = [(r[eid], r["reason"], _detail(r["kind"], r["detail"])) for r in dead.collect()]
     return rows, rejected
 
 
-def _prepare_serving(spark, lake_root: Path, redis: str, catalog: Catalog, batch_reference):
+def _prepare_serving(spark, lake_root: Path, redis: str, catalog: Catalog, batch_reference, project: str):
     """The batch side of serving: feature tables for every event date, registered and materialised."""
     from datetime import datetime, timezone
 
     from batch_jobs.backfill import backfill
     from batch_jobs.spark_session import build_spark
-    from tandem.lake import Lake
+    from runtime.lake import Lake
     from tandem.serving import materialize, register
 
     spark = spark or build_spark("tandem-parity")
     times = [r[catalog.schema.event_time] for r in batch_reference.rows]
     first, last = (datetime.fromtimestamp(t / 1000, tz=timezone.utc).date() for t in (min(times), max(times)))
     backfill(spark, Lake.at(lake_root), first, last, catalog)
-    store = register(lake_root, redis)
+    store = register(project, [catalog], lake_root, redis)
     materialize(store, min(times), max(times))
     return store
 
@@ -198,7 +198,7 @@ def _prepare_serving(spark, lake_root: Path, redis: str, catalog: Catalog, batch
 
 
 def _run_stream(events: Path, work: Path, allowed_lateness_ms: int, catalog: Catalog,
-                redis: str | None = None):
+                redis: str | None, project: str):
     from stream_jobs.flink_env import build_table_env
     from stream_jobs.job import StreamJobSpec, run
     from stream_jobs.outputs import dead_letters, feature_rows
@@ -210,10 +210,11 @@ def _run_stream(events: Path, work: Path, allowed_lateness_ms: int, catalog: Cat
     shutil.copyfile(events, source)
     out = work / "stream"
     run(build_table_env(parallelism=1),
-        StreamJobSpec(f"file:{source}", out, allowed_lateness_ms, catalog=catalog, redis=redis,
+        StreamJobSpec(f"file:{source}", out, allowed_lateness_ms, catalog=catalog, project=project, redis=redis,
                       checkpoint_interval_ms=0))
     rows = feature_rows(out, catalog)
-    rejected = [(d["transaction_id"], d["reason"], _detail(d.get("kind"), d.get("detail"))) for d in dead_letters(out)]
+    eid = catalog.schema.event_id
+    rejected = [(d[eid], d["reason"], _detail(d.get("kind"), d.get("detail"))) for d in dead_letters(out)]
     return rows, rejected
 
 
@@ -221,7 +222,10 @@ def _detail(kind: str | None, detail: str | None) -> str | None:
     return f"{kind}: {detail}" if kind else detail
 
 
-def _write_rejected(batch: list[tuple], stream: list[tuple], path: Path) -> None:
-    rows = [{"transaction_id": i, "path": p, "reason": reason, "detail": detail}
+def _write_rejected(batch: list[tuple], stream: list[tuple], path: Path, catalog: Catalog) -> None:
+    """``rejected.parquet`` of the parity contract: the event id (named as in the schema), path, reason, detail."""
+    eid = catalog.schema.event_id
+    schema = pa.schema([(eid, pa.string()), ("path", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
+    rows = [{eid: i, "path": p, "reason": reason, "detail": detail}
             for p, rejected in (("batch", batch), ("stream", stream)) for i, reason, detail in rejected]
-    pq.write_table(pa.Table.from_pylist(rows, schema=REJECTED_SCHEMA), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)

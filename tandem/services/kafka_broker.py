@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tandem.jars import jars
+from runtime.jars import jars
 from tandem.services import free_port, popen, port_open, stop, tail
 
 _ADMIN_SOURCE = """\

@@ -17,8 +17,8 @@ import java.util.Arrays;
  * empty. Because the state represents the sum exactly, the result does not
  * depend on the order of {@link #add}, {@link #remove} and {@link #merge};
  * removing {@code x} is adding {@code -x}, exactly, which is what Flink's
- * retracting OVER windows need (a running double sum there drifts: see
- * STACK_NOTES.md).
+ * retracting OVER windows need (a running double sum there drifts: it went
+ * negative on positive amounts, tests/test_exact_sum.py).
  *
  * <p>State: Shewchuk's non-overlapping partials (CPython's {@code math_fsum}
  * algorithm), usually 1-3 doubles, so an add costs a few flops per partial.
@@ -155,7 +155,7 @@ public final class ExactSum implements Serializable {
         return Double.isInfinite(r) ? toDouble(exactUnits()) : r;
     }
 
-    /** The exact sum divided by the count (DESIGN.md's mean); NaN when empty. */
+    /** The exact sum divided by the count (docs/semantics.md's mean); NaN when empty. */
     public double mean() {
         return value() / count;
     }

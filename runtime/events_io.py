@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tandem.errors import UserError
+from runtime.dead_letters import dead_letter_columns
+from runtime.errors import UserError
 from transforms import Catalog, FieldType
 from transforms.schema import Undecodable, parse_iso_timestamp_ms
 
@@ -153,18 +154,6 @@ def write_feature_rows(rows: list[dict[str, Any]], path: str | Path, catalog: Ca
     pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
 
 
-REJECTED_SCHEMA = pa.schema(
-    [
-        ("transaction_id", pa.string()),
-        ("reason", pa.string()),
-        ("kind", pa.string()),
-        ("detail", pa.string()),
-        ("position", pa.int64()),
-        ("raw", pa.string()),
-    ]
-)
-
-
 def raw_text(raw: Any) -> str:
     """The rejected record as it arrived, as text, so a dead letter can be replayed or inspected."""
     if isinstance(raw, Undecodable):
@@ -172,14 +161,15 @@ def raw_text(raw: Any) -> str:
     return json.dumps(raw, ensure_ascii=False, default=str)
 
 
-def write_rejections(rejected: list[Any], path: str | Path) -> None:
-    """Dead letters of the reference evaluator: every rejected record with its reason and raw text."""
+def write_rejections(rejected: list[Any], path: str | Path, catalog: Catalog) -> None:
+    """Dead letters of the reference evaluator: every rejected record with its reason, position and raw text
+    (``runtime.dead_letters``' columns, the id named as in the schema)."""
+    id_column = catalog.schema.event_id
+    schema = pa.schema([(name, _ARROW_TYPES[t]) for name, t in dead_letter_columns(catalog)]
+                       + [("position", pa.int64())])
     table = pa.Table.from_pylist(
-        [
-            {"transaction_id": r.event_id, "reason": r.reason, "kind": r.kind, "detail": r.detail,
-             "position": r.position, "raw": raw_text(r.raw)}
-            for r in rejected
-        ],
-        schema=REJECTED_SCHEMA,
+        [{id_column: r.event_id, "reason": r.reason, "kind": r.kind, "detail": r.detail, "raw": raw_text(r.raw),
+          "position": r.position} for r in rejected],
+        schema=schema,
     )
     pq.write_table(table, path)

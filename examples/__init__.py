@@ -1,0 +1,1 @@
+"""Example Tandem projects; ``tandem init`` copies one to start a project from."""

@@ -1,0 +1,1 @@
+"""This project's feature catalogs (listed under ``catalogs`` in tandem.yaml)."""

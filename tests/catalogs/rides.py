@@ -1,0 +1,99 @@
+"""A catalog unlike the example in every name and shape: the generality tests' second catalog.
+
+Other id, time and key names; two feature groups over the same key; an
+INT64 field with int sums, max and last; min of a float; a distinct count
+of a string; a numpy row function of two columns; an integer row
+expression; windows from 5 minutes to a day. It lives in a user's project
+(``features/rides.py``), so nothing of Tandem imports it: the engines'
+workers get its row functions by value.
+"""
+
+import numpy as np
+
+from transforms import Agg, Catalog, EventSchema, Feature, FeatureGroup, Field, FieldType, row_expression, row_function
+from transforms.schema import finite_non_negative, non_empty
+
+RIDES = EventSchema(
+    name="rides",
+    version=3,
+    fields=(
+        Field("ride_id", FieldType.STRING, non_empty),
+        Field("driver", FieldType.STRING, non_empty),
+        Field("city", FieldType.STRING, non_empty),
+        Field("fare", FieldType.FLOAT64, finite_non_negative),
+        Field("km", FieldType.FLOAT64, finite_non_negative),
+        Field("riders", FieldType.INT64),
+        Field("ts", FieldType.TIMESTAMP_MS),
+    ),
+    event_id="ride_id",
+    entity_keys=("driver", "city"),
+    event_time="ts",
+)
+
+
+@row_function(FieldType.FLOAT64)
+def fare_per_km(fare, km):
+    """Fare per kilometre, a ride under 100 m counted as 100 m."""
+    return np.asarray(fare, dtype=np.float64) / np.maximum(np.asarray(km, dtype=np.float64), 0.1)
+
+
+@row_expression
+def minute_of_hour(ts):
+    return ts // 60_000 % 60
+
+
+DRIVER = FeatureGroup("driver", "driver", (
+    Feature("driver_rides_5m", Agg.COUNT, "5m"),
+    Feature("driver_riders_30m", Agg.SUM, "30m", of="riders"),
+    Feature("driver_max_riders_2h", Agg.MAX, "2h", of="riders"),
+    Feature("driver_min_fare_30m", Agg.MIN, "30m", of="fare"),
+    Feature("driver_last_riders_2h", Agg.LAST, "2h", of="riders"),
+    Feature("driver_cities_2h", Agg.DISTINCT_COUNT, "2h", of="city"),
+    Feature("driver_fare_per_km_avg_30m", Agg.MEAN, "30m", of="fare_per_km"),
+), description="Driver activity")
+
+DRIVER_DAY = FeatureGroup("driver_day", "driver", (  # a second group over the same key
+    Feature("driver_km_sum_1d", Agg.SUM, "1d", of="km"),
+    Feature("driver_last_minute_1d", Agg.LAST, "1d", of="minute_of_hour"),
+))
+
+CITY = FeatureGroup("city", "city", (
+    Feature("city_rides_10m", Agg.COUNT, "10m"),
+    Feature("city_fare_sum_1h", Agg.SUM, "1h", of="fare"),
+))
+
+CATALOG = Catalog(RIDES, (fare_per_km, minute_of_hour), (DRIVER, DRIVER_DAY, CITY))
+
+
+def rides(n: int, seed: int, start_ms: int) -> list[dict]:
+    """Adversarial ride records in arrival order: hot and unicode keys, keys that concatenate alike, exact
+    window edges, ties, disorder, duplicates and invalid records."""
+    rng = np.random.default_rng(seed)
+    drivers = ["d-hot", "NY", "NYC", "Zoë", "東京-7", "d1", "d12", "d 1"]
+    cities = ["NY", "C12", "NYC", "12", "Zürich", "東京"]
+    records, t = [], start_ms
+    for i in range(n):
+        t += int(rng.choice([0, 1, 1_000, 60_000, 300_000, 1_800_000, int(rng.integers(0, 90_000))]))
+        records.append({
+            "ride_id": f"r{seed}-{i:05d}",
+            "driver": drivers[0] if rng.random() < 0.4 else drivers[int(rng.integers(len(drivers)))],
+            "city": cities[int(rng.integers(len(cities)))],
+            "fare": float(np.round(rng.lognormal(2.5, 1.0), 2)) if rng.random() > 0.02 else 1e16,
+            "km": float(np.round(rng.exponential(5.0), 3)),
+            "riders": int(rng.integers(1, 7)),
+            "ts": t,
+        })
+    out = []
+    for rec in records:
+        roll = rng.random()
+        if roll < 0.05:  # arrives late: somewhere later in the stream
+            out.insert(len(out) - int(rng.integers(0, min(len(out), 40) + 1)), rec)
+            continue
+        out.append(rec)
+        if roll < 0.08:
+            out.append(dict(rec))  # a retry
+        elif roll < 0.10:
+            out.append({**rec, "ride_id": rec["ride_id"] + "-bad", "riders": "two"})  # wrong type
+        elif roll < 0.11:
+            out.append({k: v for k, v in rec.items() if k != "city"} | {"ride_id": rec["ride_id"] + "-nocity"})
+    return out

@@ -1,0 +1,164 @@
+"""Projects: tandem init, finding tandem.yaml, loading the user's catalogs, and every mistake as one line.
+
+No engine starts here: what these checks refuse is refused before Spark or Flink would.
+"""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import UserError
+from runtime.project import find_project, load_catalog, load_project
+from tests.shell import shell_env
+from transforms import Catalog
+
+TANDEM = str(Path(sys.executable).parent / "tandem")
+
+CATALOG_PY = textwrap.dedent('''
+    from transforms import Agg, Catalog, EventSchema, Feature, FeatureGroup, Field, FieldType
+
+    SCHEMA = EventSchema(
+        name="{source}", version=1,
+        fields=(Field("id", FieldType.STRING), Field("{key}", FieldType.STRING), Field("at", FieldType.TIMESTAMP_MS)),
+        event_id="id", entity_keys=("{key}",), event_time="at")
+    CATALOG = Catalog(schema=SCHEMA, row_functions=(),
+                      groups=(FeatureGroup("{group}", "{key}", (Feature("{group}_count_1h", Agg.COUNT, "1h"),)),))
+''')
+
+
+def make_project(folder: Path, catalogs=("rides",), yaml_extra: str = "", name="demo") -> Path:
+    """A project with one module per catalog in its features/ package."""
+    (folder / "features").mkdir(parents=True)
+    (folder / "features" / "__init__.py").write_text("")
+    for source in catalogs:
+        (folder / "features" / f"{source}.py").write_text(
+            CATALOG_PY.format(source=source, key=f"{source}_key", group=f"{source}_group"))
+    listed = "".join(f"\n  - features.{c}" for c in catalogs)
+    (folder / "tandem.yaml").write_text(f"project: {name}\ncatalogs:{listed}\n{yaml_extra}")
+    return folder
+
+
+def tandem(*args, cwd, **env):
+    return subprocess.run([TANDEM, *args], capture_output=True, text=True, cwd=cwd, env=shell_env(**env),
+                          timeout=120)
+
+
+def assert_one_line_error(result, text):
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], result.stderr
+
+
+def test_the_nearest_tandem_yaml_at_or_above_the_current_directory_is_the_project(tmp_path, monkeypatch):
+    monkeypatch.delenv("TANDEM_PROJECT", raising=False)
+    root = make_project(tmp_path / "repo")
+    deep = root / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_project(start=deep).root == root.resolve()
+    assert find_project(root).root == root.resolve()  # --project
+    with pytest.raises(UserError, match="tandem init"):
+        find_project(start=tmp_path)
+
+
+def test_paths_are_relative_to_tandem_yaml_and_the_environment_overrides_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("TANDEM_LAKE", raising=False)
+    monkeypatch.delenv("TANDEM_REDIS", raising=False)
+    root = make_project(tmp_path / "p", yaml_extra="lake: data/lake\nonline_store: redis.internal:6379\n"
+                                                   "defaults:\n  allowed_lateness: 30s\n")
+    project = load_project(root / "tandem.yaml")
+    assert project.lake_root == (root / "data" / "lake").resolve()
+    assert project.online_store == "redis.internal:6379"
+    assert project.allowed_lateness_ms == 30_000 and project.max_future_ms == 3_600_000
+    monkeypatch.setenv("TANDEM_LAKE", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("TANDEM_REDIS", "10.0.0.1:6380")
+    project = load_project(root / "tandem.yaml")
+    assert project.lake_root == (tmp_path / "elsewhere").resolve() and project.online_store == "10.0.0.1:6380"
+
+
+def test_two_projects_with_a_features_package_each_load_their_own(tmp_path):
+    one = load_project(make_project(tmp_path / "one", catalogs=("rides",)) / "tandem.yaml")
+    two = load_project(make_project(tmp_path / "two", catalogs=("rides",)) / "tandem.yaml")
+    (tmp_path / "two" / "features" / "rides.py").write_text(
+        CATALOG_PY.format(source="rides", key="driver", group="drivers"))
+    assert one.catalog().groups[0].key == "rides_key"
+    assert two.catalog().groups[0].key == "driver"
+
+
+def test_a_project_with_two_catalogs_asks_which_one(tmp_path):
+    project = load_project(make_project(tmp_path / "p", catalogs=("rides", "payments")) / "tandem.yaml")
+    assert set(project.catalogs()) == {"rides", "payments"}
+    assert project.catalog("payments").schema.name == "payments"
+    with pytest.raises(UserError, match="has 2 catalogs .*--catalog"):
+        project.catalog()
+
+
+def test_a_catalog_file_path_and_an_attribute_load(tmp_path):
+    root = make_project(tmp_path / "p")
+    by_file = load_catalog("features/rides.py:CATALOG", root)
+    assert isinstance(by_file, Catalog) and by_file.schema.name == "rides"
+
+
+def test_group_names_are_unique_across_the_catalogs_of_a_project(tmp_path):
+    root = make_project(tmp_path / "p", catalogs=("rides", "payments"))
+    (root / "features" / "payments.py").write_text(
+        CATALOG_PY.format(source="payments", key="payments_key", group="rides_group"))
+    with pytest.raises(UserError, match="feature group 'rides_group' is in catalogs"):
+        load_project(root / "tandem.yaml").catalogs()
+
+
+BROKEN = {
+    "unknown key": ("tandem.yaml", "project: demo\ncatalogs: [features.rides]\nonline: x\n", "unknown key 'online'"),
+    "not yaml": ("tandem.yaml", "project: [demo\n", "is not valid YAML"),
+    "no catalogs": ("tandem.yaml", "project: demo\n", "'catalogs' must list"),
+    "missing catalog file": ("tandem.yaml", "project: demo\ncatalogs: [features/nope.py]\n", "no such file"),
+    "missing module": ("tandem.yaml", "project: demo\ncatalogs: [features.nope]\n", "no module named 'features.nope'"),
+    "import fails": ("features/rides.py", "import numpy\n1 / 0\n", "importing it failed: ZeroDivisionError"),
+    "not a catalog": ("tandem.yaml", "project: demo\ncatalogs: ['features.rides:SCHEMA']\n",
+                      "'SCHEMA' is not a Catalog"),
+    "engines cannot run it": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g").replace(
+        'Feature("g_count_1h", Agg.COUNT, "1h")', 'Feature("g_sum", Agg.SUM, "1h", of="k")'),
+        "feature g_sum: sum needs a numeric column"),
+    "a type no online store carries yet": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g")
+                                           .replace('Feature("g_count_1h", Agg.COUNT, "1h")',
+                                                    'Feature("g_last_k", Agg.LAST, "1h", of="k")'),
+                                           "feature g_last_k: last of 'k' is string; features are int64 or float64"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_project_is_one_line_naming_the_file_and_nothing_is_written(tmp_path, case):
+    root = make_project(tmp_path / "p")
+    path, text, message = BROKEN[case]
+    (root / path).write_text(text)
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"id": "a", "rides_key": "k", "at": 1714564800000}\n')
+    result = tandem("ingest", "--events", str(events), cwd=root)
+    assert_one_line_error(result, message)
+    assert str(root) in result.stderr or case == "import fails" or "features" in result.stderr
+    assert not (root / "lake").exists()
+
+
+def test_a_catalog_option_that_names_no_catalog_of_the_project_is_one_line(tmp_path):
+    root = make_project(tmp_path / "p")
+    result = tandem("reference", "--events", str(tmp_path / "e.jsonl"), "--catalog", "payments", cwd=root)
+    assert_one_line_error(result, "--catalog payments: names no catalog of")
+
+
+def test_without_a_project_a_verb_says_so_and_names_tandem_init(tmp_path):
+    result = tandem("backfill", "--start", "2024-05-01", "--end", "2024-05-01", cwd=tmp_path, TANDEM_PROJECT="")
+    assert_one_line_error(result, "tandem init")
+
+
+def test_init_makes_a_project_that_loads_and_refuses_a_folder_with_files(tmp_path):
+    result = tandem("init", str(tmp_path / "shop"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = load_project(tmp_path / "shop" / "tandem.yaml")
+    assert project.name == "shop"
+    assert project.catalog().schema.name == "transactions"
+    assert (tmp_path / "shop" / "feast_repo" / "feature_store.yaml").read_text().count("project: shop") == 1
+    assert not (tmp_path / "shop" / "__init__.py").exists()
+    assert_one_line_error(tandem("init", str(tmp_path / "shop"), cwd=tmp_path), "is not an empty folder")
