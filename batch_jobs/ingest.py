@@ -33,7 +33,7 @@ from batch_jobs.compile_catalog import EVENT_DATE, SPARK_TYPES
 from batch_jobs.delta_tables import table_exists
 from runtime.dead_letters import DUPLICATE, DUPLICATE_DETAIL, INVALID, dead_letter_columns
 from runtime.errors import UserError
-from runtime.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, raw_text, read_events
+from runtime.events_io import events_files, raw_text, read_events
 from runtime.lake import Lake, SourceTables
 from transforms import Catalog, Invalid
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now, record_shape, schema_drift
@@ -51,16 +51,8 @@ class IngestResult:
 
 
 def input_files(path: str | Path) -> list[Path]:
-    """The events files under ``path`` (a file, or a directory's files sorted by name)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file or directory")
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in JSONL_SUFFIXES + PARQUET_SUFFIXES)
-    if not files:
-        raise UserError(f"{path}: no .jsonl or .parquet files in this directory")
-    return files
+    """The events files under ``path``: ``runtime.events_io.events_files``, the stream's rule too."""
+    return events_files(path)
 
 
 def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,

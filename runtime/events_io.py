@@ -33,6 +33,36 @@ def _format_of(path: Path) -> str:
     raise UserError(f"{path}: unknown file type {suffix or '(none)'!r}; use .jsonl or .parquet")
 
 
+def events_files(path: str | Path) -> list[Path]:
+    """The events files a path names, in the order they are read: the one rule of ingest and the stream.
+
+    A file is itself (a ``.jsonl``/``.parquet``, whatever its name). A
+    directory gives its visible files (not named ``.x`` or ``_x``: files
+    being written, by convention and as Flink's file source skips them)
+    sorted by name; any other visible file there is an error, never
+    silently left out.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.is_file():
+        _format_of(path)
+        return [path]
+    files = sorted(visible_files(path))
+    other = [p for p in files if p.suffix.lower() not in JSONL_SUFFIXES + PARQUET_SUFFIXES]
+    if other:
+        raise UserError(f"{other[0]}: not a .jsonl or .parquet file; a directory of events must hold only "
+                        "events files (name a file .x or _x to have it skipped)")
+    if not files:
+        raise UserError(f"{path}: no .jsonl or .parquet files in this directory")
+    return files
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` not named ``.x`` or ``_x``."""
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))]
+
+
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):

@@ -203,14 +203,18 @@ def load_catalog(spec: str, base: Path, where: str = "--catalog") -> Catalog:
         if not isinstance(catalog, Catalog):
             raise UserError(f"{where}: {spec}: {attribute!r} is not a Catalog in {target} "
                             f"(it is {type(catalog).__name__})")
-        return catalog
-    if isinstance(getattr(module, "CATALOG", None), Catalog):
-        return module.CATALOG
-    found = {name: value for name, value in vars(module).items() if isinstance(value, Catalog)}
-    if len(found) != 1:
-        raise UserError(f"{where}: {spec}: expected one Catalog in {target} (found: "
-                        f"{', '.join(sorted(found)) or 'none'}); name it as {target}:ATTRIBUTE")
-    return next(iter(found.values()))
+    elif isinstance(getattr(module, "CATALOG", None), Catalog):
+        catalog = module.CATALOG
+    else:
+        found = {name: value for name, value in vars(module).items() if isinstance(value, Catalog)}
+        if len(found) != 1:
+            raise UserError(f"{where}: {spec}: expected one Catalog in {target} (found: "
+                            f"{', '.join(sorted(found)) or 'none'}); name it as {target}:ATTRIBUTE")
+        catalog = next(iter(found.values()))
+    problems = catalog.not_yet_supported()
+    if problems:
+        raise UserError(f"{where}: {spec}: the engines cannot run it: {problems[0]}")
+    return catalog
 
 
 def _import(target: str, base: Path, where: str):

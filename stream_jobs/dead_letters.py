@@ -33,7 +33,7 @@ import pandas as pd
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from stream_jobs.outputs import dead_letters as committed_dead_letters
+from stream_jobs.outputs import dead_letters as committed_dead_letters, file_sink_options
 from stream_jobs.sources import sql_options
 from runtime.dead_letters import REASONS, dead_letter_columns
 from runtime.errors import UserError
@@ -65,8 +65,6 @@ def columns_sql(catalog: Catalog) -> str:
 def create_sink(t_env: StreamTableEnvironment, catalog: Catalog, target: str | None, out_dir: Path,
                 roll_interval_ms: int, exactly_once: bool) -> str:
     """Register the dead-letter sink table for ``target``; return its name."""
-    from stream_jobs.job import file_sink_options
-
     kafka = parse_target(target)
     if kafka is None:
         options = file_sink_options(Path(out_dir) / "dead_letters", roll_interval_ms)

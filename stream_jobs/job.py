@@ -19,6 +19,7 @@ from pyflink.table import StreamTableEnvironment
 
 from stream_jobs import dead_letters
 from stream_jobs.compile_catalog import SQL_TYPES
+from stream_jobs.outputs import file_sink_options
 from stream_jobs.pipeline import build
 from stream_jobs.sources import SOURCE, SourceSpec, create_source, require_kafka_topics, sql_options
 from runtime.errors import UserError
@@ -44,19 +45,6 @@ class StreamJobSpec:
     roll_interval_ms: int = 60_000  # longest a row waits in an open part file (see file_sink_options)
     rest_port: int | None = None  # the mini-cluster's web UI / REST API (metrics) port; None: a random one
     restart_attempts: int = 3  # restarts from the last checkpoint after a failure, then the job fails
-
-
-def file_sink_options(folder: Path, roll_interval_ms: int) -> dict[str, str]:
-    """A JSON Lines part-file sink whose rows become visible within ``roll_interval_ms`` plus a checkpoint.
-
-    Flink commits a part file on the checkpoint after it is closed, and closes
-    a JSON (row format) file only by size (128 MB) or age (30 min by default),
-    not on checkpoints: left alone, a long-running job's log would stay hidden
-    for half an hour. A shorter interval makes more, smaller files.
-    """
-    return {"connector": "filesystem", "path": str(folder), "format": "json",
-            "sink.rolling-policy.rollover-interval": f"{roll_interval_ms} ms",
-            "sink.rolling-policy.check-interval": f"{min(roll_interval_ms, 60_000)} ms"}
 
 
 def create_feature_log(t_env: StreamTableEnvironment, out_dir: Path, catalog: Catalog, roll_interval_ms: int) -> str:
@@ -159,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from stream_jobs.flink_env import build_table_env
-    from stream_jobs.options import argument_parser, job_spec
+    from stream_jobs.options import argument_parser, job_arguments
 
     args = argument_parser().parse_args(argv)
     try:
-        run(build_table_env(parallelism=1), job_spec(vars(args)))
+        run(build_table_env(parallelism=1), StreamJobSpec(**job_arguments(vars(args))))
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

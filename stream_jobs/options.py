@@ -1,5 +1,6 @@
 """The stream job's options, defined once: ``tandem stream`` and ``python -m stream_jobs.job`` (``flink run``)
-take exactly these, with these defaults and help texts, and turn them into a job spec the same way.
+take exactly these, with these defaults and help texts, and turn them into a job spec the same way
+(:func:`job_arguments`).
 
 ``--project`` and ``--catalog`` come first (the project's catalog is what the
 job runs); an option whose default is None and that the project defines
@@ -74,10 +75,10 @@ def argument_parser(prog: str = "stream") -> argparse.ArgumentParser:
     return parser
 
 
-def job_spec(values: Mapping[str, Any]):
-    """The :class:`~stream_jobs.job.StreamJobSpec` of parsed option values (by name); bad values are UserErrors."""
+def job_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`~stream_jobs.job.StreamJobSpec` arguments of parsed option values (by name); bad values are
+    UserErrors."""
     from runtime.project import find_project
-    from stream_jobs.job import StreamJobSpec
 
     project = find_project(values.get("project"))
     catalog = project.catalog(values.get("catalog"))
@@ -91,9 +92,9 @@ def job_spec(values: Mapping[str, Any]):
         except ValueError as e:
             raise UserError(f"--{name.replace('_', '-')}: {e}") from None
 
-    return StreamJobSpec(
-        values["source"], Path(values["out"]), duration("allowed_lateness", project.allowed_lateness_ms),
-        catalog=catalog, project=project.name, redis=values.get("redis"),
+    return dict(
+        source=values["source"], out_dir=Path(values["out"]),
+        allowed_lateness_ms=duration("allowed_lateness", project.allowed_lateness_ms), catalog=catalog, project=project.name, redis=values.get("redis"),
         kafka_group=values["kafka_group"], kafka_start=values["kafka_start"],
         kafka_until_latest=bool(values["until_latest"]),
         follow_ms=duration("follow_interval") if values["follow"] else None,

@@ -1,4 +1,5 @@
-"""Reading what the stream job wrote: its feature log and dead letters (JSON Lines part files).
+"""The stream job's file outputs: how its feature log and dead letters are written (JSON Lines part files),
+and reading them back.
 
 Only committed part files count: Flink writes in-progress files as hidden
 (``.part-...``) and makes them visible on a checkpoint or at the end of a
@@ -14,6 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from transforms import Catalog, FieldType
+
+
+def file_sink_options(folder: Path, roll_interval_ms: int) -> dict[str, str]:
+    """A JSON Lines part-file sink whose rows become visible within ``roll_interval_ms`` plus a checkpoint.
+
+    Flink commits a part file on the checkpoint after it is closed, and closes
+    a JSON (row format) file only by size (128 MB) or age (30 min by default),
+    not on checkpoints: left alone, a long-running job's log would stay hidden
+    for half an hour. A shorter interval makes more, smaller files.
+    """
+    return {"connector": "filesystem", "path": str(folder), "format": "json",
+            "sink.rolling-policy.rollover-interval": f"{roll_interval_ms} ms",
+            "sink.rolling-policy.check-interval": f"{min(roll_interval_ms, 60_000)} ms"}
 
 
 def committed_rows(folder: Path) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ from pathlib import Path
 from pyflink.table import StreamTableEnvironment
 
 from runtime.errors import UserError
-from runtime.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, raw_text, read_events
+from runtime.events_io import JSONL_SUFFIXES, PARQUET_SUFFIXES, events_files, raw_text, read_events, visible_files
 from transforms.schema import parse_iso_timestamp_ms
 
 SOURCE = "tandem_source"
@@ -93,7 +93,7 @@ def _file_options(path: Path, spec: SourceSpec) -> dict[str, str]:
             raise UserError(f"{path}: --follow watches a directory for new files; this is a file")
         if spec.follow_ms <= 0:
             raise UserError("the follow interval must be more than 0 ms")
-        parquet = [p for p in _visible_files(path) if p.suffix.lower() in PARQUET_SUFFIXES]
+        parquet = [p for p in visible_files(path) if p.suffix.lower() in PARQUET_SUFFIXES]
         if parquet:
             raise UserError(f"{parquet[0]}: a followed directory is read as JSON Lines; "
                             "convert Parquet files first, or replay them without --follow")
@@ -110,7 +110,7 @@ def stage_file_input(path: Path, staging_dir: Path) -> Path:
     """
     if path.is_file() and path.suffix.lower() in JSONL_SUFFIXES and not path.name.startswith((".", "_")):
         return path.resolve()
-    files = _input_files(path)
+    files = events_files(path)
     staging_dir.mkdir(parents=True, exist_ok=True)
     target = staging_dir / f"replay-{path.name}.jsonl"  # a plain name: Flink reads nothing from .x or _x
     scratch = staging_dir / f".replay-{path.name}.jsonl.tmp"
@@ -126,25 +126,6 @@ def stage_file_input(path: Path, staging_dir: Path) -> Path:
     else:
         os.replace(scratch, target)
     return target.resolve()
-
-
-def _input_files(path: Path) -> list[Path]:
-    """A file, or a directory's events files in name order; anything else visible there is refused."""
-    if path.is_file():
-        if path.suffix.lower() not in JSONL_SUFFIXES + PARQUET_SUFFIXES:
-            raise UserError(f"{path}: unknown file type {path.suffix or '(none)'!r}; use .jsonl or .parquet")
-        return [path]
-    files = sorted(_visible_files(path))
-    other = [p for p in files if p.suffix.lower() not in JSONL_SUFFIXES + PARQUET_SUFFIXES]
-    if other:
-        raise UserError(f"{other[0]}: not a .jsonl or .parquet file; a replayed directory must hold only events files")
-    if not files:
-        raise UserError(f"{path}: no .jsonl or .parquet files in this directory")
-    return files
-
-
-def _visible_files(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))]
 
 
 def _append_lines(source: Path, out) -> None:

@@ -338,11 +338,11 @@ def stream(**values) -> None:
     """
     from stream_jobs import dead_letters as dl
     from stream_jobs.flink_env import build_table_env
-    from stream_jobs.job import run
-    from stream_jobs.options import job_spec
+    from stream_jobs.job import StreamJobSpec, run
+    from stream_jobs.options import job_arguments
     from stream_jobs.outputs import feature_rows
 
-    spec = job_spec(values)
+    spec = StreamJobSpec(**job_arguments(values))
     kafka = dl.parse_target(spec.dead_letters)
     started_ms = time.time_ns() // 1_000_000
     with console.status("starting Flink"):

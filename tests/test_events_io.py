@@ -79,3 +79,18 @@ def test_feature_rows_and_rejections_are_typed_parquet(tmp_path):
     assert [(r["transaction_id"], r["reason"], r["kind"]) for r in rejected] == [
         ("a", "duplicate", None), ("b", "invalid", "out_of_domain")]
     assert json.loads(rejected[1]["raw"])["amount"] == -1.0
+
+
+def test_one_listing_rule_for_ingest_and_the_stream(tmp_path):
+    """A directory's visible events files in name order; .x and _x skipped; anything else refused, in one line."""
+    from batch_jobs.ingest import input_files
+    from runtime.events_io import events_files
+    from stream_jobs.sources import stage_file_input
+
+    for name in ("b.jsonl", "a.parquet", ".writing.jsonl", "_tmp.jsonl"):
+        (tmp_path / name).write_text("")
+    assert events_files(tmp_path) == input_files(tmp_path) == [tmp_path / "a.parquet", tmp_path / "b.jsonl"]
+    (tmp_path / "notes.txt").write_text("x")
+    for read in (events_files, input_files, lambda p: stage_file_input(p, p / "_staging")):
+        with pytest.raises(UserError, match="notes.txt: not a .jsonl or .parquet file"):
+            read(tmp_path)

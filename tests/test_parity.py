@@ -65,8 +65,8 @@ def assert_outputs_are_the_reference(out: Path, records: list, lateness_ms: int)
 
 
 def unexplained_summary(comparison) -> str:
-    return "; ".join([f"{i.kind}: {i.detail} {i.transaction_ids[:3]}" for i in comparison.issues]
-                     + [f"{m.column} of {m.transaction_id!r}: {m.why} (batch {m.batch!r}, stream {m.stream!r})"
+    return "; ".join([f"{i.kind}: {i.detail} {i.event_ids[:3]}" for i in comparison.issues]
+                     + [f"{m.column} of {m.event_id!r}: {m.why} (batch {m.batch!r}, stream {m.stream!r})"
                         for m in comparison.mismatches if m.status == "unexplained"][:10])
 
 

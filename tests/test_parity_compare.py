@@ -74,7 +74,7 @@ def test_one_ulp_in_one_stream_sum_is_caught_and_measured(refs):
     assert (s.unexplained, s.explained, s.differing, s.stream_vs_reference) == (1, 3, 3, 1)
     assert s.largest_unexplained_difference == pytest.approx(2.0 ** -52, rel=1e-3)
     [m] = c.examples("user_amount_sum_24h")
-    assert (m.transaction_id, m.stream, m.batch) == ("c", math.nextafter(2.0, math.inf), 2.0)
+    assert (m.event_id, m.stream, m.batch) == ("c", math.nextafter(2.0, math.inf), 2.0)
     assert "stream differs from the reference" in m.why
 
 

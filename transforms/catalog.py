@@ -29,10 +29,6 @@ class Catalog:
         for group in self.groups:
             if group.key not in self.schema.entity_keys:
                 raise ValueError(f"group {group.entity}: key {group.key!r} is not an entity key of {self.schema.name}")
-            key_field = self.schema.get_field(group.key)
-            if key_field.type is not FieldType.STRING or not key_field.required:
-                raise ValueError(f"group {group.entity}: key {group.key!r} must be a required STRING field for now "
-                                 f"(it is {'an optional ' if not key_field.required else ''}{key_field.type.value})")
             for feature in group.features:
                 if feature.name in seen:
                     raise ValueError(f"feature name {feature.name!r} is used twice")
@@ -41,19 +37,29 @@ class Catalog:
                     raise ValueError(f"feature {feature.name}: unknown column {feature.of!r}")
                 if feature.agg.needs_numeric and columns[feature.of] not in (FieldType.FLOAT64, FieldType.INT64):
                     raise ValueError(f"feature {feature.name}: {feature.agg.value} needs a numeric column")
-                self._check_runnable(feature, columns)
 
-    def _check_runnable(self, feature: Feature, columns: dict[str, FieldType]) -> None:
-        """Refuse, when the catalog is loaded, what no engine can run yet (rather than fail in a job)."""
-        if feature.of is not None and feature.of in self.schema.field_names and not self.schema.get_field(
-                feature.of).required:
-            raise ValueError(f"feature {feature.name}: column {feature.of!r} is optional; aggregating optional "
-                             "fields is not supported yet")
-        dtype = self.feature_dtype(feature)
-        if dtype not in FEATURE_TYPES:
-            raise ValueError(f"feature {feature.name}: {feature.agg.value} of {feature.of!r} is {dtype.value}; "
-                             f"features are {' or '.join(t.value for t in FEATURE_TYPES)} for now "
-                             "(what the Feast views and the online writers carry)")
+    def not_yet_supported(self) -> list[str]:
+        """What in this catalog the engines, Feast and the online writers cannot run yet, one line each.
+
+        The reference evaluator runs any well-formed catalog; a project refuses
+        these when it loads the catalog (``runtime.project``), not in a job.
+        """
+        problems = []
+        for group in self.groups:
+            key = self.schema.get_field(group.key)
+            if key.type is not FieldType.STRING or not key.required:
+                problems.append(f"group {group.entity}: key {group.key!r} is {'optional ' if not key.required else ''}"
+                                f"{key.type.value}; keys are required strings for now")
+            for feature in group.features:
+                if feature.of in self.schema.field_names and not self.schema.get_field(feature.of).required:
+                    problems.append(f"feature {feature.name}: column {feature.of!r} is optional; aggregating "
+                                    "optional fields is not supported yet")
+                dtype = self.feature_dtype(feature)
+                if dtype not in FEATURE_TYPES:
+                    problems.append(f"feature {feature.name}: {feature.agg.value} of {feature.of!r} is {dtype.value}; "
+                                    f"features are {' or '.join(t.value for t in FEATURE_TYPES)} for now (what the "
+                                    "Feast views and the online writers carry)")
+        return problems
 
     def input_columns(self) -> list[tuple[str, FieldType]]:
         """Schema fields then row-function outputs: everything a feature can aggregate."""

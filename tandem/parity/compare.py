@@ -71,7 +71,7 @@ class PathOutput:
 
 @dataclass(frozen=True)
 class WindowEvent:
-    transaction_id: str
+    event_id: str
     event_time: int
     value: Any  # the aggregated column's value (None for counts)
     late: bool  # the stream reported it late and the reference agrees
@@ -81,7 +81,7 @@ class WindowEvent:
 class Mismatch:
     """One (event, column) where batch and stream are not both exactly right. ``None``: no row."""
 
-    transaction_id: str
+    event_id: str
     column: str
     status: str  # explained | unexplained
     why: str
@@ -124,7 +124,7 @@ class Issue:
 
     kind: str
     detail: str
-    transaction_ids: tuple[str | None, ...] = ()
+    event_ids: tuple[str | None, ...] = ()
 
 
 @dataclass
@@ -135,6 +135,8 @@ class Comparison:
     events_compared: int
     confirmed_late: list[str]
     counts: dict[str, Counter] = field(default_factory=dict)  # path -> accepted / reason counts
+    event_id: str = "event_id"  # the catalog's names of the event id and time, for the reports
+    event_time: str = "event_time"
 
     @property
     def unexplained(self) -> int:
@@ -218,7 +220,7 @@ def compare(batch: PathOutput, stream: PathOutput, refs: References,
     mismatches = _with_windows(mismatches, windows)
     counts = {"batch": _counts(batch), "stream": _counts(stream),
               "batch_reference": Counter(refs.batch.counts), "stream_reference": Counter(refs.stream.counts)}
-    return Comparison(stats, mismatches, issues, len(ids), sorted(confirmed), counts)
+    return Comparison(stats, mismatches, issues, len(ids), sorted(confirmed), counts, schema.event_id, schema.event_time)
 
 
 def _classify(i, col: ColumnStats, b, s, ref_b, ref_s, confirmed, reported_late, windows) -> tuple[str, str]:
@@ -307,7 +309,7 @@ def _with_windows(mismatches: list[Mismatch], windows: _FeatureWindows) -> list[
     for m in mismatches:
         seen[m.column, m.status] += 1
         if seen[m.column, m.status] <= EXAMPLES_PER_COLUMN:
-            m = replace(m, window=windows.window(m.transaction_id, m.column))
+            m = replace(m, window=windows.window(m.event_id, m.column))
         out.append(m)
     return out
 

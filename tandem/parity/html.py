@@ -47,7 +47,7 @@ def render(run) -> str:
     if c.issues:
         parts.append("<h2>Issues</h2><ul>" + "".join(
             f"<li><b>{_e(i.kind)}</b>: {_e(i.detail)}"
-            + (f" (e.g. {_e(', '.join(str(x) for x in i.transaction_ids[:10]))})" if i.transaction_ids else "")
+            + (f" (e.g. {_e(', '.join(str(x) for x in i.event_ids[:10]))})" if i.event_ids else "")
             + "</li>" for i in c.issues) + "</ul>")
     by_column: dict[str, list[Mismatch]] = {}
     for m in c.mismatches:
@@ -145,7 +145,7 @@ def _example(col: ColumnStats, m: Mismatch) -> str:
     window = ""
     if m.window:
         events, omitted = shown_window(m)
-        rows = "".join(f"<tr class='{'late' if e.late else ''}'><td><code>{_e(e.transaction_id)}</code></td>"
+        rows = "".join(f"<tr class='{'late' if e.late else ''}'><td><code>{_e(e.event_id)}</code></td>"
                        f"<td>{_e(_time(e.event_time))}</td><td>{_v(e.value)}</td><td>{'late' if e.late else ''}</td></tr>"
                        for e in events)
         more = f" ({omitted:,} earlier on-time events not listed)" if omitted else ""
@@ -153,7 +153,7 @@ def _example(col: ColumnStats, m: Mismatch) -> str:
                   f"[t − {format_duration(col.window_ms)}, t] of {_e(m.key)}{more}</summary>"
                   f"<table><tr><th>event</th><th>event time</th><th>value</th><th></th></tr>{rows}</table></details>")
     when = _time(m.event_time) if m.event_time is not None else "?"
-    return (f"<div><p><code>{_e(m.transaction_id)}</code> at {_e(when)}"
+    return (f"<div><p><code>{_e(m.event_id)}</code> at {_e(when)}"
             + (f", key <code>{_e(m.key)}</code>" if m.key is not None else "")
             + f": {_e(m.why)}</p>{values}{window}</div>")
 

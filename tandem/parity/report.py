@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tandem.parity import BATCH, REJECTED, REPORT_HTML, STREAM
 from tandem.parity.compare import EXPLAINED, UNEXPLAINED, ColumnStats, Mismatch
 from transforms import format_duration
 
@@ -26,14 +27,12 @@ def shown_window(m: Mismatch) -> tuple[list, int]:
     others = [e for e in m.window if not e.late]
     room = WINDOW_EVENTS_SHOWN - len(late)
     others = others[max(len(others) - room, 0):] if room else []
-    shown = sorted(late + others, key=lambda e: (e.event_time, e.transaction_id))
+    shown = sorted(late + others, key=lambda e: (e.event_time, e.event_id))
     return shown, len(m.window) - len(shown)
 
 
 def to_json(run) -> dict[str, Any]:
     """The whole report of a :class:`tandem.parity.run.ParityRun` as JSON-ready data."""
-    from tandem.parity.run import BATCH, REJECTED, REPORT_HTML, STREAM
-
     c = run.comparison
     return {
         "report_version": REPORT_VERSION,
@@ -47,7 +46,8 @@ def to_json(run) -> dict[str, Any]:
         "late_events_confirmed": len(c.confirmed_late),
         "paths": {path: dict(sorted(counts.items())) for path, counts in c.counts.items()},
         "columns": {col.name: _column(col, c) for col in c.columns},
-        "issues": [{"kind": i.kind, "detail": i.detail, "transaction_ids": list(i.transaction_ids)} for i in c.issues],
+        "event_id": c.event_id, "event_time": c.event_time,  # the catalog's names, used below
+        "issues": [{"kind": i.kind, "detail": i.detail, c.event_id: list(i.event_ids)} for i in c.issues],
         "outputs": {"batch": BATCH, "stream": STREAM, "rejected": REJECTED, "html": REPORT_HTML},
         "timings_s": run.timings,
         **({"serving": _serving(run.serving)} if run.serving is not None else {}),
@@ -74,18 +74,18 @@ def _column(col: ColumnStats, comparison) -> dict[str, Any]:
         "difference_measure": "relative" if col.is_float else "absolute",
         "largest_difference": _number(col.largest_difference),
         "largest_unexplained_difference": _number(col.largest_unexplained_difference),
-        "unexplained_examples": [_mismatch(m) for m in comparison.examples(col.name, UNEXPLAINED)],
-        "explained_examples": [_mismatch(m) for m in comparison.examples(col.name, EXPLAINED)],
+        "unexplained_examples": [_mismatch(m, comparison) for m in comparison.examples(col.name, UNEXPLAINED)],
+        "explained_examples": [_mismatch(m, comparison) for m in comparison.examples(col.name, EXPLAINED)],
     }
 
 
-def _mismatch(m: Mismatch) -> dict[str, Any]:
+def _mismatch(m: Mismatch, c) -> dict[str, Any]:
     window, omitted = shown_window(m)
     return {
-        "transaction_id": m.transaction_id, "why": m.why, "event_time": m.event_time, "key": m.key,
+        c.event_id: m.event_id, "why": m.why, c.event_time: m.event_time, "key": m.key,
         "batch": _number(m.batch), "stream": _number(m.stream),
         "batch_reference": _number(m.batch_reference), "stream_reference": _number(m.stream_reference),
-        "window": [{"transaction_id": e.transaction_id, "event_time": e.event_time, "value": _number(e.value),
+        "window": [{c.event_id: e.event_id, c.event_time: e.event_time, "value": _number(e.value),
                     "late": e.late} for e in window],
         "window_events": len(m.window), "window_events_omitted": omitted,
     }

@@ -28,15 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from runtime.errors import UserError
+from tandem.parity import BATCH, REJECTED, REPORT_HTML, REPORT_JSON, STREAM  # noqa: F401 (re-exported)
 from runtime.events_io import read_events, write_feature_rows
 from tandem.parity.compare import Comparison, PathOutput, references, compare
 from tandem.reference import evaluate
 from transforms import Catalog
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now
 
-#: The output files, named by the parity contract (README, "Parity").
-BATCH, STREAM, REJECTED, REPORT_JSON, REPORT_HTML = (
-    "batch.parquet", "stream.parquet", "rejected.parquet", "report.json", "report.html")
 WORK = "work"  # the engines' own files (lake, stream output), kept for inspection
 
 Step = Callable[[str], AbstractContextManager]
