@@ -33,6 +33,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DoubleType, LongType, StringType, TimestampType
 
+from runtime.lake import EVENT_DATE  # noqa: F401 (re-exported: the batch jobs' partition column)
 from transforms import Agg, Catalog, FieldType
 from transforms.aggregations import Feature
 from transforms.expressions import BinOp, Col, Expr, Lit
@@ -40,7 +41,6 @@ from transforms.rows import RowFunction
 
 #: The event time as epoch milliseconds: what windows order by and row functions read.
 TS_MS = "_ts_ms"
-EVENT_DATE = "event_date"
 
 SPARK_TYPES: dict[FieldType, DataType] = {
     FieldType.STRING: StringType(),

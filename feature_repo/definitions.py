@@ -17,10 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from runtime.feast_layout import value_type
-from runtime.lake import Lake
+from runtime.lake import EVENT_DATE, Lake
 from transforms import Catalog
-
-EVENT_DATE = "event_date"  # the partition column of every Delta table (batch_jobs.compile_catalog.EVENT_DATE)
 
 
 def quiet_experimental_warnings() -> None:

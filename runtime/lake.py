@@ -22,6 +22,9 @@ from pathlib import Path
 from runtime.errors import UserError
 from transforms import Catalog
 
+#: The partition column of every table (the UTC date of the event time): the batch jobs write it, Feast prunes by it.
+EVENT_DATE = "event_date"
+
 
 @dataclass(frozen=True)
 class SourceTables:

@@ -91,7 +91,7 @@ class Project:
                             "choose one with --catalog NAME")
         if choice in catalogs:
             return catalogs[choice]
-        if _looks_like_spec(choice, Path.cwd()):
+        if _looks_like_spec(choice):
             return load_catalog(choice, Path.cwd(), where="--catalog")
         raise UserError(f"--catalog {choice}: names no catalog of {self.config_path} (its catalogs: "
                         f"{', '.join(catalogs) or 'none'}) and no importable module or .py file")
@@ -174,7 +174,7 @@ def _duration(path: Path, defaults: dict, key: str, default: str) -> int:
 # --- catalogs -----------------------------------------------------------------------------------
 
 
-def _looks_like_spec(spec: str, base: Path) -> bool:
+def _looks_like_spec(spec: str) -> bool:
     target = spec.partition(":")[0]
     if target.endswith(".py") or "/" in target:
         return True
