@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError
+from runtime.errors import UserError, one_line
 from transforms import Catalog, parse_duration
 
 CONFIG = "tandem.yaml"
@@ -197,7 +197,7 @@ def load_catalog(spec: str, base: Path, where: str = "--catalog") -> Catalog:
     except UserError:
         raise
     except Exception as e:  # a user's module can raise anything while importing: one line, not a traceback
-        raise UserError(f"{where}: {spec}: importing it failed: {type(e).__name__}: {_one_line(e)}") from None
+        raise UserError(f"{where}: {spec}: importing it failed: {type(e).__name__}: {one_line(e)}") from None
     if attribute:
         catalog = getattr(module, attribute, None)
         if not isinstance(catalog, Catalog):
@@ -275,8 +275,3 @@ def _pickle_by_value(module: Any) -> None:
         spark_cloudpickle.register_pickle_by_value(module)
     except ImportError:  # pragma: no cover - pyspark is a dependency
         pass
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 300 else text[:297] + "..."

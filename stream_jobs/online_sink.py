@@ -79,7 +79,7 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runtime.errors import UserError
+from runtime.errors import UserError, one_line
 from runtime.feast_layout import feature_store_yaml, value_type as feast_value_type
 from transforms.catalog import Catalog
 
@@ -293,7 +293,7 @@ class OnlineWriter:
             self._load_script(self.stats)
         except redis.exceptions.RedisError as e:
             self._client.close()
-            raise RedisUnreachable(f"Redis at {self.address} is unreachable: {_one_line(e)}") from None
+            raise RedisUnreachable(f"Redis at {self.address} is unreachable: {one_line(e)}") from None
 
     # --- encoding, by Feast's functions and messages --------------------------------------------
 
@@ -400,8 +400,8 @@ class OnlineWriter:
                 if attempt == self.max_tries:
                     raise OnlineStoreError(
                         f"Redis at {self.address} unreachable: {len(pending)} rows not acknowledged after "
-                        f"{self.max_tries} tries over {time.monotonic() - began:.1f}s: {_one_line(e)}") from e
-                log.warning("Redis at %s: %s; retry %d/%d in %.2fs", self.address, _one_line(e),
+                        f"{self.max_tries} tries over {time.monotonic() - began:.1f}s: {one_line(e)}") from e
+                log.warning("Redis at %s: %s; retry %d/%d in %.2fs", self.address, one_line(e),
                             attempt, self.max_tries - 1, delay)
                 stats._add("retries", None)
                 time.sleep(delay)
@@ -421,7 +421,7 @@ class OnlineWriter:
                 raise reply
             elif isinstance(reply, Exception):
                 raise OnlineStoreError(f"Redis at {self.address} refused a write to view "
-                                       f"{cmd[0].name!r}: {_one_line(reply)}")
+                                       f"{cmd[0].name!r}: {one_line(reply)}")
             else:
                 stats._add("written" if reply == 1 else "stale", cmd[0].name)
         return again, bool(again)
@@ -468,8 +468,3 @@ def _key_value(key_column: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"feature row has {key_column}={value!r}: entity keys are non-empty strings")
     return value
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
