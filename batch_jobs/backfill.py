@@ -85,7 +85,7 @@ def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: C
         for group in catalog.groups:
             path = lake.tables(catalog).features(group.entity)
             table = group_table(staged, catalog, group.entity)
-            replace_partitions(table, path, start, end, [group.key, catalog.schema.event_time, catalog.schema.event_id])
+            replace_partitions(table, path, start, end, [*group.key, catalog.schema.event_time, catalog.schema.event_id])
             tables[group.entity] = path
     finally:
         staged.unpersist()

@@ -14,8 +14,9 @@ How each piece of a catalog runs on Spark:
   CURRENT ROW`` frames, which include both ends and all peers (the docs/semantics.md
   rule, native to Spark). No per-key Python.
 * **Aggregations**: count, min, max and integer sums are Spark's natives over
-  the sliding frame; a distinct count is ``size(collect_set)``; ``last`` is
-  ``max_by(value, (event time, event id))``. Float sums and means must be the
+  the sliding frame (they skip nulls, and give null over no value); a
+  distinct count is ``size(collect_set)``; ``last`` is ``max_by(value, (event
+  time, event id))`` over the rows with a value. Float sums and means must be the
   correctly rounded exact sum (Spark's running double sum depends on order),
   and are taken as a difference of exact prefix sums: the JVM
   ``exact_sum_state`` aggregate over ``RANGE UNBOUNDED PRECEDING AND CURRENT
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, DoubleType, LongType, StringType, TimestampType
+from pyspark.sql.types import BooleanType, DataType, DoubleType, LongType, StringType, TimestampType
 
 from runtime.lake import EVENT_DATE  # noqa: F401 (re-exported: the batch jobs' partition column)
 from transforms import Agg, Catalog, FieldType
@@ -47,6 +48,7 @@ SPARK_TYPES: dict[FieldType, DataType] = {
     FieldType.FLOAT64: DoubleType(),
     FieldType.INT64: LongType(),
     FieldType.TIMESTAMP_MS: TimestampType(),
+    FieldType.BOOL: BooleanType(),
 }
 
 
@@ -95,7 +97,7 @@ def with_features(df: DataFrame, catalog: Catalog) -> DataFrame:
     event_id = catalog.schema.event_id
     types = dict(catalog.input_columns())
     for group in catalog.groups:
-        order = Window.partitionBy(group.key).orderBy(TS_MS)
+        order = Window.partitionBy(*group.key).orderBy(TS_MS)  # a tuple of columns: parts never concatenate
         states = _prefix_states(group.features, types, order)
         df = df.select("*", *(column.alias(name) for name, column in states.items()))
         df = df.select(
@@ -147,8 +149,8 @@ def _aggregate(feature: Feature, col_type: FieldType | None, order: Window, even
         return F.max(col).over(frame)
     if agg is Agg.DISTINCT_COUNT:
         return F.size(F.collect_set(col).over(frame)).cast("long")
-    if agg is Agg.LAST:
-        return F.max_by(col, F.struct(F.col(TS_MS), F.col(event_id))).over(frame)
+    if agg is Agg.LAST:  # the latest non-null value: max_by skips rows whose ordering is null
+        return F.max_by(col, F.when(col.isNotNull(), F.struct(F.col(TS_MS), F.col(event_id)))).over(frame)
     raise AssertionError(f"unhandled aggregation {agg}")
 
 
@@ -163,4 +165,4 @@ def group_table(rows: DataFrame, catalog: Catalog, entity: str) -> DataFrame:
     """The per-entity feature table: key, event time, event id, the group's features, event_date."""
     group = catalog.group(entity)
     schema = catalog.schema
-    return rows.select(group.key, schema.event_time, schema.event_id, *(f.name for f in group.features), EVENT_DATE)
+    return rows.select(*group.key, schema.event_time, schema.event_id, *(f.name for f in group.features), EVENT_DATE)

@@ -35,7 +35,7 @@ from runtime.dead_letters import DUPLICATE, DUPLICATE_DETAIL, INVALID, dead_lett
 from runtime.errors import UserError
 from runtime.events_io import events_files, raw_text, read_events
 from runtime.lake import Lake, SourceTables
-from transforms import Catalog, Invalid
+from transforms import Catalog, FieldType, Invalid
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now, record_shape, schema_drift
 
 SOURCE_COLUMNS = [("_source", StringType()), ("_source_sha256", StringType()), ("_position", LongType())]
@@ -134,12 +134,17 @@ def _read_and_validate(file: Path, sha: str, file_index: int, catalog: Catalog, 
             valid[name].append(event[name])
         valid_pos.append(position)
         valid_raw.append(raw_text(record))
-    frame = pd.DataFrame(valid)
+    # Nullable pandas types: an optional int64 with a null must not become float64 (2**60 would lose bits).
+    frame = pd.DataFrame({f.name: pd.array(valid[f.name], dtype=_PANDAS_TYPES[f.type]) for f in schema.fields})
     frame[schema.event_time] = pd.to_datetime(frame[schema.event_time].astype("int64"), unit="ms", utc=True)
     frame["_source"], frame["_source_sha256"], frame["_position"] = str(file), sha, valid_pos
     frame["_file_index"], frame["_raw"] = file_index, valid_raw
     dead = pd.DataFrame(rejected, columns=[c.name for c in dead_letter_input(catalog).fields])
     return frame, dead, shapes, n
+
+
+_PANDAS_TYPES = {FieldType.STRING: object, FieldType.INT64: "Int64", FieldType.FLOAT64: "Float64",
+                 FieldType.BOOL: "boolean", FieldType.TIMESTAMP_MS: "Int64"}
 
 
 def _valid_schema(catalog: Catalog) -> StructType:

@@ -157,6 +157,7 @@ _ARROW_TYPES = {
     FieldType.FLOAT64: pa.float64(),
     FieldType.INT64: pa.int64(),
     FieldType.TIMESTAMP_MS: pa.timestamp("ms", tz="UTC"),
+    FieldType.BOOL: pa.bool_(),
 }
 
 

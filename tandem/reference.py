@@ -108,9 +108,9 @@ def _feature_rows(events: list[dict[str, Any]], catalog: Catalog) -> list[dict[s
             for i in range(len(events))]
     for group in catalog.groups:
         # Per entity: event indexes sorted by (event time, event id): the window order.
-        by_key: dict[Any, list[int]] = defaultdict(list)
-        for i, key in enumerate(columns[group.key]):
-            by_key[key].append(i)
+        by_key: dict[tuple, list[int]] = defaultdict(list)
+        for i, key in enumerate(zip(*(columns[k] for k in group.key))):
+            by_key[key].append(i)  # the key tuple: ("NY", "C12") and ("NYC", "12") stay apart
         used = {f.of for f in group.features if f.of is not None}
         for members in by_key.values():
             members.sort(key=lambda i: (columns[schema.event_time][i], columns[schema.event_id][i]))
@@ -137,9 +137,14 @@ def _with_row_functions(events: list[dict[str, Any]], catalog: Catalog) -> dict[
 
 
 def _aggregate(agg: Agg, values: list[Any]) -> Any:
-    """One aggregate of a window's values, listed in (event time, event id) order."""
+    """One aggregate of a window's values, listed in (event time, event id) order; nulls are skipped."""
     if agg is Agg.COUNT:
         return len(values)
+    values = [v for v in values if v is not None]
+    if agg is Agg.DISTINCT_COUNT:
+        return len(set(values))
+    if not values:
+        return None
     if agg is Agg.SUM:
         return sum(values) if all(isinstance(v, int) for v in values) else exact_sum(values)
     if agg is Agg.MEAN:
@@ -148,8 +153,6 @@ def _aggregate(agg: Agg, values: list[Any]) -> Any:
         return min(values)
     if agg is Agg.MAX:
         return max(values)
-    if agg is Agg.DISTINCT_COUNT:
-        return len(set(values))
     if agg is Agg.LAST:
         return values[-1]
     raise AssertionError(f"unhandled aggregation {agg}")

@@ -84,8 +84,8 @@ def test_two_projects_with_a_features_package_each_load_their_own(tmp_path):
     two = load_project(make_project(tmp_path / "two", catalogs=("rides",)) / "tandem.yaml")
     (tmp_path / "two" / "features" / "rides.py").write_text(
         CATALOG_PY.format(source="rides", key="driver", group="drivers"))
-    assert one.catalog().groups[0].key == "rides_key"
-    assert two.catalog().groups[0].key == "driver"
+    assert one.catalog().groups[0].key == ("rides_key",)
+    assert two.catalog().groups[0].key == ("driver",)
 
 
 def test_a_project_with_two_catalogs_asks_which_one(tmp_path):
@@ -121,11 +121,11 @@ BROKEN = {
                       "'SCHEMA' is not a Catalog"),
     "engines cannot run it": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g").replace(
         'Feature("g_count_1h", Agg.COUNT, "1h")', 'Feature("g_sum", Agg.SUM, "1h", of="k")'),
-        "feature g_sum: sum needs a numeric column"),
+        "feature g_sum: sum needs a numeric (int64 or float64) column"),
     "a type no online store carries yet": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g")
                                            .replace('Feature("g_count_1h", Agg.COUNT, "1h")',
                                                     'Feature("g_last_k", Agg.LAST, "1h", of="k")'),
-                                           "feature g_last_k: last of 'k' is string; features are int64 or float64"),
+                                           "feature g_last_k: last of 'k' is string; string features are not supported by the engines yet"),
 }
 
 

@@ -51,14 +51,14 @@ def test_reference_catalog_is_the_design_catalog():
         "merchant_txn_count_1h": (Agg.COUNT, H, None),
         "merchant_amount_avg_24h": (Agg.MEAN, 24 * H, "amount"),
     }
-    assert [g.key for g in TRANSACTIONS.groups] == ["user_id", "merchant_id"]
+    assert [g.key for g in TRANSACTIONS.groups] == [("user_id",), ("merchant_id",)]
 
 
 @pytest.mark.parametrize(
     "features, message",
     [
         ((Feature("x", Agg.SUM, "1h", of="nope"),), "unknown column 'nope'"),
-        ((Feature("x", Agg.MAX, "1h", of="currency"),), "needs a numeric column"),
+        ((Feature("x", Agg.MAX, "1h", of="currency"),), "needs a numeric (int64 or float64) column"),
         ((Feature("x", Agg.COUNT, "1h"), Feature("x", Agg.COUNT, "2h")), "used twice"),
         ((Feature("amount", Agg.COUNT, "1h"),), "used twice"),
     ],

@@ -7,17 +7,24 @@ every engine must reproduce, stated once:
 * **Window.** The feature row of an event at time ``t`` aggregates the valid,
   deduplicated events of the same entity with event time in ``[t - W, t]``,
   both ends inclusive, peers (same millisecond) included. The event itself is
-  always in its window, so no aggregate is ever empty or null.
-* **count** - events in the window (int64).
+  always in its window. An entity is the whole key: a composite key
+  ``("city", "driver")`` compares part by part, so ``("NY", "C12")`` and
+  ``("NYC", "12")`` are two entities.
+* **Nulls.** A value of an optional field may be null; every aggregation of a
+  column skips nulls. Over a window with no non-null value, sum, mean, min,
+  max and last are null and distinct_count is 0.
+* **count** - events in the window (int64), nulls or not.
 * **sum** - of an int64 column: the exact integer sum. Of a float64 column:
   the correctly rounded exact sum (``math.fsum``), ``+inf`` if that overflows;
   never the order-dependent running double sum of an engine.
-* **mean** - that float64 sum divided by the count (float64 division).
+* **mean** - that float64 sum divided by the number of non-null values
+  (float64 division).
 * **min** / **max** - of the column's values, same type as the column.
-* **distinct_count** - exact number of distinct values (int64).
-* **last** - the value of the window's latest event: greatest event time, ties
-  broken by the greatest event id (string order = Unicode code point order =
-  UTF-8 byte order, which is what Spark and Flink compare).
+* **distinct_count** - exact number of distinct non-null values (int64).
+* **last** - the latest non-null value: of the window's events with a value,
+  the one with the greatest event time, ties broken by the greatest event id
+  (string order = Unicode code point order = UTF-8 byte order, which is what
+  Spark and Flink compare). Any type: string, int64, float64, bool.
 """
 
 from __future__ import annotations
@@ -67,9 +74,21 @@ class Feature:
 
 @dataclass(frozen=True)
 class FeatureGroup:
-    """Features aggregated per one entity key (e.g. all ``user_*`` features per ``user_id``)."""
+    """Features aggregated per entity key (e.g. all ``user_*`` features per ``user_id``).
+
+    ``key`` is one field name or a tuple of them (a composite key); it is kept
+    as a tuple, in the order given.
+    """
 
     entity: str
-    key: str
+    key: str | tuple[str, ...]
     features: tuple[Feature, ...]
     description: str = ""
+
+    def __post_init__(self) -> None:
+        key = (self.key,) if isinstance(self.key, str) else tuple(self.key)
+        if not key or len(set(key)) != len(key) or not all(isinstance(k, str) and k for k in key):
+            raise ValueError(f"group {self.entity}: key must be a field name or a tuple of distinct field names, "
+                             f"not {self.key!r}")
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "features", tuple(self.features))

@@ -1,7 +1,7 @@
 """A feature catalog: the event schema, row functions and feature groups that belong together.
 
-This module holds the checks that make a catalog well-formed; the reference
-catalog itself lives in :mod:`transforms.reference_catalog`.
+This module holds the checks that make a catalog well-formed, so a catalog
+an engine could not run is refused when it is built, naming the feature.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from transforms.rows import RowFunction
 from transforms.schema import EventSchema, FieldType
 
 
-#: The types a feature may have: what the Feast views and both online writers carry today.
-FEATURE_TYPES = (FieldType.INT64, FieldType.FLOAT64)
+#: The types a feature may have (Feast views, both online writers and both engines carry each).
+FEATURE_TYPES = (FieldType.STRING, FieldType.INT64, FieldType.FLOAT64, FieldType.BOOL)
+#: The types an entity key part may have.
+KEY_TYPES = (FieldType.STRING, FieldType.INT64)
+NUMERIC = (FieldType.INT64, FieldType.FLOAT64)
 
 
 @dataclass(frozen=True)
@@ -26,17 +29,31 @@ class Catalog:
     def __post_init__(self) -> None:
         columns = dict(self.input_columns())
         seen: set[str] = set(columns)
+        entities: set[str] = set()
         for group in self.groups:
-            if group.key not in self.schema.entity_keys:
-                raise ValueError(f"group {group.entity}: key {group.key!r} is not an entity key of {self.schema.name}")
+            if group.entity in entities:
+                raise ValueError(f"group name {group.entity!r} is used twice")
+            entities.add(group.entity)
+            for part in group.key:
+                if part not in self.schema.entity_keys:
+                    raise ValueError(f"group {group.entity}: key {part!r} is not an entity key of {self.schema.name}")
+                field = self.schema.get_field(part)
+                if field.type not in KEY_TYPES or not field.required:
+                    raise ValueError(f"group {group.entity}: key {part!r} is {'an optional' if not field.required else 'a'}"
+                                     f" {field.type.value} field; keys are required string or int64 fields")
             for feature in group.features:
                 if feature.name in seen:
                     raise ValueError(f"feature name {feature.name!r} is used twice")
                 seen.add(feature.name)
                 if feature.of is not None and feature.of not in columns:
                     raise ValueError(f"feature {feature.name}: unknown column {feature.of!r}")
-                if feature.agg.needs_numeric and columns[feature.of] not in (FieldType.FLOAT64, FieldType.INT64):
-                    raise ValueError(f"feature {feature.name}: {feature.agg.value} needs a numeric column")
+                if feature.agg.needs_numeric and columns[feature.of] not in NUMERIC:
+                    raise ValueError(f"feature {feature.name}: {feature.agg.value} needs a numeric (int64 or float64) "
+                                     f"column; {feature.of!r} is {columns[feature.of].value}")
+                if feature.of is not None and columns[feature.of] not in FEATURE_TYPES:
+                    raise ValueError(f"feature {feature.name}: {feature.agg.value} of {feature.of!r}, a "
+                                     f"{columns[feature.of].value} column; features aggregate "
+                                     f"{', '.join(t.value for t in FEATURE_TYPES)} columns")
 
     def not_yet_supported(self) -> list[str]:
         """What in this catalog the engines, Feast and the online writers cannot run yet, one line each.
@@ -45,20 +62,22 @@ class Catalog:
         these when it loads the catalog (``runtime.project``), not in a job.
         """
         problems = []
+        for field in self.schema.fields:
+            if field.type is FieldType.BOOL:
+                problems.append(f"field {field.name!r} is bool; bool fields are not supported by the engines yet")
         for group in self.groups:
-            key = self.schema.get_field(group.key)
-            if key.type is not FieldType.STRING or not key.required:
-                problems.append(f"group {group.entity}: key {group.key!r} is {'optional ' if not key.required else ''}"
-                                f"{key.type.value}; keys are required strings for now")
+            if len(group.key) > 1:
+                problems.append(f"group {group.entity}: composite keys are not supported by the engines yet")
+            if any(self.schema.get_field(k).type is not FieldType.STRING for k in group.key):
+                problems.append(f"group {group.entity}: int64 keys are not supported by the engines yet")
             for feature in group.features:
                 if feature.of in self.schema.field_names and not self.schema.get_field(feature.of).required:
                     problems.append(f"feature {feature.name}: column {feature.of!r} is optional; aggregating "
-                                    "optional fields is not supported yet")
+                                    "optional fields is not supported by the engines yet")
                 dtype = self.feature_dtype(feature)
-                if dtype not in FEATURE_TYPES:
+                if dtype not in (FieldType.INT64, FieldType.FLOAT64):
                     problems.append(f"feature {feature.name}: {feature.agg.value} of {feature.of!r} is {dtype.value}; "
-                                    f"features are {' or '.join(t.value for t in FEATURE_TYPES)} for now (what the "
-                                    "Feast views and the online writers carry)")
+                                    f"{dtype.value} features are not supported by the engines yet")
         return problems
 
     def input_columns(self) -> list[tuple[str, FieldType]]:
@@ -69,6 +88,10 @@ class Catalog:
             missing = [i for i in fn.inputs if i not in known]
             if missing:
                 raise ValueError(f"row function {fn.name}: unknown inputs {missing}")
+            optional = [i for i in fn.inputs if i in self.schema.field_names and not self.schema.get_field(i).required]
+            if optional:
+                raise ValueError(f"row function {fn.name}: input {optional[0]!r} is optional; row functions read "
+                                 "required fields (aggregate the optional field directly: aggregations skip nulls)")
             if fn.name in known:
                 raise ValueError(f"row function {fn.name}: name is already a column")
             cols.append((fn.name, fn.dtype))
@@ -87,7 +110,7 @@ class Catalog:
         return dict(self.input_columns())[feature.of]
 
     def feature_row_columns(self) -> list[tuple[str, FieldType]]:
-        """Columns of a feature row, in order: id, keys, time, row functions, features."""
+        """Columns of a feature row, in order: id, entity keys, time, row functions, features."""
         s = self.schema
         head = [s.event_id, *s.entity_keys, s.event_time]
         cols = [(name, s.get_field(name).type) for name in head]

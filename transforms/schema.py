@@ -16,7 +16,9 @@ What the boundary accepts, exactly:
   ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`` in ASCII digits. A
   string without an offset, or a fraction finer than a millisecond that is
   not zero, is rejected: truncating it would change the event's time.
-* ``null`` for a required field counts as missing; a field the schema does not
+* ``BOOL``: a JSON ``true`` or ``false`` (not 0/1, not a string).
+* ``null`` for a required field counts as missing; an optional field
+  (``required=False``) that is absent or null is null; a field the schema does not
   name is rejected as ``unknown_field`` (a schema change, not data).
 """
 
@@ -52,6 +54,7 @@ class FieldType(enum.Enum):
     FLOAT64 = "float64"
     INT64 = "int64"
     TIMESTAMP_MS = "timestamp_ms"
+    BOOL = "bool"
 
 
 class InvalidKind(str, enum.Enum):
@@ -216,6 +219,8 @@ def _read_typed(f: Field, raw: Any) -> Any:
         return raw
     if f.type is FieldType.TIMESTAMP_MS:
         return _read_timestamp(f, raw)
+    if f.type is FieldType.BOOL:
+        return raw if isinstance(raw, bool) else _wrong_type(f, raw, "true or false")
     raise AssertionError(f"unhandled field type {f.type}")
 
 
@@ -327,6 +332,7 @@ ACCEPTED_JSON_TYPES: dict[FieldType, frozenset[str]] = {
     FieldType.FLOAT64: frozenset({"integer", "number"}),
     FieldType.INT64: frozenset({"integer"}),
     FieldType.TIMESTAMP_MS: frozenset({"integer", "string", "timestamp"}),
+    FieldType.BOOL: frozenset({"boolean"}),
 }
 
 Shape = tuple[tuple[str, str], ...]

@@ -29,9 +29,11 @@ public final class SparkExactSumState extends ExactSumAggregator<byte[]> {
         return Encoders.BINARY();
     }
 
-    /** The correctly rounded exact sum of the values in {@code upto} and not in {@code before}. */
+    /** The correctly rounded exact sum of the values in {@code upto} and not in {@code before}; null when there
+     *  are none (a window whose values are all null). */
     public static Double windowSum(byte[] upto, byte[] before) {
-        return difference(upto, before).value();
+        ExactSum s = difference(upto, before);
+        return s.count() == 0 ? null : s.value();
     }
 
     /** That sum divided by the number of those values; null when there are none. */
