@@ -11,7 +11,8 @@ How each piece of a catalog runs on Flink:
 * **Windows** are Tandem's own window operator, one per feature group: the
   JVM process table function ``FlinkWindowFeatures`` (``jvm/udf``, with its
   algorithm in ``KeyWindows``) called as ``TABLE ... PARTITION BY key`` on
-  the rowtime. It buffers rows until the watermark passes their event time,
+  the rowtime (a composite key partitions by all its columns, never a
+  concatenation). It buffers rows until the watermark passes their event time,
   then gives each row and its peers the aggregates of ``[t - W, t]``: every
   row enters and leaves each window once, O(1) amortised per row, where
   Flink's ``OVER ... RANGE`` operator walks the key's whole window per new
@@ -47,9 +48,10 @@ FLINK_TYPES = {
     FieldType.FLOAT64: DataTypes.DOUBLE(),
     FieldType.INT64: DataTypes.BIGINT(),
     FieldType.TIMESTAMP_MS: DataTypes.BIGINT(),  # epoch ms; the rowtime column carries the attribute
+    FieldType.BOOL: DataTypes.BOOLEAN(),
 }
 SQL_TYPES = {FieldType.STRING: "STRING", FieldType.FLOAT64: "DOUBLE", FieldType.INT64: "BIGINT",
-             FieldType.TIMESTAMP_MS: "BIGINT"}
+             FieldType.TIMESTAMP_MS: "BIGINT", FieldType.BOOL: "BOOLEAN"}
 
 
 #: Domain rules with a JVM twin in ``RecordValidator`` (checked against these by tests/test_jvm_validation.py).
@@ -130,7 +132,7 @@ def feature_views(t_env: StreamTableEnvironment, source_view: str, catalog: Cata
         view = f"{prefix}_{group.entity}_windows"
         t_env.execute_sql(
             f"CREATE TEMPORARY VIEW {view} AS SELECT * FROM {function}("
-            f"input => TABLE {current} PARTITION BY {_q(group.key)}, on_time => DESCRIPTOR({time_column}), "
+            f"input => TABLE {current} PARTITION BY {', '.join(map(_q, group.key))}, on_time => DESCRIPTOR({time_column}), "
             f"uid => '{view}')")
         current, time_column = view, PTF_ROWTIME
     return current

@@ -223,7 +223,7 @@ def demo(
         raise typer.Exit(1)
 
 
-def _online_sample(result, redis: str, catalog, project: str) -> tuple[str, str, dict]:
+def _online_sample(result, redis: str, catalog, project: str) -> tuple[str, object, dict]:
     """What Feast serves online for the busiest entity of the first group: (group, key, {feature: value})."""
     from collections import Counter
 
@@ -233,11 +233,13 @@ def _online_sample(result, redis: str, catalog, project: str) -> tuple[str, str,
     from tandem.parity.run import BATCH
 
     group = catalog.groups[0]
-    keys = pq.read_table(result.out_dir / BATCH, columns=[group.key]).column(group.key).to_pylist()
-    key = Counter(keys).most_common(1)[0][0]
+    rows = pq.read_table(result.out_dir / BATCH, columns=list(group.key)).to_pylist()
+    key = Counter(group.key_of(r) for r in rows).most_common(1)[0][0]
     store = open_store(project, result.out_dir / "work" / "lake", redis)
-    served = online_features(store, [{group.key: key}], [f"{group.entity}:{f.name}" for f in group.features])
-    return group.entity, key, {name: values[0] for name, values in served.items() if name != group.key}
+    entity = dict(zip(group.key, key))
+    served = online_features(store, [entity], [f"{group.entity}:{f.name}" for f in group.features])
+    return group.entity, group.shown_key(entity), {name: values[0] for name, values in served.items()
+                                                   if name not in group.key}
 
 
 def _print_demo_summary(result, sample: tuple[str, str, dict], catalog, elapsed: float) -> None:
@@ -529,11 +531,12 @@ def _print_summary(result, elapsed: float, out_dir: Path | None, catalog) -> Non
         summary.add_row("outputs", f"{out_dir / 'features.parquet'}, {out_dir / 'rejected.parquet'}")
     out.print(summary)
     if result.rows and catalog.groups:
-        schema, key = catalog.schema, catalog.groups[0].key
-        busiest = Counter(r[key] for r in result.rows).most_common(1)[0][0]
-        latest = max((r for r in result.rows if r[key] == busiest),
+        schema, group = catalog.schema, catalog.groups[0]
+        busiest = Counter(group.key_of(r) for r in result.rows).most_common(1)[0][0]
+        latest = max((r for r in result.rows if group.key_of(r) == busiest),
                      key=lambda r: (r[schema.event_time], r[schema.event_id]))
-        sample = Table(title=f"Latest feature row of the busiest {key}, {busiest}", show_header=False)
+        shown = busiest[0] if len(busiest) == 1 else busiest
+        sample = Table(title=f"Latest feature row of the busiest {', '.join(group.key)}: {shown}", show_header=False)
         for name, value in latest.items():
             sample.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
         out.print(sample)

@@ -87,7 +87,7 @@ def _spark_conf_kept(key: str = "spark.sql.parser.quotedRegexColumnNames"):
 @dataclass
 class ServingDifference:
     entity: str
-    key: str
+    key: Any  # the key value, or the tuple of a composite key
     feature: str
     training: Any
     serving: Any
@@ -126,17 +126,18 @@ def compare_training_serving(store, catalog: Catalog, batch_ref: Evaluation, str
     rng = random.Random(seed)
     result = ServingComparison(moment, {})
     for group in catalog.groups:
-        batch_latest, stream_latest = _latest(batch_ref.rows, group.key, schema), _latest(stream_ref.rows, group.key, schema)
-        keys = sorted(batch_latest)
+        batch_latest, stream_latest = _latest(batch_ref.rows, group, schema), _latest(stream_ref.rows, group, schema)
+        keys = sorted(batch_latest)  # key tuples
         keys = sorted(rng.sample(keys, min(sample, len(keys))))
         result.entities[group.entity] = len(keys)
         if not keys:
             continue
         refs = [f"{group.entity}:{f.name}" for f in group.features]
-        entity_df = pd.DataFrame({group.key: keys, ENTITY_TS: pd.to_datetime([moment] * len(keys), unit="ms", utc=True)})
+        entity_rows = [dict(zip(group.key, k)) for k in keys]
+        entity_df = pd.DataFrame(entity_rows).assign(**{ENTITY_TS: pd.to_datetime([moment] * len(keys), unit="ms", utc=True)})
         with _spark_conf_kept():
             training = training_data(store, entity_df, refs)
-        serving = online_features(store, [{group.key: k} for k in keys], refs)
+        serving = online_features(store, entity_rows, refs)
         for n, key in enumerate(keys):
             want_training = batch_latest[key]
             served = stream_latest.get(key)
@@ -151,37 +152,42 @@ def compare_training_serving(store, catalog: Catalog, batch_ref: Evaluation, str
                 if same(t, s) and same(t, want_training[f.name]) and same(s, served[f.name]):
                     result.exact += 1
                     continue
-                status, why = _classify(t, s, want_training, served, f, group.key, key, late_events, schema)
+                status, why = _classify(t, s, want_training, served, f, group, key, late_events, schema)
                 result.explained += status == EXPLAINED
-                result.differences.append(ServingDifference(group.entity, key, f.name, t, s, status, why))
+                result.differences.append(ServingDifference(group.entity, group.shown_key(want_training), f.name,
+                                                            t, s, status, why))
     return result
 
 
-def _classify(t, s, want_training, served, feature, key_col, key, late_events, schema) -> tuple[str, str]:
+def _classify(t, s, want_training, served, feature, group, key, late_events, schema) -> tuple[str, str]:
     if not same(t, want_training[feature.name]):
         return UNEXPLAINED, f"training {t!r} is not the batch reference's {want_training[feature.name]!r}"
     if not same(s, served[feature.name]):
         return UNEXPLAINED, f"serving {s!r} is not the stream/guard reference's {served[feature.name]!r}"
     end = served[schema.event_time]
     late = [e[schema.event_id] for e in late_events
-            if e[key_col] == key and end - feature.window_ms <= e[schema.event_time] <= end]
+            if group.key_of(e) == key and end - feature.window_ms <= e[schema.event_time] <= end]
     if late:
         return EXPLAINED, f"late event(s) in the served row's window: {', '.join(sorted(late)[:3])}"
     return UNEXPLAINED, "the values differ and no reported late event is in the window"
 
 
-def _latest(rows: list[dict], key: str, schema) -> dict[str, dict]:
-    """Entity key -> the row of its latest event (peers share their window features)."""
-    out: dict[str, dict] = {}
+def _latest(rows: list[dict], group, schema) -> dict[tuple, dict]:
+    """Entity (key tuple) -> the row of its latest event (peers share their window features)."""
+    out: dict[tuple, dict] = {}
     for r in rows:
-        cur = out.get(r[key])
+        key = group.key_of(r)
+        cur = out.get(key)
         if cur is None or r[schema.event_time] >= cur[schema.event_time]:
-            out[r[key]] = r
+            out[key] = r
     return out
+
+
+_PYTHON = {FieldType.INT64: int, FieldType.FLOAT64: float, FieldType.BOOL: bool, FieldType.STRING: str}
 
 
 def _python(value: Any, dtype: FieldType) -> Any:
     """A pandas/numpy/Feast value as the Python type the reference uses (None stays None)."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    return int(value) if dtype is FieldType.INT64 else float(value)
+    return _PYTHON[dtype](value)

@@ -92,3 +92,11 @@ class FeatureGroup:
                              f"not {self.key!r}")
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "features", tuple(self.features))
+
+    def key_of(self, row) -> tuple:
+        """The entity of a row (any mapping of column -> value): its key values, as a tuple."""
+        return tuple(row[k] for k in self.key)
+
+    def shown_key(self, row):
+        """The entity of a row as reports show it: the value of a single key, the tuple of a composite one."""
+        return row[self.key[0]] if len(self.key) == 1 else self.key_of(row)

@@ -86,7 +86,7 @@ class Mismatch:
     status: str  # explained | unexplained
     why: str
     event_time: int | None
-    key: str | None  # the entity key of the column's feature group (or None)
+    key: Any  # the entity of the row (a key value, or a tuple of them for a composite key), None for other columns
     batch: Any
     stream: Any
     batch_reference: Any
@@ -213,9 +213,8 @@ def compare(batch: PathOutput, stream: PathOutput, refs: References,
                 continue
             setattr(col, status, getattr(col, status) + 1)
             row = ref_b or b or s or {}
-            key = windows.key_of(col.name)
             mismatches.append(Mismatch(
-                i, col.name, status, why, row.get(schema.event_time), row.get(key) if key else None,
+                i, col.name, status, why, row.get(schema.event_time), windows.entity_of(col.name, row),
                 bv, sv, _value(ref_b, col.name), _value(ref_s, col.name)))
     mismatches = _with_windows(mismatches, windows)
     counts = {"batch": _counts(batch), "stream": _counts(stream),
@@ -259,20 +258,21 @@ class _FeatureWindows:
         self.confirmed = confirmed
         self.feature = {f.name: (g, f) for g, f in catalog.features}
         t = self.schema.event_time
-        # per group key -> entity value -> (sorted times, ids in that order), for all and for confirmed late events
-        self._all: dict[str, dict[Any, tuple[list[int], list[str]]]] = {}
-        self._late: dict[str, dict[Any, tuple[list[int], list[str]]]] = {}
+        # per group key -> entity (key tuple) -> (sorted times, ids in that order), for all and for confirmed late events
+        self._all: dict[tuple, dict[tuple, tuple[list[int], list[str]]]] = {}
+        self._late: dict[tuple, dict[tuple, tuple[list[int], list[str]]]] = {}
         for g in catalog.groups:
             every, late = defaultdict(list), defaultdict(list)
             for i, r in batch_reference.items():
-                every[r[g.key]].append((r[t], i))
+                every[g.key_of(r)].append((r[t], i))
                 if i in confirmed:
-                    late[r[g.key]].append((r[t], i))
+                    late[g.key_of(r)].append((r[t], i))
             self._all[g.key] = {k: _columns(v) for k, v in every.items()}
             self._late[g.key] = {k: _columns(v) for k, v in late.items()}
 
-    def key_of(self, column: str) -> str | None:
-        return self.feature[column][0].key if column in self.feature else None
+    def entity_of(self, column: str, row: dict) -> Any:
+        """The entity a feature column's row belongs to, as reports show it (None for other columns)."""
+        return self.feature[column][0].shown_key(row) if column in self.feature and row else None
 
     def _span(self, index, i: str, column: str) -> list[tuple[int, str]]:
         if column not in self.feature or i not in self.rows:
@@ -280,7 +280,7 @@ class _FeatureWindows:
         g, f = self.feature[column]
         row = self.rows[i]
         t = row[self.schema.event_time]
-        times, ids = index[g.key].get(row[g.key], ([], []))
+        times, ids = index[g.key].get(g.key_of(row), ([], []))
         lo, hi = bisect.bisect_left(times, t - f.window_ms), bisect.bisect_right(times, t)  # [t - W, t]
         return list(zip(times[lo:hi], ids[lo:hi]))
 

@@ -1,11 +1,14 @@
 """A catalog unlike the example in every name and shape: the generality tests' second catalog.
 
-Other id, time and key names; two feature groups over the same key; an
-INT64 field with int sums, max and last; min of a float; a distinct count
-of a string; a numpy row function of two columns; an integer row
-expression; windows from 5 minutes to a day. It lives in a user's project
-(``features/rides.py``), so nothing of Tandem imports it: the engines'
-workers get its row functions by value.
+Other id, time and key names; a composite key (city, driver) whose parts
+concatenate alike; an INT64 key (vehicle); two feature groups over the same
+key; optional fields (a string and a float) with null windows; a BOOL field;
+features of every type: int sums, max and last, a float min, a string and a
+bool last, distinct counts of a string and of an optional string; a numpy
+row function of two columns; an integer row expression; windows from 5
+minutes to a day. It lives in a user's project (``features/rides.py``), so
+nothing of Tandem imports it: the engines' workers get its row functions by
+value.
 """
 
 import numpy as np
@@ -20,13 +23,17 @@ RIDES = EventSchema(
         Field("ride_id", FieldType.STRING, non_empty),
         Field("driver", FieldType.STRING, non_empty),
         Field("city", FieldType.STRING, non_empty),
+        Field("vehicle", FieldType.INT64),
         Field("fare", FieldType.FLOAT64, finite_non_negative),
         Field("km", FieldType.FLOAT64, finite_non_negative),
         Field("riders", FieldType.INT64),
+        Field("surge", FieldType.BOOL),
+        Field("promo", FieldType.STRING, required=False),
+        Field("tip", FieldType.FLOAT64, required=False),
         Field("ts", FieldType.TIMESTAMP_MS),
     ),
     event_id="ride_id",
-    entity_keys=("driver", "city"),
+    entity_keys=("driver", "city", "vehicle"),
     event_time="ts",
 )
 
@@ -57,20 +64,36 @@ DRIVER_DAY = FeatureGroup("driver_day", "driver", (  # a second group over the s
     Feature("driver_last_minute_1d", Agg.LAST, "1d", of="minute_of_hour"),
 ))
 
-CITY = FeatureGroup("city", "city", (
-    Feature("city_rides_10m", Agg.COUNT, "10m"),
-    Feature("city_fare_sum_1h", Agg.SUM, "1h", of="fare"),
+CITY_DRIVER = FeatureGroup("city_driver", ("city", "driver"), (  # a composite key
+    Feature("cd_rides_10m", Agg.COUNT, "10m"),
+    Feature("cd_fare_sum_1h", Agg.SUM, "1h", of="fare"),
+    Feature("cd_tip_sum_1h", Agg.SUM, "1h", of="tip"),  # optional: null over a window of nulls
+    Feature("cd_tip_avg_1h", Agg.MEAN, "1h", of="tip"),
+    Feature("cd_tip_min_10m", Agg.MIN, "10m", of="tip"),
+    Feature("cd_last_promo_1h", Agg.LAST, "1h", of="promo"),  # the latest non-null string
+    Feature("cd_promos_1h", Agg.DISTINCT_COUNT, "1h", of="promo"),  # 0 over a window of nulls
+    Feature("cd_last_surge_10m", Agg.LAST, "10m", of="surge"),  # a bool
+), description="A driver in a city")
+
+VEHICLE = FeatureGroup("vehicle", "vehicle", (  # an int64 key
+    Feature("vehicle_rides_1h", Agg.COUNT, "1h"),
+    Feature("vehicle_max_riders_1h", Agg.MAX, "1h", of="riders"),
+    Feature("vehicle_last_driver_1h", Agg.LAST, "1h", of="driver"),
+    Feature("vehicle_surges_1h", Agg.DISTINCT_COUNT, "1h", of="surge"),
 ))
 
-CATALOG = Catalog(RIDES, (fare_per_km, minute_of_hour), (DRIVER, DRIVER_DAY, CITY))
+CATALOG = Catalog(RIDES, (fare_per_km, minute_of_hour), (DRIVER, DRIVER_DAY, CITY_DRIVER, VEHICLE))
 
 
 def rides(n: int, seed: int, start_ms: int) -> list[dict]:
-    """Adversarial ride records in arrival order: hot and unicode keys, keys that concatenate alike, exact
-    window edges, ties, disorder, duplicates and invalid records."""
+    """Adversarial ride records in arrival order: hot and unicode keys, keys that concatenate alike (as
+    single keys and as (city, driver) pairs: ("NY", "C12") and ("NYC", "12")), extreme int64 keys, nulls and
+    absent optional fields, exact window edges, ties, disorder, duplicates and invalid records."""
     rng = np.random.default_rng(seed)
-    drivers = ["d-hot", "NY", "NYC", "Zoë", "東京-7", "d1", "d12", "d 1"]
+    drivers = ["d-hot", "NY", "NYC", "Zoë", "東京-7", "d1", "d12", "d 1", "C12", "12"]
     cities = ["NY", "C12", "NYC", "12", "Zürich", "東京"]
+    vehicles = [0, 1, 12, 112, -1, -(2**63), 2**63 - 1, 2**53 + 1]
+    promos = ["SPRING", "spring", "Zoë10", "", "東京"]
     records, t = [], start_ms
     for i in range(n):
         t += int(rng.choice([0, 1, 1_000, 60_000, 300_000, 1_800_000, int(rng.integers(0, 90_000))]))
@@ -80,9 +103,18 @@ def rides(n: int, seed: int, start_ms: int) -> list[dict]:
             "city": cities[int(rng.integers(len(cities)))],
             "fare": float(np.round(rng.lognormal(2.5, 1.0), 2)) if rng.random() > 0.02 else 1e16,
             "km": float(np.round(rng.exponential(5.0), 3)),
+            "vehicle": vehicles[int(rng.integers(len(vehicles)))],
             "riders": int(rng.integers(1, 7)),
+            "surge": bool(rng.random() < 0.3),
             "ts": t,
         })
+        roll = rng.random()  # optional fields: a value, null, or absent
+        if roll < 0.3:
+            records[-1]["promo"] = promos[int(rng.integers(len(promos)))]
+        elif roll < 0.5:
+            records[-1]["promo"] = None
+        if rng.random() < 0.5:
+            records[-1]["tip"] = float(np.round(rng.exponential(3.0), 2)) if rng.random() < 0.8 else None
     out = []
     for rec in records:
         roll = rng.random()
@@ -94,6 +126,8 @@ def rides(n: int, seed: int, start_ms: int) -> list[dict]:
             out.append(dict(rec))  # a retry
         elif roll < 0.10:
             out.append({**rec, "ride_id": rec["ride_id"] + "-bad", "riders": "two"})  # wrong type
+        elif roll < 0.095:
+            out.append({**rec, "ride_id": rec["ride_id"] + "-bad", "surge": 1})  # a bool must be true or false
         elif roll < 0.11:
             out.append({k: v for k, v in rec.items() if k != "city"} | {"ride_id": rec["ride_id"] + "-nocity"})
     return out
