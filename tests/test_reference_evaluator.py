@@ -6,7 +6,7 @@ import pytest
 
 from tandem.reference import evaluate
 from tests.factories import HOUR, MIN, NOON, T0, by_id, tx
-from transforms import Agg, Catalog, Feature, FeatureGroup
+from transforms import Agg, Catalog, EventSchema, Feature, FeatureGroup, Field, FieldType
 from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 from transforms.schema import Undecodable
 
@@ -285,3 +285,64 @@ def test_feature_row_has_exactly_the_design_columns():
 def test_no_records():
     result = evaluate([], TRANSACTIONS)
     assert (result.rows, result.rejected, result.records_in) == ([], [], 0)
+
+
+# Optional fields, composite and int64 keys, every feature type -------------------------------------------
+
+_SHOPS = EventSchema("visits", 1, (
+    Field("vid", FieldType.STRING), Field("shop", FieldType.STRING), Field("aisle", FieldType.STRING),
+    Field("till", FieldType.INT64), Field("coupon", FieldType.STRING, required=False),
+    Field("spend", FieldType.FLOAT64, required=False), Field("member", FieldType.BOOL), Field("at", FieldType.TIMESTAMP_MS),
+), event_id="vid", entity_keys=("shop", "aisle", "till"), event_time="at")
+_SHOP_AISLE = FeatureGroup("shop_aisle", ("shop", "aisle"), (
+    Feature("n", Agg.COUNT, "10m"),
+    Feature("spend_sum", Agg.SUM, "10m", of="spend"),
+    Feature("spend_avg", Agg.MEAN, "10m", of="spend"),
+    Feature("spend_min", Agg.MIN, "10m", of="spend"),
+    Feature("coupon_last", Agg.LAST, "10m", of="coupon"),
+    Feature("coupons", Agg.DISTINCT_COUNT, "10m", of="coupon"),
+    Feature("member_last", Agg.LAST, "10m", of="member"),
+))
+_TILL = FeatureGroup("till", "till", (Feature("till_n", Agg.COUNT, "10m"), Feature("till_max", Agg.MAX, "10m", of="till")))
+_VISITS = Catalog(_SHOPS, (), (_SHOP_AISLE, _TILL))
+
+
+def _visits(records):
+    return {r["vid"]: r for r in evaluate(records, _VISITS).rows}
+
+
+def _visit(vid, shop, aisle, t, till=7, member=False, **optional):
+    return {"vid": vid, "shop": shop, "aisle": aisle, "till": till, "member": member, "at": t, **optional}
+
+
+def test_aggregations_skip_nulls_and_a_window_of_nulls_is_null_or_zero():
+    rows = _visits([
+        _visit("a", "s", "x", NOON),  # coupon and spend absent
+        _visit("b", "s", "x", NOON + MIN, coupon=None, spend=None),  # explicitly null
+        _visit("c", "s", "x", NOON + 2 * MIN, coupon="", spend=2.5, member=True),  # "" is a value
+        _visit("d", "s", "x", NOON + 3 * MIN, spend=None),
+        _visit("e", "s", "x", NOON + 3 * MIN + 10 * MIN + 1),  # c and d out of its window
+    ])
+    assert [rows["a"][f] for f in ("n", "spend_sum", "spend_avg", "spend_min", "coupon_last", "coupons")] == \
+        [1, None, None, None, None, 0]
+    assert rows["b"]["n"] == 2 and rows["b"]["spend_sum"] is None and rows["b"]["coupons"] == 0
+    assert (rows["c"]["spend_sum"], rows["c"]["spend_avg"], rows["c"]["coupon_last"], rows["c"]["coupons"]) == \
+        (2.5, 2.5, "", 1)
+    # d's own values are null: last falls back to c's, the mean divides by the one non-null value
+    assert (rows["d"]["n"], rows["d"]["spend_avg"], rows["d"]["coupon_last"], rows["d"]["member_last"]) == \
+        (4, 2.5, "", False)
+    assert rows["c"]["member_last"] is True
+    assert (rows["e"]["n"], rows["e"]["spend_sum"], rows["e"]["coupon_last"]) == (1, None, None)
+
+
+def test_last_ties_on_time_take_the_greatest_event_id_that_has_a_value():
+    rows = _visits([_visit("p2", "s", "x", NOON, coupon="two"), _visit("p1", "s", "x", NOON, coupon="one"),
+                           _visit("p3", "s", "x", NOON)])
+    assert {rows[i]["coupon_last"] for i in ("p1", "p2", "p3")} == {"two"}  # p3 is greatest but has none
+
+
+def test_composite_keys_whose_parts_concatenate_alike_are_two_entities():
+    rows = _visits([_visit("a", "NY", "C12", NOON, till=1), _visit("b", "NYC", "12", NOON, till=11),
+                           _visit("c", "NY", "C12", NOON + 1, till=111)])
+    assert (rows["a"]["n"], rows["b"]["n"], rows["c"]["n"]) == (1, 1, 2)
+    assert (rows["c"]["till_n"], rows["c"]["till_max"]) == (1, 111)  # int64 keys: 1, 11 and 111 apart too

@@ -1,10 +1,12 @@
 """The catalog declarations, durations, row functions and schema checks of transforms/."""
 
+import re
+
 import numpy as np
 import pytest
 
 from transforms import (
-    Agg, Catalog, Feature, FeatureGroup, format_duration, parse_duration,
+    Agg, Catalog, EventSchema, Feature, FeatureGroup, Field, FieldType, format_duration, parse_duration, row_function,
 )
 from examples.transactions.features.transactions import CATALOG as TRANSACTIONS, TRANSACTIONS_V1, amount_log1p, is_night
 from transforms.schema import Invalid, format_timestamp_ms, parse_iso_timestamp_ms
@@ -64,8 +66,39 @@ def test_reference_catalog_is_the_design_catalog():
     ],
 )
 def test_a_malformed_catalog_is_refused_at_declaration(features, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         Catalog(TRANSACTIONS_V1, TRANSACTIONS.row_functions, (FeatureGroup("user", "user_id", features),))
+
+
+_ODD = EventSchema("odd", 1, (
+    Field("id", FieldType.STRING), Field("name", FieldType.STRING), Field("score", FieldType.FLOAT64),
+    Field("flag", FieldType.BOOL), Field("maybe", FieldType.INT64, required=False), Field("t", FieldType.TIMESTAMP_MS),
+), event_id="id", entity_keys=("name", "score", "flag", "maybe"), event_time="t")
+_COUNT = (Feature("n", Agg.COUNT, "1h"),)
+
+
+@pytest.mark.parametrize("groups, row_functions, message", [
+    ((FeatureGroup("g", ("name", "id"), _COUNT),), (), "key 'id' is not an entity key of odd"),
+    ((FeatureGroup("g", "score", _COUNT),), (), "key 'score' is a float64 field; keys are required string or int64"),
+    ((FeatureGroup("g", "flag", _COUNT),), (), "key 'flag' is a bool field"),
+    ((FeatureGroup("g", ("name", "maybe"), _COUNT),), (), "key 'maybe' is an optional int64 field"),
+    ((FeatureGroup("g", "name", _COUNT), FeatureGroup("g", "name", ())), (), "group name 'g' is used twice"),
+    ((FeatureGroup("g", "name", (Feature("x", Agg.LAST, "1h", of="t"),)),), (),
+     "last of 't', a timestamp_ms column"),
+    ((FeatureGroup("g", "name", (Feature("x", Agg.SUM, "1h", of="flag"),)),), (), "sum needs a numeric"),
+    ((), (row_function(FieldType.INT64)(lambda maybe: maybe),), "input 'maybe' is optional"),
+])
+def test_keys_types_and_optional_inputs_are_checked_at_declaration(groups, row_functions, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Catalog(_ODD, row_functions, groups)
+
+
+def test_a_group_key_is_a_tuple_of_distinct_fields():
+    assert FeatureGroup("g", "a", ()).key == ("a",)
+    assert FeatureGroup("g", ["b", "a"], ()).key == ("b", "a")  # the order given
+    for bad in ((), ("a", "a"), ("a", ""), 3):
+        with pytest.raises(ValueError, match="key must be a field name or a tuple"):
+            FeatureGroup("g", bad, ())
 
 
 def test_a_feature_needs_a_valid_window_and_column():
@@ -103,3 +136,17 @@ def test_iso_timestamps_round_trip_and_reject_what_would_be_truncated():
     assert "invalid UTC offset" in parse_iso_timestamp_ms("2024-05-01T12:00:00+24:00")
     assert format_timestamp_ms(NOON + 5) == "2024-05-01T12:00:00.005Z"
     assert parse_iso_timestamp_ms(format_timestamp_ms(NOON + 5)) == NOON + 5
+
+
+def test_a_bool_field_takes_true_or_false_only_and_an_optional_field_may_be_absent_or_null():
+    schema = EventSchema("b", 1, (Field("id", FieldType.STRING), Field("ok", FieldType.BOOL),
+                                  Field("note", FieldType.STRING, required=False), Field("t", FieldType.TIMESTAMP_MS)),
+                         event_id="id", entity_keys=(), event_time="t")
+    base = {"id": "x", "t": NOON}
+    assert schema.validate({**base, "ok": False}) == {**base, "ok": False, "note": None}
+    assert schema.validate({**base, "ok": True, "note": None})["note"] is None
+    assert schema.validate({**base, "ok": True, "note": ""})["note"] == ""
+    for wrong in (0, 1, "true", None):
+        verdict = schema.validate({**base, "ok": wrong})
+        assert isinstance(verdict, Invalid) and verdict.field == "ok"
+        assert verdict.kind.value == ("missing_field" if wrong is None else "wrong_type")

@@ -86,7 +86,7 @@ class FeatureGroup:
     description: str = ""
 
     def __post_init__(self) -> None:
-        key = (self.key,) if isinstance(self.key, str) else tuple(self.key)
+        key = (self.key,) if isinstance(self.key, str) else tuple(self.key) if isinstance(self.key, (tuple, list)) else ()
         if not key or len(set(key)) != len(key) or not all(isinstance(k, str) and k for k in key):
             raise ValueError(f"group {self.entity}: key must be a field name or a tuple of distinct field names, "
                              f"not {self.key!r}")
