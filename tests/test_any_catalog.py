@@ -47,17 +47,17 @@ def parity_run(spark, redis_server, tmp_path_factory):
     address = f"{redis_server.host}:{redis_server.port},db=11"
     result = run_parity(root / "rides.jsonl", root / "out", LATENESS_MS, catalog, spark=spark, serving_redis=address,
                         serving_sample=1_000, serving_project=PROJECT)
-    return project, catalog, records, result
+    return project, catalog, records, result, address
 
 
 def test_the_catalog_is_the_users_own_module(parity_run):
-    project, catalog, _, _ = parity_run
+    project, catalog, _, _, _ = parity_run
     assert catalog.row_functions[0].fn.__module__ == "features.rides"
     assert set(project.catalogs()) == {"rides", "transactions"}
 
 
 def test_both_engines_equal_the_reference_bit_for_bit(parity_run):
-    _, catalog, records, result = parity_run
+    _, catalog, records, result, _ = parity_run
     c = result.comparison
     assert result.passed, [(col.name, col.unexplained) for col in c.columns if col.unexplained][:10]
     assert c.unexplained == 0 and not c.issues
@@ -68,16 +68,19 @@ def test_both_engines_equal_the_reference_bit_for_bit(parity_run):
 
 
 def test_training_equals_serving_through_feast_and_redis(parity_run):
-    _, catalog, _, result = parity_run
+    _, catalog, records, result, _ = parity_run
     s = result.serving
     assert s.passed and s.unexplained == 0
-    assert set(s.entities) == {"driver", "driver_day", "city"}
+    assert set(s.entities) == {"driver", "driver_day", "city_driver", "vehicle"}
     assert s.values == sum(s.entities[g.entity] * len(g.features) for g in catalog.groups)
-    assert s.entities["city"] == 6  # ("NY", "C12") and ("NYC", "12") style keys stay apart
+    pairs = {(r["city"], r["driver"]) for r in evaluate(records, catalog).rows}
+    assert {("NY", "C12"), ("NYC", "12")} <= pairs  # keys that concatenate alike ...
+    assert s.entities["city_driver"] == len(pairs)  # ... each served as its own entity
+    assert s.entities["vehicle"] == 8  # int64 keys, 2**63 - 1 and -2**63 among them
 
 
 def test_outputs_use_the_catalogs_own_names(parity_run, spark):
-    _, catalog, _, result = parity_run
+    _, catalog, _, result, _ = parity_run
     out = result.out_dir
     assert pq.read_table(out / REJECTED).column_names == ["ride_id", "path", "reason", "detail"]
     for name in (BATCH, STREAM):
@@ -90,4 +93,60 @@ def test_outputs_use_the_catalogs_own_names(parity_run, spark):
     assert any(i.endswith("-bad") for i in invalid_ids)  # an invalid record keeps its id under any id name
     for group in catalog.groups:
         table = spark.read.format("delta").load(tables.features(group.entity))
-        assert table.columns[:3] == [group.key, "ts", "ride_id"]
+        assert table.columns[:len(group.key) + 2] == [*group.key, "ts", "ride_id"]
+
+
+def test_a_second_source_lives_beside_the_first_in_one_lake_registry_and_redis(parity_run, spark, tmp_path):
+    """The example catalog ingested, backfilled, registered and materialised into the rides run's lake, Feast
+    project and Redis: both sources' tables, views and online rows side by side, neither disturbing the other."""
+    from datetime import date
+
+    from batch_jobs.backfill import backfill
+    from batch_jobs.ingest import ingest
+    from examples.transactions.features.generate import StreamSpec, generate
+    from feature_repo.store import online_features
+    from tandem.serving import materialize, register
+
+    project, rides_catalog, rides_records, result, address = parity_run
+    cards = project.catalog("transactions")
+    lake_root = result.out_dir / "work" / "lake"
+    records = generate(StreamSpec(users=12, merchants=5, duration="30m", start="2024-05-01T00:00:00Z", seed=5))
+    write_events(records, tmp_path / "cards.jsonl", cards)
+    lake = Lake.at(lake_root)
+    ingest(spark, tmp_path / "cards.jsonl", lake, cards)
+    backfill(spark, lake, date(2024, 5, 1), date(2024, 5, 1), cards)
+    assert {p.name for p in lake_root.iterdir()} >= {"rides", "transactions", "_feast"}
+
+    store = register(PROJECT, [rides_catalog, cards], lake_root, address)
+    assert {v.name for v in store.list_feature_views()} == {g.entity for c in (rides_catalog, cards) for g in c.groups}
+    reference = evaluate(records, cards)
+    times = [r["event_time"] for r in reference.rows]
+    materialize(store, min(times), max(times))
+
+    def latest(rows, group, t):
+        """Entity -> the row of its latest event (peers carry the same features)."""
+        out = {}
+        for r in rows:
+            if group.key_of(r) not in out or r[t] >= out[group.key_of(r)][t]:
+                out[group.key_of(r)] = r
+        return out
+
+    for group in cards.groups:  # the new source is served as its reference says
+        want = latest(reference.rows, group, "event_time")
+        served = online_features(store, [dict(zip(group.key, k)) for k in want],
+                                 [f"{group.entity}:{f.name}" for f in group.features])
+        for f in group.features:
+            assert served[f.name] == [want[k][f.name] for k in want], f.name
+    # and the first source still serves the newer of its stream row and its batch row (the stream's on a tie)
+    group = rides_catalog.group("vehicle")
+    rides_ref = evaluate(rides_records, rides_catalog, allowed_lateness_ms=LATENESS_MS).rows
+    batch_ref = evaluate(rides_records, rides_catalog).rows
+    want_stream, want_batch = latest(rides_ref, group, "ts"), latest(batch_ref, group, "ts")
+    keys = sorted(want_batch)
+    served = online_features(store, [dict(zip(group.key, k)) for k in keys], [f"vehicle:{f.name}" for f in group.features])
+    for f in group.features:
+        expected = []
+        for k in keys:
+            s, b = want_stream.get(k), want_batch[k]
+            expected.append((s if s is not None and s["ts"] >= b["ts"] else b)[f.name])
+        assert served[f.name] == expected, f.name
