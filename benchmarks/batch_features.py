@@ -156,13 +156,14 @@ def _frame_stats(events_dir: str, out: str) -> None:
     from examples.transactions.features.transactions import CATALOG as C
 
     table = ds.dataset(events_dir, format="parquet").to_table(
-        columns=[g.key for g in C.groups] + [C.schema.event_time])
+        columns=list(dict.fromkeys(k for g in C.groups for k in g.key)) + [C.schema.event_time])
     time_type = table.schema.field(C.schema.event_time).type
     ms = (table[C.schema.event_time].cast(pa.timestamp("ms", tz=getattr(time_type, "tz", None)), safe=False)
           .cast(pa.int64()).to_numpy())
     stats = {}
     for group in C.groups:
-        codes = np.unique(table[group.key].to_numpy(zero_copy_only=False), return_inverse=True)[1].astype(np.int64)
+        (key,) = group.key  # the example catalog: one key per group
+        codes = np.unique(table[key].to_numpy(zero_copy_only=False), return_inverse=True)[1].astype(np.int64)
         order = np.lexsort((ms, codes))
         composite = (codes[order] << 42) + ms[order]  # key-major, then time: one sorted array
         counts = np.bincount(codes)
@@ -357,7 +358,7 @@ class Context:
 
 
 def _key_columns(catalog, group) -> list[str]:
-    return [group.key, catalog.schema.event_time, catalog.schema.event_id]
+    return [*group.key, catalog.schema.event_time, catalog.schema.event_id]
 
 
 def table_paths(ctx: Context, job: str) -> dict[str, str]:

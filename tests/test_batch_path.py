@@ -64,7 +64,7 @@ def test_feature_tables_equal_the_reference_bit_for_bit(spark, lake):
             actual = got[row["transaction_id"]]
             for f in group.features:
                 assert actual[f.name] == row[f.name], (row["transaction_id"], f.name)
-            assert (actual[group.key], actual["event_time"]) == (row[group.key], row["event_time"])
+            assert (group.key_of(actual), actual["event_time"]) == (group.key_of(row), row["event_time"])
 
 
 def test_wide_feature_rows_equal_the_reference(spark, lake):
