@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
+from runtime.jars import setup_command
+
 REGISTER_CLASS = "dev.tandem.udf.Register"
 
 
@@ -34,7 +36,7 @@ def register_exact_sum(spark: SparkSession) -> None:
     jvm = spark.sparkContext._jvm
     if not jvm.org.apache.spark.util.Utils.classIsLoadable(REGISTER_CLASS):
         raise RuntimeError(f"{REGISTER_CLASS} is not on the Spark driver's classpath: build the session "
-                           "with batch_jobs.spark_session.build_spark (spark.jars has jvm/jars/udf) "
-                           "after ./dev setup")
+                           "with batch_jobs.spark_session.build_spark (spark.jars has the udf jar) "
+                           f"after {setup_command()}")
     if not spark.catalog.functionExists("exact_window_mean"):  # re-registering logs a WARN per function
         jvm.dev.tandem.udf.Register.spark(spark._jsparkSession)

@@ -2,14 +2,16 @@
 
 Jobs never download jars at start (no ``spark.jars.packages``, no Ivy): every
 jar is pinned in ``jvm/pom.xml``, checksummed in ``jvm/jars.sha256`` and copied
-by ``./dev setup`` into ``jvm/jars/{spark,flink,kafka}``. ``jvm/jars/udf`` holds
-Tandem's own jar (``exact_sum`` for both engines), built by ``./dev setup``
-from ``jvm/udf`` (so not checksummed: it is built, not fetched). Engines and test
-services ask this module for the files, so a moved or missing jar fails here
-with one clear message instead of deep inside a JVM stack trace.
+by ``tandem setup`` (``runtime.jar_setup``; ``./dev setup`` runs it) into the
+jar tree's ``spark``, ``flink`` and ``kafka`` folders; ``udf`` holds Tandem's
+own jar, built from ``jvm/udf``. Engines and test services ask this module for
+the files, so a moved or missing jar fails here with one clear message
+instead of deep inside a JVM stack trace.
 
-Set ``TANDEM_JARS_DIR`` to use a jar tree elsewhere (same ``spark``/``flink``/
-``kafka``/``udf`` subfolders), e.g. on a cluster image where the repo is not checked out.
+Where the jar tree is: ``$TANDEM_JARS_DIR`` when set (a cluster image, say);
+else a source checkout's ``jvm/jars``; else, for an installed Tandem, the
+user's data folder (``$XDG_DATA_HOME/tandem/jars``, by default
+``~/.local/share/tandem/jars``), never a folder inside the installed package.
 """
 
 from __future__ import annotations
@@ -22,10 +24,25 @@ KINDS = ("spark", "flink", "kafka", "udf")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def in_checkout() -> bool:
+    """Running from a source checkout (``jvm/pom.xml`` beside the packages), not from an installed wheel."""
+    return (REPO_ROOT / "jvm" / "pom.xml").is_file()
+
+
 def jars_dir() -> Path:
-    """Root of the jar tree: ``$TANDEM_JARS_DIR`` or ``<repo>/jvm/jars``."""
+    """Root of the jar tree (see the module docstring for the order)."""
     override = os.environ.get("TANDEM_JARS_DIR")
-    return Path(override).expanduser().resolve() if override else REPO_ROOT / "jvm" / "jars"
+    if override:
+        return Path(override).expanduser().resolve()
+    if in_checkout():
+        return REPO_ROOT / "jvm" / "jars"
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data).expanduser().resolve() / "tandem" / "jars"
+
+
+def setup_command() -> str:
+    """What fills the jar tree: ``./dev setup`` in a checkout (it runs ``tandem setup`` too), else ``tandem setup``."""
+    return "./dev setup" if in_checkout() else "tandem setup"
 
 
 def jars(kind: str) -> list[Path]:
@@ -40,7 +57,7 @@ def jars(kind: str) -> list[Path]:
     folder = jars_dir() / kind
     found = sorted(folder.glob("*.jar")) if folder.is_dir() else []
     if not found:
-        raise RuntimeError(f"pinned {kind} jars missing: {folder} has no .jar files: run ./dev setup")
+        raise RuntimeError(f"pinned {kind} jars missing: {folder} has no .jar files: run {setup_command()}")
     return found
 
 

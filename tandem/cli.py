@@ -75,6 +75,23 @@ def _spec(**kwargs):
 
 
 @app.command()
+def setup(
+    jars_dir: Annotated[Optional[Path], typer.Option(help="Where to put the jar tree (default: $TANDEM_JARS_DIR, "
+                                                     "a checkout's jvm/jars, else ~/.local/share/tandem/jars).")] = None,
+    jvm_tests: Annotated[bool, typer.Option(help="Run Tandem's JUnit tests when its jar is built.")] = False,
+) -> None:
+    """Fetch the pinned JVM jars (Spark, Flink, Kafka; checksummed) and build Tandem's own. Needs Java 17 and Maven.
+
+    Run once after installing; jobs never download anything when they start.
+    """
+    from runtime.jar_setup import setup_jars
+
+    root = setup_jars(jars_dir, jvm_tests, say=lambda text: out.print(text, highlight=False))
+    out.print(f"jars ready in {root}" + ("" if jars_dir is None else f"; export TANDEM_JARS_DIR={root}"),
+              highlight=False)
+
+
+@app.command()
 def init(
     folder: Annotated[Path, typer.Argument(help="A new (or empty) folder for the project.")],
     name: Annotated[Optional[str], typer.Option(help="The project's name (default: the folder's).")] = None,
