@@ -165,10 +165,15 @@ class ExactSumTest {
                 for (int hi = lo; hi <= xs.length; hi += 1 + rnd.nextInt(9)) {
                     ExactSum window = new ExactSum();
                     for (int k = lo; k < hi; k++) window.add(xs[k]);
-                    assertBits(window.value(), SparkExactSumState.windowSum(prefix[hi], prefix[lo]));
+                    Double sum = SparkExactSumState.windowSum(prefix[hi], prefix[lo]);
                     Double mean = SparkExactSumState.windowMean(prefix[hi], prefix[lo]);
-                    if (hi == lo) assertEquals(null, mean);
-                    else assertBits(window.mean(), mean);
+                    if (hi == lo) {  // no values (a window of nulls): no sum, no mean
+                        assertEquals(null, sum);
+                        assertEquals(null, mean);
+                    } else {
+                        assertBits(window.value(), sum);
+                        assertBits(window.mean(), mean);
+                    }
                 }
             }
             assertBits(running.value(), SparkExactSumState.windowSum(prefix[xs.length], null));
