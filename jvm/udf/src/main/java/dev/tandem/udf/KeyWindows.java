@@ -342,10 +342,16 @@ public final class KeyWindows {
 
     // ---- serialization (Flink state and checkpoints; see KeyWindowsSerializer) ----
 
+    /**
+     * Leads the state so that state of another layout is refused, not misread: the layout before
+     * nulls (no format number) began with the pending count, never negative.
+     */
+    private static final int FORMAT = -2;
     private static final byte NULL = 0, STRING = 1, LONG = 2, DOUBLE = 3, INT = 4, BOOLEAN = 5;
     private static final byte NO_AGG = 0, LONG_SUM = 1, EXACT = 2, DEQUE = 3, MULTISET = 4, LATEST = 5;
 
     public void write(DataOutput out) throws IOException {
+        out.writeInt(FORMAT);
         out.writeInt(pending.size());
         for (Map.Entry<Long, List<Object[]>> e : pending.entrySet()) {
             out.writeLong(e.getKey());
@@ -392,6 +398,11 @@ public final class KeyWindows {
     }
 
     public static KeyWindows read(DataInput in) throws IOException {
+        int format = in.readInt();
+        if (format != FORMAT) {
+            throw new IOException("window state of another layout (" + (format >= 0 ? "before nulls" : "format " + format)
+                    + "): start the job without this checkpoint");
+        }
         int pendingTimes = in.readInt();
         TreeMap<Long, List<Object[]>> pending = new TreeMap<>();
         for (int p = 0; p < pendingTimes; p++) {
