@@ -37,7 +37,7 @@ OTHER = EventSchema(
     name="other", version=1,
     fields=(Field("id", FieldType.STRING, non_empty), Field("n", FieldType.INT64),
             Field("x", FieldType.FLOAT64, required=False), Field("note", FieldType.STRING, required=False),
-            Field("t", FieldType.TIMESTAMP_MS)),
+            Field("t", FieldType.TIMESTAMP_MS), Field("ok", FieldType.BOOL), Field("flag", FieldType.BOOL, required=False)),
     event_id="id", entity_keys=("id",), event_time="t")
 
 NUMBERS = ["0", "-0", "0.0", "-0.0", "1", "-1", "1.5", "-1.5", "1e3", "1E3", "1e+3", "1e-3", "1.0e0", "0e0", "-0e0",
@@ -151,6 +151,8 @@ def encode(value) -> str:
     """``RecordValidator.verdicts``' spelling of a typed value."""
     if value is None:
         return "n"
+    if isinstance(value, bool):  # before int: a bool is an int in Python
+        return "b" + str(value).lower()
     if isinstance(value, float):
         return "d" + format(struct.unpack("<Q", struct.pack("<d", value))[0], "x")
     if isinstance(value, int):
@@ -176,7 +178,8 @@ def test_the_jvm_validator_agrees_with_transforms_schema(_flink_gateway, schema,
         rng = random.Random(6)
         records = [{"id": r.get("transaction_id"), "n": rng.choice([0, -1, 2**63 - 1, -2**63, 7, 2**63, 1.0]),
                     "x": rng.choice([None, 0.5, -0.0, 1e308, "1"]), "note": rng.choice([None, "", "ü", 3]),
-                    "t": r.get("event_time")} for r in records]
+                    "t": r.get("event_time"), "ok": rng.choice([True, False, True, 1, "true"]),
+                    "flag": rng.choice([None, True, False, 0, "false"])} for r in records]
     lines = corpus(schema, records, seed=7)
     expected = [python_verdict(schema, line, not_after) for line in lines]
     got = jvm_verdicts(schema, lines, not_after)

@@ -73,6 +73,7 @@ public final class FlinkValidate extends ScalarFunction {
             case STRING -> DataTypes.STRING();
             case FLOAT64 -> DataTypes.DOUBLE();
             case INT64, TIMESTAMP_MS -> DataTypes.BIGINT();
+            case BOOL -> DataTypes.BOOLEAN();
         };
     }
 }

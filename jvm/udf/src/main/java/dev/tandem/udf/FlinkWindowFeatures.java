@@ -28,7 +28,8 @@ import org.apache.flink.types.Row;
  * <p>A row is buffered until the watermark passes its event time (an event-time timer per
  * distinct time), then processed with its peers. Output, per input row: the partition key, the
  * row's other columns except timestamps, the features in spec order, and Flink's {@code rowtime}
- * (the row's event time). The stream job drops rows the watermark would make late before they
+ * (the row's event time). Every feature is nullable: a window whose column holds only nulls has a
+ * null sum, mean, min, max and last (count and distinct_count are never null). The stream job drops rows the watermark would make late before they
  * reach this operator ({@code stream_jobs/pipeline.py}), so Flink's PTF runner never discards one.
  *
  * <p>Each key's {@link KeyWindows} lives in one keyed map-state entry, so the heap state backend
@@ -145,6 +146,7 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
             case BIGINT -> WindowSpec.Kind.LONG;
             case DOUBLE -> WindowSpec.Kind.DOUBLE;
             case VARCHAR, CHAR -> WindowSpec.Kind.STRING;
+            case BOOLEAN -> WindowSpec.Kind.BOOLEAN;
             default -> null;
         };
     }
@@ -154,6 +156,7 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
             case LONG -> DataTypes.BIGINT();
             case DOUBLE -> DataTypes.DOUBLE();
             case STRING -> DataTypes.STRING();
+            case BOOLEAN -> DataTypes.BOOLEAN();
         };
     }
 

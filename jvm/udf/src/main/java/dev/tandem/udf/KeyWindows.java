@@ -30,7 +30,10 @@ import java.util.TreeMap;
  *       exactly ({@link Math#addExact}: an overflow fails rather than wraps), float sums and means
  *       with {@link ExactSum} (exact removal), min/max with a monotonic deque that keeps the
  *       oldest of equal values (Python's {@code max} returns the first), distinct counts with a
- *       multiset, last from the ring's newest row.
+ *       multiset, last from the sequence number of the newest row with a value.
+ *   <li>Every aggregate of a column skips its nulls (a null enters and leaves nothing); count
+ *       counts rows. A window without a value has a null sum, mean, min, max and last, and a
+ *       distinct count of 0, so sums keep their number of values.
  * </ul>
  *
  * <p>Every peer of a timestamp gets the same aggregates: window {@code [t - W, t]} with peers.
@@ -49,7 +52,7 @@ public final class KeyWindows {
 
     /** Per window length: sequence number of its first row. */
     private long[] starts;
-    /** Per feature: its running aggregate (long[1] sum, ExactSum, LongDeque, Multiset), or null. */
+    /** Per feature: its running aggregate (LongSum, ExactSum, LongDeque, Multiset, Latest), or null for count. */
     private Object[] aggregates;
 
     private KeyWindows(long[] starts, Object[] aggregates) {
@@ -62,11 +65,12 @@ public final class KeyWindows {
         Object[] aggregates = new Object[spec.features.size()];
         for (int f = 0; f < aggregates.length; f++) {
             aggregates[f] = switch (spec.features.get(f).agg) {
-                case SUM -> spec.features.get(f).result == WindowSpec.Kind.LONG ? new long[1] : new ExactSum();
+                case SUM -> spec.features.get(f).result == WindowSpec.Kind.LONG ? new LongSum() : new ExactSum();
                 case MEAN -> new ExactSum();
                 case MIN, MAX -> new LongDeque();
                 case DISTINCT_COUNT -> new Multiset();
-                case COUNT, LAST -> null;
+                case LAST -> new Latest();
+                case COUNT -> null;
             };
         }
         return new KeyWindows(new long[spec.windowsMs.length], aggregates);
@@ -124,13 +128,7 @@ public final class KeyWindows {
         }
         for (Object[] row : peers) {
             Object[] values = new Object[spec.columnPositions.length];
-            for (int c = 0; c < values.length; c++) {
-                values[c] = row[spec.columnPositions[c]];
-                if (values[c] == null) {
-                    throw new IllegalArgumentException("window features: a row at " + t + " has no value in column "
-                            + spec.columnPositions[c] + " (window columns must not be null)");
-                }
-            }
+            for (int c = 0; c < values.length; c++) values[c] = row[spec.columnPositions[c]];
             long seq = append(t, values);
             for (int f = 0; f < aggregates.length; f++) {
                 if (aggregates[f] != null) enter(spec, f, seq, values);
@@ -191,9 +189,10 @@ public final class KeyWindows {
     private void enter(WindowSpec spec, int f, long seq, Object[] values) {
         WindowSpec.Feature feature = spec.features.get(f);
         Object v = values[feature.column];
+        if (v == null) return;
         switch (feature.agg) {
             case SUM, MEAN -> {
-                if (aggregates[f] instanceof long[] sum) sum[0] = addExact(feature, sum[0], (Long) v);
+                if (aggregates[f] instanceof LongSum sum) sum.add(feature, (Long) v);
                 else ((ExactSum) aggregates[f]).add(((Number) v).doubleValue());
             }
             case MIN, MAX -> {
@@ -209,6 +208,7 @@ public final class KeyWindows {
                 deque.pushBack(seq);
             }
             case DISTINCT_COUNT -> ((Multiset) aggregates[f]).add(v);
+            case LAST -> ((Latest) aggregates[f]).seq = seq;
             default -> throw new IllegalStateException(feature.agg.toString());
         }
     }
@@ -216,9 +216,10 @@ public final class KeyWindows {
     private void leave(WindowSpec spec, int f, long seq) {
         WindowSpec.Feature feature = spec.features.get(f);
         Object v = value(seq, feature.column);
+        if (v == null) return;
         switch (feature.agg) {
             case SUM, MEAN -> {
-                if (aggregates[f] instanceof long[] sum) sum[0] = Math.subtractExact(sum[0], (Long) v);
+                if (aggregates[f] instanceof LongSum sum) sum.remove((Long) v);
                 else ((ExactSum) aggregates[f]).remove(((Number) v).doubleValue());
             }
             case MIN, MAX -> {
@@ -226,15 +227,8 @@ public final class KeyWindows {
                 if (!deque.isEmpty() && deque.front() == seq) deque.popFront();
             }
             case DISTINCT_COUNT -> ((Multiset) aggregates[f]).remove(v);
+            case LAST -> { }  // the newest row with a value leaves after every older one: values() checks it is inside
             default -> throw new IllegalStateException(feature.agg.toString());
-        }
-    }
-
-    private static long addExact(WindowSpec.Feature feature, long sum, long v) {
-        try {
-            return Math.addExact(sum, v);
-        } catch (ArithmeticException e) {
-            throw new ArithmeticException("feature " + feature.name + ": the integer sum leaves the int64 range");
         }
     }
 
@@ -249,17 +243,58 @@ public final class KeyWindows {
         long end = firstSeq + size;
         for (int f = 0; f < result.length; f++) {
             WindowSpec.Feature feature = spec.features.get(f);
-            long count = end - starts[feature.window];
+            Object agg = aggregates[f];
             result[f] = switch (feature.agg) {
-                case COUNT -> count;
-                case SUM -> aggregates[f] instanceof long[] sum ? (Object) sum[0] : (Object) ((ExactSum) aggregates[f]).value();
-                case MEAN -> ((ExactSum) aggregates[f]).value() / count;
-                case MIN, MAX -> value(((LongDeque) aggregates[f]).front(), feature.column);
-                case DISTINCT_COUNT -> (long) ((Multiset) aggregates[f]).distinct();
-                case LAST -> value(end - 1, feature.column);
+                case COUNT -> end - starts[feature.window];
+                case SUM -> agg instanceof LongSum sum ? (Object) sum.value() : (Object) sum((ExactSum) agg);
+                case MEAN -> ((ExactSum) agg).count() == 0 ? null : ((ExactSum) agg).mean();
+                case MIN, MAX -> ((LongDeque) agg).isEmpty() ? null : value(((LongDeque) agg).front(), feature.column);
+                case DISTINCT_COUNT -> (long) ((Multiset) agg).distinct();
+                case LAST -> {
+                    long seq = ((Latest) agg).seq;
+                    yield seq >= starts[feature.window] ? value(seq, feature.column) : null;
+                }
             };
         }
         return result;
+    }
+
+    /** The exact sum of the values held, null when there are none. */
+    private static Double sum(ExactSum sum) {
+        return sum.count() == 0 ? null : sum.value();
+    }
+
+    /** An integer sum kept exactly and its number of values (a window of nulls has no sum, not 0). */
+    static final class LongSum {
+        long sum;
+        long count;
+
+        void add(WindowSpec.Feature feature, long v) {
+            try {
+                sum = Math.addExact(sum, v);
+            } catch (ArithmeticException e) {
+                throw new ArithmeticException("feature " + feature.name + ": the integer sum leaves the int64 range");
+            }
+            count++;
+        }
+
+        void remove(long v) {
+            sum = Math.subtractExact(sum, v);
+            count--;
+        }
+
+        Long value() {
+            return count == 0 ? null : sum;
+        }
+    }
+
+    /**
+     * Sequence number of the newest row with a value, -1 before any. Rows leave in sequence order,
+     * so when that row has left a window no row with a value is left in it: O(1) per row, however
+     * many nulls follow.
+     */
+    static final class Latest {
+        long seq = -1;
     }
 
     /** A deque of sequence numbers (circular array). */
@@ -307,10 +342,16 @@ public final class KeyWindows {
 
     // ---- serialization (Flink state and checkpoints; see KeyWindowsSerializer) ----
 
+    /**
+     * Leads the state so that state of another layout is refused, not misread: the layout before
+     * nulls (no format number) began with the pending count, never negative.
+     */
+    private static final int FORMAT = -2;
     private static final byte NULL = 0, STRING = 1, LONG = 2, DOUBLE = 3, INT = 4, BOOLEAN = 5;
-    private static final byte NO_AGG = 0, LONG_SUM = 1, EXACT = 2, DEQUE = 3, MULTISET = 4;
+    private static final byte NO_AGG = 0, LONG_SUM = 1, EXACT = 2, DEQUE = 3, MULTISET = 4, LATEST = 5;
 
     public void write(DataOutput out) throws IOException {
+        out.writeInt(FORMAT);
         out.writeInt(pending.size());
         for (Map.Entry<Long, List<Object[]>> e : pending.entrySet()) {
             out.writeLong(e.getKey());
@@ -329,9 +370,10 @@ public final class KeyWindows {
         for (Object agg : aggregates) {
             if (agg == null) {
                 out.writeByte(NO_AGG);
-            } else if (agg instanceof long[] sum) {
+            } else if (agg instanceof LongSum sum) {
                 out.writeByte(LONG_SUM);
-                out.writeLong(sum[0]);
+                out.writeLong(sum.sum);
+                out.writeLong(sum.count);
             } else if (agg instanceof ExactSum sum) {
                 out.writeByte(EXACT);
                 byte[] bytes = sum.toBytes();
@@ -341,19 +383,26 @@ public final class KeyWindows {
                 out.writeByte(DEQUE);
                 out.writeInt(deque.size);
                 for (int i = 0; i < deque.size; i++) out.writeLong(deque.items[(deque.head + i) & (deque.items.length - 1)]);
-            } else {
-                Multiset multiset = (Multiset) agg;
+            } else if (agg instanceof Multiset multiset) {
                 out.writeByte(MULTISET);
                 out.writeInt(multiset.counts.size());
                 for (Map.Entry<Object, long[]> e : multiset.counts.entrySet()) {
                     writeValue(out, e.getKey());
                     out.writeLong(e.getValue()[0]);
                 }
+            } else {
+                out.writeByte(LATEST);
+                out.writeLong(((Latest) agg).seq);
             }
         }
     }
 
     public static KeyWindows read(DataInput in) throws IOException {
+        int format = in.readInt();
+        if (format != FORMAT) {
+            throw new IOException("window state of another layout (" + (format >= 0 ? "before nulls" : "format " + format)
+                    + "): start the job without this checkpoint");
+        }
         int pendingTimes = in.readInt();
         TreeMap<Long, List<Object[]>> pending = new TreeMap<>();
         for (int p = 0; p < pendingTimes; p++) {
@@ -379,7 +428,12 @@ public final class KeyWindows {
             byte tag = in.readByte();
             aggregates[f] = switch (tag) {
                 case NO_AGG -> null;
-                case LONG_SUM -> new long[] {in.readLong()};
+                case LONG_SUM -> {
+                    LongSum sum = new LongSum();
+                    sum.sum = in.readLong();
+                    sum.count = in.readLong();
+                    yield sum;
+                }
                 case EXACT -> {
                     byte[] bytes = new byte[in.readInt()];
                     in.readFully(bytes);
@@ -396,6 +450,11 @@ public final class KeyWindows {
                     int n = in.readInt();
                     for (int i = 0; i < n; i++) multiset.counts.put(readValue(in), new long[] {in.readLong()});
                     yield multiset;
+                }
+                case LATEST -> {
+                    Latest latest = new Latest();
+                    latest.seq = in.readLong();
+                    yield latest;
                 }
                 default -> throw new IOException("window state: unknown aggregate tag " + tag);
             };
@@ -418,8 +477,11 @@ public final class KeyWindows {
         Object[] aggregatesCopy = new Object[aggregates.length];
         for (int f = 0; f < aggregates.length; f++) {
             Object agg = aggregates[f];
-            if (agg instanceof long[] sum) {
-                aggregatesCopy[f] = sum.clone();
+            if (agg instanceof LongSum sum) {
+                LongSum c = new LongSum();
+                c.sum = sum.sum;
+                c.count = sum.count;
+                aggregatesCopy[f] = c;
             } else if (agg instanceof ExactSum sum) {
                 aggregatesCopy[f] = ExactSum.fromBytes(sum.toBytes());
             } else if (agg instanceof LongDeque deque) {
@@ -431,6 +493,10 @@ public final class KeyWindows {
             } else if (agg instanceof Multiset multiset) {
                 Multiset c = new Multiset();
                 for (Map.Entry<Object, long[]> e : multiset.counts.entrySet()) c.counts.put(e.getKey(), e.getValue().clone());
+                aggregatesCopy[f] = c;
+            } else if (agg instanceof Latest latest) {
+                Latest c = new Latest();
+                c.seq = latest.seq;
                 aggregatesCopy[f] = c;
             }
         }

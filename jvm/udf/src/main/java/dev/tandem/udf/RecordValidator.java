@@ -23,13 +23,14 @@ import java.util.Map;
  * {@code Infinity} and {@code -Infinity} are numbers; a number with a fraction
  * or exponent is a float, else an int of any size); the record must be an
  * object whose keys all name schema fields; a field's value is read by its
- * type as {@code transforms.schema} documents, then checked by its domain rule.
+ * type as {@code transforms.schema} documents, then checked by its domain rule;
+ * an optional field that is absent or JSON {@code null} is null.
  * Every field of the schema is a scalar, so a nested value anywhere makes the
  * record invalid, whatever it holds.
  *
  * <p>Spec text (written by {@code stream_jobs/compile_catalog.validation_spec}):
  * {@code time=<event time field>;<field>=<type>/<rule>/<required|optional>;...}
- * in schema order; types {@code string|float64|int64|timestamp_ms}; rules
+ * in schema order; types {@code string|float64|int64|timestamp_ms|bool}; rules
  * {@code none|non_empty|finite_non_negative|currency_code}.
  */
 public final class RecordValidator {
@@ -38,7 +39,7 @@ public final class RecordValidator {
     public static final List<String> STATUS = List.of("ok", "invalid", "blank");
     static final long MIN_EVENT_TIME_MS = 1, MAX_EVENT_TIME_MS = 4_102_444_800_000L, MAX_EXACT_INT = 1L << 53;
 
-    enum Type { STRING, FLOAT64, INT64, TIMESTAMP_MS }
+    enum Type { STRING, FLOAT64, INT64, TIMESTAMP_MS, BOOL }
 
     enum Rule { NONE, NON_EMPTY, FINITE_NON_NEGATIVE, CURRENCY_CODE }
 
@@ -150,8 +151,8 @@ public final class RecordValidator {
      * The verdicts on {@code lines} (each as {@code <UTF-16 length>:<line>}, concatenated), one per line,
      * for the cross-check against Python
      * ({@code tests/test_jvm_validation.py}): {@code blank}, {@code invalid}, or {@code ok} followed by
-     * each value as {@code \tn} (null), {@code \tl<long>}, {@code \td<double bits as hex>} or
-     * {@code \ts<UTF-16 code units, 4 hex digits each>}.
+     * each value as {@code \tn} (null), {@code \tl<long>}, {@code \td<double bits as hex>},
+     * {@code \tbtrue}, {@code \tbfalse} or {@code \ts<UTF-16 code units, 4 hex digits each>}.
      */
     public static String verdicts(String spec, String lines, long notAfterMs) {
         RecordValidator v = new RecordValidator(spec);
@@ -169,6 +170,7 @@ public final class RecordValidator {
                     if (value == null) out.append('n');
                     else if (value instanceof Long) out.append('l').append(value);
                     else if (value instanceof Double) out.append('d').append(Long.toHexString(Double.doubleToRawLongBits((Double) value)));
+                    else if (value instanceof Boolean) out.append('b').append(value);
                     else {
                         out.append('s');
                         for (char c : ((String) value).toCharArray()) out.append(String.format("%04x", (int) c));
@@ -200,6 +202,8 @@ public final class RecordValidator {
             case TIMESTAMP_MS:
                 Long ms = v instanceof Long ? (Long) v : v instanceof String ? isoMillis((String) v) : null;
                 return ms != null && ms >= MIN_EVENT_TIME_MS && ms < MAX_EVENT_TIME_MS ? ms : null;
+            case BOOL:
+                return v instanceof Boolean ? v : null; // JSON true or false only: not 0/1, not "true"
             default:
                 throw new AssertionError(type);
         }

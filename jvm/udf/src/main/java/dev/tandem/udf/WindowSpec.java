@@ -23,8 +23,8 @@ public final class WindowSpec implements Serializable {
 
     public enum Agg { COUNT, SUM, MEAN, MIN, MAX, DISTINCT_COUNT, LAST }
 
-    /** The value types a window keeps: BIGINT, DOUBLE and STRING columns. */
-    public enum Kind { LONG, DOUBLE, STRING }
+    /** The value types a window keeps: BIGINT, DOUBLE, STRING and BOOLEAN columns. */
+    public enum Kind { LONG, DOUBLE, STRING, BOOLEAN }
 
     /** One feature: {@code agg} of kept column {@code column} (-1 for count) over window {@code window}. */
     public static final class Feature implements Serializable {
@@ -116,9 +116,10 @@ public final class WindowSpec implements Serializable {
             }
             int pos = position(p[2], names, kinds, "feature " + name);
             Kind kind = kinds.get(pos);
-            boolean numeric = kind != Kind.STRING;
-            if ((agg == Agg.SUM || agg == Agg.MEAN) && !numeric) {
-                throw new IllegalArgumentException("window spec: feature " + name + ": " + p[0] + " of a STRING column");
+            boolean numeric = kind == Kind.LONG || kind == Kind.DOUBLE;
+            if ((agg == Agg.SUM || agg == Agg.MEAN) && !numeric
+                    || (agg == Agg.MIN || agg == Agg.MAX) && kind == Kind.BOOLEAN) {
+                throw new IllegalArgumentException("window spec: feature " + name + ": " + p[0] + " of a " + kind + " column");
             }
             if (!kept.contains(pos)) kept.add(pos);
             Kind result = switch (agg) {
@@ -150,17 +151,21 @@ public final class WindowSpec implements Serializable {
         if (pos < 0) throw new IllegalArgumentException("window spec: " + what + ": no column " + column + " in " + names);
         if (kinds.get(pos) == null) {
             throw new IllegalArgumentException("window spec: " + what + ": column " + column
-                    + " is not BIGINT, DOUBLE or STRING");
+                    + " is not BIGINT, DOUBLE, STRING or BOOLEAN");
         }
         return pos;
     }
 
-    /** Orders values of one kind: numbers numerically, strings by code point (Python's and UTF-8's order). */
+    /**
+     * Orders values of one kind: numbers numerically, strings by code point (Python's and UTF-8's
+     * order), false before true.
+     */
     public static Comparator<Object> order(Kind kind) {
         return switch (kind) {
             case LONG -> (a, b) -> Long.compare((Long) a, (Long) b);
             case DOUBLE -> (a, b) -> Double.compare((Double) a, (Double) b);
             case STRING -> (a, b) -> compareCodePoints((String) a, (String) b);
+            case BOOLEAN -> (a, b) -> Boolean.compare((Boolean) a, (Boolean) b);
         };
     }
 
