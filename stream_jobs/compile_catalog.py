@@ -130,10 +130,13 @@ def feature_views(t_env: StreamTableEnvironment, source_view: str, catalog: Cata
         t_env._j_tenv.dropTemporarySystemFunction(function)
         t_env._j_tenv.createTemporarySystemFunction(function, instance)
         view = f"{prefix}_{group.entity}_windows"
-        t_env.execute_sql(
-            f"CREATE TEMPORARY VIEW {view} AS SELECT * FROM {function}("
-            f"input => TABLE {current} PARTITION BY {', '.join(map(_q, group.key))}, on_time => DESCRIPTOR({time_column}), "
-            f"uid => '{view}')")
+        keys = ", ".join(map(_q, group.key))  # Flink wants one key bare, several in parentheses
+        keys = keys if len(group.key) == 1 else f"({keys})"
+        # A Table, not a CREATE VIEW: Flink stores a SQL view as text and prints PARTITION BY (a, b) back
+        # without its parentheses, so the next view over it would not parse.
+        t_env.create_temporary_view(view, t_env.sql_query(
+            f"SELECT * FROM {function}(input => TABLE {current} PARTITION BY {keys}, "
+            f"on_time => DESCRIPTOR({time_column}), uid => '{view}')"))
         current, time_column = view, PTF_ROWTIME
     return current
 
