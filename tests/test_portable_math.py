@@ -310,3 +310,11 @@ def test_numpy_like_shapes_and_types():
     assert [bits(v) for v in both_zeros.tolist()] == [bits(0.0), bits(-0.0), bits(0.0)]
     strided = np.arange(10, dtype=np.float64)[::3]
     assert portable.log1p(strided).tolist() == portable.log1p(strided.copy()).tolist()
+
+
+def test_results_remembered_across_calls_are_keyed_by_bits():
+    assert bits(portable.log1p(0.0)) == bits(0.0) and bits(portable.log1p(-0.0)) == bits(-0.0)
+    for _ in range(3):
+        portable.log2(np.array([8.0, 0.5]))
+        portable.power(2.0, np.array([3.0, -1.0]))
+    assert len(portable._caches) <= len(portable.__all__)  # one cache per function, not one per call

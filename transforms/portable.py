@@ -18,15 +18,16 @@ independent oracle).
 
 The functions are numpy-like: scalars or arrays in (converted to float64 as
 numpy converts them), float64 out, elementwise, broadcasting. nan, ±inf, ±0
-and domain edges give what C99 Annex F specifies. Python is slow: each
-distinct value costs tens of microseconds (BENCHMARKS.md), so an array is
-evaluated once per distinct value.
+and domain edges give what C99 Annex F specifies. Python is slow: a value
+costs about 10 microseconds (BENCHMARKS.md), so each function remembers the
+results of up to 65,536 distinct arguments.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from mpmath.libmp import (fone, from_float, mpf_add, mpf_atan, mpf_cos, mpf_div, mpf_exp, mpf_ln2, mpf_ln10, mpf_log,
@@ -71,13 +72,29 @@ def _nearest(f: Callable[[int], Mpf]) -> float:
     raise ArithmeticError(f"no correctly rounded result within {_MAX_PREC} bits")
 
 
+_CACHE_SIZE = 1 << 16  # results remembered per function, keyed by bit patterns (-0.0 is not 0.0)
+_caches: dict[Callable[..., float], dict[tuple[int, ...], float]] = {}
+
+
 def _elementwise(one: Callable[..., float], *args) -> np.ndarray | np.float64:
-    """Apply ``one`` (floats -> float) to broadcast float64 arrays, once per distinct tuple of bit patterns."""
-    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))
-    keys = np.stack([a.ravel().view(np.int64) for a in arrays], axis=-1)  # bits: -0.0 is not 0.0
-    distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
-    values = np.array([one(*row) for row in distinct.view(np.float64).tolist()], dtype=np.float64)
-    out = values[inverse.ravel()].reshape(arrays[0].shape)
+    """Apply ``one`` (floats -> float, defined once: it keys a cache) to broadcast float64 arrays, elementwise.
+
+    Columns repeat values (amounts in cents), and a value costs microseconds, so
+    results are remembered across calls; the cache starts afresh when full.
+    """
+    broadcast = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))
+    arrays = [a.ravel() for a in broadcast]
+    keys = zip(*(a.view(np.int64).tolist() for a in arrays))  # bit patterns: -0.0 is not 0.0
+    cache = _caches.setdefault(one, {})
+    values = []
+    for key, xs in zip(keys, zip(*(a.tolist() for a in arrays))):
+        value = cache.get(key)
+        if value is None:
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            value = cache[key] = one(*xs)
+        values.append(value)
+    out = np.array(values, dtype=np.float64).reshape(broadcast[0].shape)
     return out if out.ndim else out[()]
 
 
@@ -88,7 +105,7 @@ def _finite_nonzero(x: float) -> bool:
 # One-argument functions: the C99 edge cases, then Ziv's loop on mpmath. ------
 
 
-def _log_of(x: float, scale: Callable[[int], Mpf] | None) -> float:
+def _log_of(scale: Callable[[int], Mpf] | None, x: float) -> float:
     """log(x), or log(x) / scale(p) for log2 and log10."""
     if x < 0 or math.isnan(x):
         return math.nan
@@ -102,19 +119,22 @@ def _log_of(x: float, scale: Callable[[int], Mpf] | None) -> float:
     return _nearest(lambda p: mpf_div(mpf_log(t, p + 10), scale(p + 10), p, round_nearest))
 
 
+_log, _log2, _log10 = partial(_log_of, None), partial(_log_of, mpf_ln2), partial(_log_of, mpf_ln10)
+
+
 def log(x):
     """Natural logarithm, correctly rounded: -inf at ±0, nan below."""
-    return _elementwise(lambda v: _log_of(v, None), x)
+    return _elementwise(_log, x)
 
 
 def log2(x):
     """Base-2 logarithm, correctly rounded (exact at powers of two): -inf at ±0, nan below."""
-    return _elementwise(lambda v: _log_of(v, mpf_ln2), x)
+    return _elementwise(_log2, x)
 
 
 def log10(x):
     """Base-10 logarithm, correctly rounded (exact at powers of ten): -inf at ±0, nan below."""
-    return _elementwise(lambda v: _log_of(v, mpf_ln10), x)
+    return _elementwise(_log10, x)
 
 
 def _log1p(x: float) -> float:
