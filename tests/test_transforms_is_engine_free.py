@@ -8,7 +8,8 @@ from pathlib import Path
 import transforms
 
 FORBIDDEN = ("pyspark", "pyflink", "feast", "redis", "delta", "kafka", "py4j", "batch_jobs", "stream_jobs", "tandem")
-ALLOWED_THIRD_PARTY = ("numpy", "pandas", "pyarrow")
+# mpmath: pure Python arbitrary precision, for transforms.portable's correctly rounded math.
+ALLOWED_THIRD_PARTY = ("numpy", "pandas", "pyarrow", "mpmath")
 PACKAGE = Path(transforms.__file__).parent
 
 
@@ -32,7 +33,7 @@ def test_no_module_under_transforms_imports_an_engine():
     assert not offenders
 
 
-def test_transforms_only_uses_stdlib_numpy_pandas_pyarrow():
+def test_transforms_only_uses_stdlib_numpy_pandas_pyarrow_mpmath():
     stdlib = sys.stdlib_module_names
     for p in PACKAGE.rglob("*.py"):
         for name in imported_modules(p):

@@ -1,6 +1,6 @@
 """Tandem's one feature library: schemas, row functions, declarative aggregations, catalogs.
 
-Pure Python (stdlib, numpy, pandas, pyarrow). Engines import this package; it
+Pure Python (stdlib, numpy, pandas, pyarrow, mpmath). Engines import this package; it
 never imports an engine (tests/test_transforms_is_engine_free.py enforces it).
 """
 

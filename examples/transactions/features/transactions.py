@@ -7,6 +7,7 @@ repository and the parity harness read it from here.
 import numpy as np
 
 from transforms import Agg, Catalog, EventSchema, Feature, FeatureGroup, Field, FieldType, row_expression, row_function
+from transforms import portable
 from transforms.schema import currency_code, finite_non_negative, non_empty
 
 MS_PER_HOUR = 3_600_000
@@ -30,8 +31,11 @@ TRANSACTIONS_V1 = EventSchema(
 
 @row_function(FieldType.FLOAT64)
 def amount_log1p(amount):
-    """ln(1 + amount), through log1p so tiny amounts keep their precision."""
-    return np.log1p(np.asarray(amount, dtype=np.float64))
+    """ln(1 + amount), through log1p so tiny amounts keep their precision.
+
+    transforms.portable's log1p is correctly rounded, so every engine on every CPU gets the same bits.
+    """
+    return portable.log1p(np.asarray(amount, dtype=np.float64))
 
 
 @row_expression
