@@ -38,7 +38,7 @@ Two measurements, each printed as tables (and written to
    evaluator's rows (``tandem.reference``), computed once in a child process
    and cached.
 
-2. **Freshness.** A real KRaft Kafka broker (``tandem.services.kafka_broker``),
+2. **Freshness.** A real KRaft Kafka broker (``local_services.kafka_broker``),
    a topic with one partition, Tandem's job reading it (``kafka:``, Redis on,
    checkpoints on), and ``benchmarks/jvm/PacedProducer.java`` replaying a
    generated stream at a steady ``--fresh-rate`` events/s (2,000), event times
@@ -1080,7 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
         f"max_delay={ss.max_delay}, duplicates={ss.duplicates}, invalid={ss.invalid}, time_format={ss.time_format}, "
         f"seed={ss.seed}) -> JSON Lines")}
 
-    from tandem.services.redis_server import RedisServer
+    from local_services.redis_server import RedisServer
 
     redis_server = RedisServer().start()
     runs: list[Run] = []
@@ -1170,7 +1170,7 @@ def throughput(args, events: Path, folder: Path, lateness_ms: int, redis_url: st
 def freshness(args, folder: Path, lateness: list[int], ckpt_ms: int, variants: list[dict], redis_url: str, say):
     from runtime.events_io import read_events
     from examples.transactions.features.generate import StreamSpec
-    from tandem.services.kafka_broker import KafkaBroker
+    from local_services.kafka_broker import KafkaBroker
 
     total_s = int(args.fresh_warmup + args.fresh_seconds + args.fresh_tail)
     n = int(total_s * args.fresh_rate)

@@ -471,7 +471,7 @@ def _online_store(address: str | None, step):
     if address:
         yield address
         return
-    from tandem.services.redis_server import RedisServer
+    from local_services.redis_server import RedisServer
 
     with step("starting a local redis-server for the run"):
         server = RedisServer().start()

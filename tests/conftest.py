@@ -42,14 +42,14 @@ def spark():
 
 @pytest.fixture(scope="session")
 def redis_server():
-    from tandem.services.redis_server import RedisServer
+    from local_services.redis_server import RedisServer
 
     yield from _service("redis", RedisServer())
 
 
 @pytest.fixture(scope="session")
 def kafka_broker():
-    from tandem.services.kafka_broker import KafkaBroker
+    from local_services.kafka_broker import KafkaBroker
 
     yield from _service("kafka", KafkaBroker())
 

@@ -110,7 +110,7 @@ def test_demo_refuses_an_output_folder_with_files(tmp_path):
 
 
 def test_stream_with_an_unreachable_redis_is_one_line(tmp_path):
-    from tandem.services import free_port
+    from local_services import free_port
 
     events = tmp_path / "e.jsonl"
     events.write_text('{"transaction_id": "a"}\n')

@@ -21,7 +21,7 @@ import yaml
 from stream_jobs.outputs import dead_letters, feature_rows
 from runtime.events_io import write_events
 from examples.transactions.features.generate import StreamSpec, generate
-from tandem.services import free_port
+from local_services import free_port
 from tests.factories import jobs_project_dir
 from tests.shell import shell_env
 from tests.test_stream_path import assert_matches_reference

@@ -32,8 +32,8 @@ from stream_jobs.online_sink import OnlineStoreError, OnlineWriter, RedisUnreach
 from runtime.errors import UserError
 from examples.transactions.features.generate import StreamSpec, generate
 from tandem.reference import evaluate
-from tandem.services import free_port
-from tandem.services.redis_server import RedisServer
+from local_services import free_port
+from local_services.redis_server import RedisServer
 from tests.factories import MIN, T0, TEST_PROJECT, online_writer, stream_spec
 from transforms import FieldType
 from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
@@ -376,7 +376,7 @@ def own_redis(monkeypatch):
     server = RedisServer().start()
 
     def restart():
-        monkeypatch.setattr("tandem.services.redis_server.free_port", lambda: port)
+        monkeypatch.setattr("local_services.redis_server.free_port", lambda: port)
         server.start()
 
     port = server.port

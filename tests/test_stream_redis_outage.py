@@ -20,7 +20,7 @@ from feature_repo import store as fs
 from stream_jobs.job import latest_checkpoint
 from stream_jobs.outputs import dead_letters, feature_rows
 from tandem.reference import evaluate
-from tandem.services import free_port
+from local_services import free_port
 from tests.factories import HOUR, T0, TEST_PROJECT, tx
 from tests.test_online_sink import GROUPS, feast, latest_rows, online  # noqa: F401 (feast: a fixture)
 from tests.test_stream_faults import start_job

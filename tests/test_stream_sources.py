@@ -21,7 +21,7 @@ from runtime.errors import UserError
 from runtime.events_io import read_events, write_events
 from examples.transactions.features.generate import PARQUET_INVALID_KINDS, StreamSpec, generate
 from tandem.reference import evaluate
-from tandem.services import free_port
+from local_services import free_port
 from tests.factories import HOUR, NOON, T0, stream_spec, tx
 from tests.test_stream_path import COLUMNS, assert_matches_reference
 from examples.transactions.features.transactions import CATALOG as TRANSACTIONS

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from runtime.jars import jars
-from tandem.services import free_port, popen, port_open, stop, tail
+from local_services import free_port, popen, port_open, stop, tail
 
 _ADMIN_SOURCE = """\
 import java.util.*;

@@ -1,9 +1,11 @@
 """Real local services (Redis, a KRaft Kafka broker) that Tandem starts and stops itself.
 
-Tests and local runs use these instead of mocks: each runs on 127.0.0.1 on a
+Not part of the layers (transforms <- runtime <- engines <- feature_repo <-
+tandem): ``tandem demo`` starts a throwaway Redis from here, and the tests
+and benchmarks use these instead of mocks: each runs on 127.0.0.1 on a
 free port, in its own temp dir, and is stopped on exit. Import the classes
-from their modules (``tandem.services.redis_server.RedisServer``,
-``tandem.services.kafka_broker.KafkaBroker``); this module holds the small
+from their modules (``local_services.redis_server.RedisServer``,
+``local_services.kafka_broker.KafkaBroker``); this module holds the small
 process helpers they share.
 """
 

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tandem.services import free_port, popen, stop, tail
+from local_services import free_port, popen, stop, tail
 
 
 class RedisServer:
