@@ -96,21 +96,42 @@ def test_outputs_use_the_catalogs_own_names(parity_run, spark):
         assert table.columns[:len(group.key) + 2] == [*group.key, "ts", "ride_id"]
 
 
+def _latest(rows, group, t):
+    """Entity -> the row of its latest event (peers carry the same features)."""
+    out = {}
+    for r in rows:
+        if group.key_of(r) not in out or r[t] >= out[group.key_of(r)][t]:
+            out[group.key_of(r)] = r
+    return out
+
+
+def _served_rows(catalog, records, group):
+    """Entity -> the row Redis keeps after a materialisation then the stream: the newer of the batch reference's
+    and the stream reference's latest rows, the stream's on a tie (the guard writes equal times)."""
+    t = catalog.schema.event_time
+    stream = _latest(evaluate(records, catalog, allowed_lateness_ms=LATENESS_MS).rows, group, t)
+    batch = _latest(evaluate(records, catalog).rows, group, t)
+    return {k: stream[k] if k in stream and stream[k][t] >= b[t] else b for k, b in batch.items()}
+
+
 def test_a_second_source_lives_beside_the_first_in_one_lake_registry_and_redis(parity_run, spark, tmp_path):
-    """The example catalog ingested, backfilled, registered and materialised into the rides run's lake, Feast
-    project and Redis: both sources' tables, views and online rows side by side, neither disturbing the other."""
+    """The example catalog ingested, backfilled, registered, materialised and streamed into the rides run's lake,
+    Feast project and Redis: both sources' tables, views and online rows side by side, neither disturbing the
+    other."""
     from datetime import date
 
     from batch_jobs.backfill import backfill
     from batch_jobs.ingest import ingest
     from examples.transactions.features.generate import StreamSpec, generate
     from feature_repo.store import online_features
+    from stream_jobs.flink_env import build_table_env
+    from stream_jobs.job import StreamJobSpec, run
     from tandem.serving import materialize, register
 
     project, rides_catalog, rides_records, result, address = parity_run
     cards = project.catalog("transactions")
     lake_root = result.out_dir / "work" / "lake"
-    records = generate(StreamSpec(users=12, merchants=5, duration="30m", start="2024-05-01T00:00:00Z", seed=5))
+    records = generate(StreamSpec(users=12, merchants=5, rate_per_s=1.0, duration="30m", seed=5))
     write_events(records, tmp_path / "cards.jsonl", cards)
     lake = Lake.at(lake_root)
     ingest(spark, tmp_path / "cards.jsonl", lake, cards)
@@ -119,34 +140,17 @@ def test_a_second_source_lives_beside_the_first_in_one_lake_registry_and_redis(p
 
     store = register(PROJECT, [rides_catalog, cards], lake_root, address)
     assert {v.name for v in store.list_feature_views()} == {g.entity for c in (rides_catalog, cards) for g in c.groups}
-    reference = evaluate(records, cards)
-    times = [r["event_time"] for r in reference.rows]
-    materialize(store, min(times), max(times))
+    times = [r["event_time"] for r in evaluate(records, cards).rows]
+    materialize(store, min(times), max(times), views=[g.entity for g in cards.groups])  # rides' stay as they were
+    run(build_table_env(parallelism=1),
+        StreamJobSpec(f"file:{tmp_path / 'cards.jsonl'}", tmp_path / "stream", LATENESS_MS, catalog=cards,
+                      project=PROJECT, redis=address, checkpoint_interval_ms=0))
 
-    def latest(rows, group, t):
-        """Entity -> the row of its latest event (peers carry the same features)."""
-        out = {}
-        for r in rows:
-            if group.key_of(r) not in out or r[t] >= out[group.key_of(r)][t]:
-                out[group.key_of(r)] = r
-        return out
-
-    for group in cards.groups:  # the new source is served as its reference says
-        want = latest(reference.rows, group, "event_time")
-        served = online_features(store, [dict(zip(group.key, k)) for k in want],
-                                 [f"{group.entity}:{f.name}" for f in group.features])
-        for f in group.features:
-            assert served[f.name] == [want[k][f.name] for k in want], f.name
-    # and the first source still serves the newer of its stream row and its batch row (the stream's on a tie)
-    group = rides_catalog.group("vehicle")
-    rides_ref = evaluate(rides_records, rides_catalog, allowed_lateness_ms=LATENESS_MS).rows
-    batch_ref = evaluate(rides_records, rides_catalog).rows
-    want_stream, want_batch = latest(rides_ref, group, "ts"), latest(batch_ref, group, "ts")
-    keys = sorted(want_batch)
-    served = online_features(store, [dict(zip(group.key, k)) for k in keys], [f"vehicle:{f.name}" for f in group.features])
-    for f in group.features:
-        expected = []
-        for k in keys:
-            s, b = want_stream.get(k), want_batch[k]
-            expected.append((s if s is not None and s["ts"] >= b["ts"] else b)[f.name])
-        assert served[f.name] == expected, f.name
+    for catalog, events in ((cards, records), (rides_catalog, rides_records)):  # each served as its reference says
+        for group in catalog.groups:
+            want = _served_rows(catalog, events, group)
+            keys = sorted(want)
+            served = online_features(store, [dict(zip(group.key, k)) for k in keys],
+                                     [f"{group.entity}:{f.name}" for f in group.features])
+            for f in group.features:
+                assert served[f.name] == [want[k][f.name] for k in keys], (group.entity, f.name)
