@@ -15,9 +15,10 @@ from transforms import FieldType
 
 ENTITY_KEY_SERIALIZATION_VERSION = 3
 
-#: Catalog type -> Feast ``ValueType`` name: the one type map (the feature views' schemas and the
-#: online sink's serialized values both follow it).
-VALUE_TYPES = {FieldType.INT64: "INT64", FieldType.FLOAT64: "DOUBLE"}
+#: Catalog type -> Feast ``ValueType`` name: the one type map (the entities' join keys, the feature
+#: views' schemas, and both online writers' keys and values follow it).
+VALUE_TYPES = {FieldType.STRING: "STRING", FieldType.INT64: "INT64", FieldType.FLOAT64: "DOUBLE",
+               FieldType.BOOL: "BOOL"}
 
 
 def value_type(field_type: FieldType):

@@ -91,10 +91,10 @@ class FeastCli:
 
 
 def latest_at(rows, group):
-    """key -> (sorted event times, rows): the oracle of "latest event at or before t"."""
+    """key values (a tuple) -> (sorted event times, rows): the oracle of "latest event at or before t"."""
     by_key = {}
     for r in sorted(rows, key=lambda r: r["event_time"]):
-        times, rs = by_key.setdefault(r[group.key], ([], []))
+        times, rs = by_key.setdefault(tuple(r[k] for k in group.key), ([], []))
         times.append(r["event_time"])
         rs.append(r)
     return by_key
@@ -116,7 +116,7 @@ def world(spark, redis_server, tmp_path_factory):
         seen = {}
         for r in rows:
             vals = tuple(r[f.name] for f in g.features)
-            assert seen.setdefault((r[g.key], r["event_time"]), vals) == vals
+            assert seen.setdefault((*(r[k] for k in g.key), r["event_time"]), vals) == vals
     lake = tmp_path_factory.mktemp("lake")
     write_feature_tables(spark, records, lake)
     project = example_project(tmp_path_factory.mktemp("project"), lake=lake)
@@ -156,7 +156,8 @@ def test_registry_is_generated_from_the_catalog(world):
     assert [p.name for p in service.feature_view_projections] == [g.entity for g in GROUPS]
     for g in GROUPS:
         view = store.get_feature_view(g.entity)
-        assert view.join_keys == [g.key] and view.online and view.ttl.total_seconds() == 0
+        assert view.join_keys == list(g.key) and view.online and view.ttl.total_seconds() == 0
+        assert [store.get_entity(k).join_key for k in g.key] == list(g.key)
         assert [(f.name, str(f.dtype)) for f in view.features] == [
             (f.name, {FieldType.INT64: "Int64", FieldType.FLOAT64: "Float64"}[TRANSACTIONS.feature_dtype(f)])
             for f in g.features]
@@ -177,9 +178,9 @@ def test_training_data_is_point_in_time_correct(world):
     nulls = hits = 0
     for g in GROUPS:
         index = latest_at(rows, g)
-        key_col = 0 if g.key == "user_id" else 1
+        key_col = 0 if g.key == ("user_id",) else 1
         for i, e in enumerate(ents):
-            want = expected_row(index, e[key_col], e[2])
+            want = expected_row(index, (e[key_col],), e[2])
             for f in g.features:
                 value = got[f.name].iat[i]
                 if want is None:
@@ -226,7 +227,7 @@ def test_materialize_then_online_serves_each_entitys_latest_row(world):
     for g in GROUPS:
         index = latest_at(rows, g)
         for i, p in enumerate(pairs):
-            want = expected_row(index, p[g.key], float("inf"))
+            want = expected_row(index, tuple(p[k] for k in g.key), float("inf"))
             for f in g.features:
                 assert got[f.name][i] == (None if want is None else want[f.name]), (g.entity, p, f.name)
 
@@ -275,3 +276,26 @@ def test_yaml_spark_conf_matches_tandems_spark_settings(tmp_path):
     for machine_specific in ("spark.sql.warehouse.dir", "spark.driver.extraJavaOptions"):  # scratch dirs
         want.pop(machine_specific)
     assert conf == want
+
+
+# --- Feast definitions across catalogs ---------------------------------------------------------
+
+def test_entities_are_shared_and_a_key_column_has_one_type_per_project(tmp_path):
+    """Catalogs of one project share an entity per key column; two types for one column name is refused."""
+    from feature_repo.definitions import feast_objects, key_entities
+    from tests.catalogs.fleet import CATALOG as FLEET
+    from transforms import Agg, Catalog, EventSchema, Feature, FeatureGroup, Field
+
+    def catalog(name, driver_type):
+        schema = EventSchema(name=name, version=1, fields=(
+            Field("id", FieldType.STRING), Field("city", FieldType.STRING), Field("driver_id", driver_type),
+            Field("t", FieldType.TIMESTAMP_MS)), event_id="id", entity_keys=("city", "driver_id"), event_time="t")
+        return Catalog(schema, (), (FeatureGroup(f"{name}_g", ("driver_id", "city"),
+                                                 (Feature(f"{name}_n", Agg.COUNT, "1h"),)),))
+
+    objects = feast_objects([FLEET, catalog("shifts", FieldType.INT64)], tmp_path)
+    assert sorted(o.name for o in objects if type(o).__name__ == "Entity") == ["city", "driver_id", "zone"]
+    with pytest.raises(ValueError) as e:
+        key_entities([FLEET, catalog("payroll", FieldType.STRING)])
+    assert str(e.value) == ("key column 'driver_id' is int64 in catalog fleet but string in catalog payroll: "
+                            "rename one, or give both one type")
