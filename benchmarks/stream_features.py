@@ -623,13 +623,12 @@ def compare_with_reference(log_folder: Path, reference: Path, redis_url: str) ->
     checked = 0
     order = ref.sort_values(["event_time", "transaction_id"], kind="stable")
     for view in writer.views:
-        latest = order.drop_duplicates(view.key, keep="last")
-        keys = latest[view.key].tolist()
-        for start in range(0, len(keys), 5000):
+        latest = order.drop_duplicates(list(view.key), keep="last")
+        for start in range(0, len(latest), 5000):
             chunk = latest.iloc[start:start + 5000]
             with client.pipeline(transaction=False) as pipe:
-                for k in chunk[view.key]:
-                    pipe.hgetall(writer._hash_key(view.key, k))
+                for _, row in chunk.iterrows():
+                    pipe.hgetall(writer._hash_key(view, view.entity(row)))
                 stored = pipe.execute()
             for (_, want), got_hash in zip(chunk.iterrows(), stored):
                 checked += 1
@@ -671,7 +670,7 @@ def _observe(redis_url: str, entities: dict, out: str, ready, stop) -> None:
     keys = {}
     for vi, view in enumerate(writer.views):
         for ei, value in enumerate(entities[view.name]):
-            keys[writer._hash_key(view.key, value)] = (vi, ei, view.ts_field)
+            keys[writer._hash_key(view, value)] = (vi, ei, view.ts_field)
     client = redis_py.Redis.from_url(redis_url)
     client.config_set("notify-keyspace-events", "Kh")
     pubsub = client.pubsub(ignore_subscribe_messages=True)

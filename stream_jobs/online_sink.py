@@ -5,21 +5,24 @@ because every byte is made by Feast's own functions and messages (one
 conversion spelled out, byte-identical), as Feast's Redis online store
 (``feast/infra/online_stores/redis.py``, feast 0.67) writes and reads it:
 
-- **hash key** = ``serialize_entity_key(EntityKey(join_keys=[group.key],
-  entity_values=[Value(string_val=key)]), entity_key_serialization_version)``
-  followed by the project name in UTF-8: ``feast.infra.online_stores.helpers._redis_key``,
-  the function Feast's ``online_write_batch`` calls (its reads build the same
-  bytes in ``_generate_redis_keys_for_entities``);
+- **hash key** = ``serialize_entity_key(EntityKey(join_keys=list(group.key),
+  entity_values=[Value(string_val=...) or Value(int64_val=...) per key column]),
+  entity_key_serialization_version)`` followed by the project name in UTF-8:
+  ``feast.infra.online_stores.helpers._redis_key``, the function Feast's
+  ``online_write_batch`` calls (its reads build the same bytes in
+  ``_generate_redis_keys_for_entities``). Feast sorts a composite key's columns
+  and writes each value with its length, so ``("NY", "C12")`` and ``("NYC", "12")``
+  are two keys; entity key values are non-empty strings or int64 integers;
 - **feature field** = ``_mmh3("<view>:<feature>")``, the 4-byte little-endian
-  murmur3 of the name; its value a serialized ``feast.types.Value``, the bytes
-  ``feast.type_map.python_values_to_proto_values`` (what materialization uses)
-  gives (:func:`serialized_values`); ``None`` becomes an empty ``Value``, which
-  Feast reads as null;
+  murmur3 of the name; its value a serialized ``feast.types.Value`` (string,
+  bool, int64 or double), the bytes ``feast.type_map.python_values_to_proto_values``
+  (what materialization uses) gives (:func:`serialized_values`); ``None`` becomes
+  an empty ``Value``, which Feast reads as null;
 - **``_ts:<view>``** = a serialized ``google.protobuf.Timestamp`` of the row's event time;
 - the EXPIRE of ``online_store.key_ttl_seconds``, when the repo sets one.
 
-The view name is the feature group's ``entity``, its join key the group's
-``key`` and its features the group's features (``feature_repo/features.py``
+The view name is the feature group's ``entity``, its join keys the group's
+``key`` columns and its features the group's features (``feature_repo/definitions.py``
 generates the Feast objects from the same catalog). The project, the entity
 key serialization version and the TTL are read from the project's
 ``feature_store.yaml`` text (``runtime.feast_layout``) through Feast's own
@@ -61,8 +64,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import numbers
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -75,7 +79,7 @@ from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreCo
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from feast.type_map import python_values_to_proto_values
+from feast.type_map import VALUE_TYPE_TO_PROTO_VALUE_MAP, python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -213,9 +217,14 @@ class WriteStats:
 @dataclass(frozen=True)
 class _View:
     name: str  # the Feast feature view = the group's entity
-    key: str  # the join key = the group's key column
+    key: tuple[str, ...]  # the join keys = the group's key columns
+    key_types: tuple[ValueType, ...]  # their Feast types (STRING or INT64)
+    entity: Callable[[Mapping[str, Any]], Any] = field(init=False, repr=False, compare=False)  # _entity_reader
     ts_field: bytes  # b"_ts:<view>"
     features: tuple[tuple[str, bytes, ValueType], ...]  # (column, murmur3 field, Feast value type)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entity", _entity_reader(self.key, self.key_types))
 
 
 def load_repo_config(project: str) -> RepoConfig:
@@ -279,14 +288,16 @@ class OnlineWriter:
         self.catalog = catalog
         self.event_time = catalog.schema.event_time
         self.views = tuple(
-            _View(name=g.entity, key=g.key, ts_field=f"_ts:{g.entity}".encode(),
+            _View(name=g.entity, key=g.key,
+                  key_types=tuple(feast_value_type(catalog.schema.get_field(k).type) for k in g.key),
+                  ts_field=f"_ts:{g.entity}".encode(),
                   features=tuple((f.name, _mmh3(f"{g.entity}:{f.name}"), feast_value_type(catalog.feature_dtype(f)))
                                  for f in g.features))
             for g in catalog.groups)
         self.batch_size, self.max_tries = batch_size, max_tries
         self.backoff, self.max_backoff = backoff, max_backoff
         self.stats = WriteStats()
-        self._hash_keys: dict[tuple[str, str], bytes] = {}
+        self._hash_keys: dict[tuple[tuple[str, ...], Any], bytes] = {}
         self._client, self.address = _connect(address, socket_timeout, connect_timeout)
         try:
             self._client.ping()
@@ -297,15 +308,18 @@ class OnlineWriter:
 
     # --- encoding, by Feast's functions and messages --------------------------------------------
 
-    def _hash_key(self, key_column: str, value: str) -> bytes:
-        """Feast's hash key of an entity; memoised, since hot entities come back in every batch."""
-        key = self._hash_keys.get((key_column, value))
+    def _hash_key(self, view: _View, entity: Any) -> bytes:
+        """Feast's hash key of an entity of ``view`` (as ``view.entity`` reads it: the key value, a tuple of
+        values for a composite key); memoised, since hot entities come back in every batch."""
+        key = self._hash_keys.get((view.key, entity))
         if key is None:
             if len(self._hash_keys) >= _HASH_KEY_CACHE:
                 self._hash_keys.clear()
-            entity_key = EntityKeyProto(join_keys=[key_column], entity_values=[ValueProto(string_val=value)])
+            values = entity if len(view.key) > 1 else (entity,)
+            entity_key = EntityKeyProto(join_keys=view.key, entity_values=[
+                ValueProto(**{VALUE_TYPE_TO_PROTO_VALUE_MAP[t]: v}) for t, v in zip(view.key_types, values)])
             key = _redis_key(self.project, entity_key, entity_key_serialization_version=self.key_version)
-            self._hash_keys[(key_column, value)] = key
+            self._hash_keys[(view.key, entity)] = key
         return key
 
     def _event_ms(self, row: Mapping[str, Any]) -> int:
@@ -322,15 +336,14 @@ class OnlineWriter:
 
     def _commands(self, rows: Iterable[Mapping[str, Any]], stats: WriteStats) -> list[tuple[_View, bytes, list]]:
         """(view, hash key, EVALSHA args) for the latest row of each (view, entity) of ``rows``."""
-        latest: list[dict[str, tuple[int, Mapping[str, Any]]]] = [{} for _ in self.views]
-        key_columns = [view.key for view in self.views]
+        latest: list[dict[Any, tuple[int, Mapping[str, Any]]]] = [{} for _ in self.views]
         count = 0
         for row in rows:
             count += 1
             try:
                 t = self._event_ms(row)
-                for key_column, seen_by_key in zip(key_columns, latest):
-                    k = _key_value(key_column, row[key_column])
+                for view, seen_by_key in zip(self.views, latest):
+                    k = view.entity(row)
                     seen = seen_by_key.get(k)
                     if seen is None or t >= seen[0]:  # equal: a peer or a replay, identical features
                         seen_by_key[k] = (t, row)
@@ -348,10 +361,9 @@ class OnlineWriter:
                     raw = [row[name] for _, (_, row) in picked]
                 except KeyError as e:
                     raise ValueError(f"feature row lacks feature {e.args[0]!r} of view {view.name!r}") from None
-                if value_type is ValueType.INT64:  # Feast's conversion would truncate 1.5 to 1, silently
-                    bad = next((v for v in raw if isinstance(v, float) and not v.is_integer()), None)
-                    if bad is not None:
-                        raise ValueError(f"feature {name!r} is INT64 but a row has {bad!r}")
+                bad = next((v for v in raw if v is not None and v == v and not _FITS[value_type](v)), None)
+                if bad is not None:  # Feast's conversion would store 1.5 as 1, 7 as "7", 2 as True, silently
+                    raise ValueError(f"feature {name!r} is {value_type.name} but a row has {bad!r}")
                 columns.append((field_key, serialized_values(raw, value_type)))
             for j, (key, (t, _)) in enumerate(picked):
                 ts = Timestamp()
@@ -359,7 +371,7 @@ class OnlineWriter:
                 args: list[bytes | int] = [self.ttl, view.ts_field, ts.SerializeToString()]
                 for field_key, values in columns:
                     args += (field_key, values[j])
-                out.append((view, self._hash_key(view.key, key), args))
+                out.append((view, self._hash_key(view, key), args))
         return out
 
     # --- sending ---------------------------------------------------------------------------------
@@ -445,26 +457,62 @@ class OnlineWriter:
 def serialized_values(values: list[Any], value_type: ValueType) -> list[bytes]:
     """One feature column as serialized Feast ``Value`` messages.
 
-    The bytes Feast's ``python_values_to_proto_values`` gives for the two types
-    the catalog has: a null (``None``, NaN) is an empty ``Value``, anything else
-    ``Value(int64_val=int(v))`` / ``Value(double_val=v)``. Written out here
-    because Feast's generic per-value dispatch cost as much as everything else in
-    :meth:`OnlineWriter._commands`; tests/test_online_sink.py checks the bytes
-    against Feast's conversion, and Feast's own write, value for value.
+    The bytes Feast's ``python_values_to_proto_values`` gives for the catalog's
+    types: a null (``None``, NaN) is an empty ``Value``, anything else
+    ``Value(int64_val=int(v))``, ``Value(double_val=v)``, ``Value(string_val=v)``
+    or ``Value(bool_val=v)``. Written out here because Feast's generic per-value
+    dispatch cost as much as everything else in :meth:`OnlineWriter._commands`;
+    tests/test_online_sink.py checks the bytes against Feast's conversion, and
+    Feast's own write, value for value.
     """
     if value_type is ValueType.INT64:
         return [_EMPTY if v is None or v != v else ValueProto(int64_val=int(v)).SerializeToString() for v in values]
     if value_type is ValueType.DOUBLE:
         return [_EMPTY if v is None or v != v else ValueProto(double_val=v).SerializeToString() for v in values]
+    if value_type is ValueType.STRING:
+        return [_EMPTY if v is None or v != v else ValueProto(string_val=v).SerializeToString() for v in values]
+    if value_type is ValueType.BOOL:
+        return [_EMPTY if v is None or v != v else _TRUE if v else _FALSE for v in values]
     return [v.SerializeToString() for v in python_values_to_proto_values(values, value_type)]
 
 
 _EMPTY = ValueProto().SerializeToString()
+_TRUE, _FALSE = ValueProto(bool_val=True).SerializeToString(), ValueProto(bool_val=False).SerializeToString()
 _HASH_KEY_CACHE = 1_000_000  # entities whose hash keys are kept (~100 bytes each)
 
+#: Which non-null Python values a feature of each Feast type may hold (Feast's conversion would coerce others).
+_FITS = {
+    ValueType.INT64: lambda v: not isinstance(v, bool) and (not isinstance(v, float) or v.is_integer()),
+    ValueType.DOUBLE: lambda v: not isinstance(v, bool),
+    ValueType.STRING: lambda v: isinstance(v, str),
+    ValueType.BOOL: lambda v: isinstance(v, bool),
+}
 
-def _key_value(key_column: str, value: Any) -> str:
-    """The entity key of a row: Tandem's entities are STRING in Feast (feature_repo/features.py)."""
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"feature row has {key_column}={value!r}: entity keys are non-empty strings")
-    return value
+
+def _entity_reader(key: tuple[str, ...], key_types: tuple[ValueType, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    """A row's entity in a view keyed by ``key``: its checked key value, or the tuple of them for a composite
+    key (a closure per view: this runs for every row and view)."""
+    readers = [_key_reader(column, value_type) for column, value_type in zip(key, key_types)]
+    if len(readers) == 1:
+        return readers[0]
+    return lambda row: tuple([read(row) for read in readers])
+
+
+def _key_reader(column: str, value_type: ValueType) -> Callable[[Mapping[str, Any]], Any]:
+    """A row's value of key ``column``: a non-empty string, or an int64 integer (numpy's too, never a bool)."""
+    if value_type is ValueType.STRING:
+        def read(row):
+            value = row[column]
+            if isinstance(value, str) and value:
+                return value
+            raise ValueError(f"feature row has {column}={value!r}: string entity keys are non-empty strings")
+        return read
+
+    def read_int(row):
+        value = row[column]
+        if type(value) is int and -(2**63) <= value < 2**63:
+            return value
+        if not isinstance(value, bool) and isinstance(value, numbers.Integral) and -(2**63) <= int(value) < 2**63:
+            return int(value)  # numpy's bool is not Integral
+        raise ValueError(f"feature row has {column}={value!r}: int64 entity keys are integers in int64's range")
+    return read_int

@@ -4,11 +4,13 @@ The rules are ``stream_jobs/online_sink.py``'s (Feast's layout, the guarded
 HSET script, latest row per entity, acknowledged before checkpoints, retries
 with backoff); the JVM writer applies them without a Python round trip per
 row (at 500k events the Python UDF sink cost more than the rest of the job's
-Python together: BENCHMARKS.md). Every layout fact it needs -- hash-key
-bytes, murmur3 field names, the Value field numbers, the script itself -- is
-computed here by Feast's own functions and handed over as table options, so
-it is defined once; tests/test_online_sink.py checks the JVM writer's bytes
-against the Python writer's (and those against Feast's own write).
+Python together: BENCHMARKS.md). Every layout fact it needs -- the hash
+key's bytes around each key value and the order of a composite key's parts,
+murmur3 field names, the Value field numbers, the script itself -- is computed
+here by Feast's own functions and handed over as table options, so it is
+defined once; the JVM only applies protobuf's wire rules and writes each key
+value as :func:`key_value_bytes` does. tests/test_online_sink.py checks the JVM
+writer's bytes against the Python writer's (and those against Feast's own write).
 """
 
 from __future__ import annotations
@@ -18,36 +20,64 @@ import struct
 from feast.infra.online_stores.helpers import _redis_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import VALUE_TYPE_TO_PROTO_VALUE_MAP
 from feast.value_type import ValueType
 from pyflink.table import StreamTableEnvironment
 from redis.connection import SSLConnection
 
+from runtime.feast_layout import VALUE_TYPES
 from stream_jobs.online_sink import GUARDED_HSET, SCRIPT_SHA, OnlineWriter
 from stream_jobs.sources import sql_options
 from runtime.errors import UserError
 from transforms import Catalog
 
-_TYPES = {ValueType.INT64: "INT64", ValueType.DOUBLE: "DOUBLE"}
+
+def key_value_bytes(value_type: ValueType, value: str | int) -> bytes:
+    """A key value's bytes as the JVM writes them after their uint32 LE length: UTF-8, or int64 little-endian."""
+    return value.encode() if value_type is ValueType.STRING else struct.pack("<q", value)
 
 
-def key_prefix(project: str, join_key: str, version: int) -> bytes:
-    """The prefix of Feast's hash key of a one-string-key entity: key = prefix + u32le(len) + value + project.
+def key_layout(project: str, key: tuple[str, ...], key_types: tuple[ValueType, ...],
+               version: int) -> tuple[list[tuple[str, ValueType, bytes]], bytes]:
+    """Feast's hash key of the entities of a view keyed by ``key`` as the bytes around their values:
+    ``(parts, tail)``, the key being head + u32le(len(b)) + b for each part ``(column, type, head)`` in
+    Feast's order (b = :func:`key_value_bytes`), then the tail.
 
-    Read off Feast's own ``_redis_key`` for two probe values, so a change in
-    Feast's layout fails here, before the job starts, instead of writing keys
-    Feast would not read.
+    Read off Feast's own ``_redis_key`` for one probe entity (where each value sits in the key gives its
+    part's place, so Feast's sorting of a composite key is not repeated here) and checked on another, so a
+    change in Feast's layout fails here, before the job starts, instead of writing keys Feast would not read.
     """
-    suffix, prefix = project.encode(), None
-    for probe in ("a", "ÿbc"):
-        raw = probe.encode()
-        key = _redis_key(project, EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=probe)]),
-                         entity_key_serialization_version=version)
-        tail = struct.pack("<I", len(raw)) + raw + suffix
-        if not key.endswith(tail) or (prefix is not None and key[:-len(tail)] != prefix):
-            raise UserError(f"Feast's Redis key layout (entity_key_serialization_version {version}) is not "
-                            "prefix + length + value + project: the JVM online sink cannot write it")
-        prefix = key[:-len(tail)]
-    return prefix
+    segments, probe = _probe_key(project, key, key_types, version, 0)
+    heads, end = [], 0
+    for at, i in sorted((probe.find(segment), i) for i, segment in enumerate(segments)):
+        if at < end:  # not found, or overlapping another value
+            raise _layout_error(version)
+        heads.append((i, probe[end:at]))
+        end = at + len(segments[i])
+    tail = probe[end:]
+    segments, probe = _probe_key(project, key, key_types, version, 1)
+    if b"".join(head + segments[i] for i, head in heads) + tail != probe:
+        raise _layout_error(version)
+    return [(key[i], key_types[i], head) for i, head in heads], tail
+
+
+#: Two probe values per key type; each part's gets its index appended (strings) or added (ints).
+_PROBES = {ValueType.STRING: ("\x01probe-ÿ-", "東京"), ValueType.INT64: (0x0102030405060708, -3)}
+
+
+def _probe_key(project: str, key: tuple[str, ...], key_types: tuple[ValueType, ...], version: int,
+               which: int) -> tuple[list[bytes], bytes]:
+    """Probe entity ``which``: each value's length + bytes as the JVM writes them, and Feast's hash key."""
+    values = [_PROBES[t][which] + (str(i) if t is ValueType.STRING else i) for i, t in enumerate(key_types)]
+    entity_key = EntityKeyProto(join_keys=key, entity_values=[
+        ValueProto(**{VALUE_TYPE_TO_PROTO_VALUE_MAP[t]: v}) for t, v in zip(key_types, values)])
+    segments = [struct.pack("<I", len(b)) + b for b in map(key_value_bytes, key_types, values)]
+    return segments, _redis_key(project, entity_key, entity_key_serialization_version=version)
+
+
+def _layout_error(version: int) -> UserError:
+    return UserError(f"Feast's Redis key layout (entity_key_serialization_version {version}) is not a head, a "
+                     "uint32 length and the value per key column: the JVM online sink cannot write it")
 
 
 def sink_options(writer: OnlineWriter, catalog: Catalog) -> dict[str, str]:
@@ -60,9 +90,8 @@ def sink_options(writer: OnlineWriter, catalog: Catalog) -> dict[str, str]:
         "connector": "tandem-online", "host": str(kw.get("host", "localhost")), "port": str(kw.get("port", 6379)),
         "db": str(kw.get("db", 0)), "ssl": str(issubclass(pool.connection_class, SSLConnection)).lower(),
         "script": GUARDED_HSET, "script-sha": SCRIPT_SHA, "ttl-seconds": str(writer.ttl),
-        "event-time-column": catalog.schema.event_time, "key-suffix": writer.project.encode().hex(),
-        "int64-field": str(ValueProto.DESCRIPTOR.fields_by_name["int64_val"].number),
-        "double-field": str(ValueProto.DESCRIPTOR.fields_by_name["double_val"].number),
+        "event-time-column": catalog.schema.event_time,
+        "value-fields": ",".join(f"{name}:{_value_field(ValueType[name])}" for name in VALUE_TYPES.values()),
         "batch-size": str(writer.batch_size), "max-tries": str(writer.max_tries),
         "backoff-ms": str(round(writer.backoff * 1000)), "max-backoff-ms": str(round(writer.max_backoff * 1000)),
         "views": str(len(writer.views)),
@@ -74,13 +103,18 @@ def sink_options(writer: OnlineWriter, catalog: Catalog) -> dict[str, str]:
         if kw.get(name):
             options["user" if name == "username" else name] = str(kw[name])
     for n, view in enumerate(writer.views):
-        prefix = key_prefix(writer.project, view.key, writer.key_version)
+        parts, tail = key_layout(writer.project, view.key, view.key_types, writer.key_version)
         options[f"view.{n}.name"] = view.name
-        options[f"view.{n}.key-column"] = view.key
-        options[f"view.{n}.key-prefix"] = prefix.hex()
-        options[f"view.{n}.features"] = ",".join(f"{column}:{field.hex()}:{_TYPES[value_type]}"
+        options[f"view.{n}.key-parts"] = ",".join(f"{column}:{t.name}:{head.hex()}" for column, t, head in parts)
+        options[f"view.{n}.key-tail"] = tail.hex()
+        options[f"view.{n}.features"] = ",".join(f"{column}:{field.hex()}:{value_type.name}"
                                                  for column, field, value_type in view.features)
     return options
+
+
+def _value_field(value_type: ValueType) -> int:
+    """The field number of ``feast.types.Value`` that holds a value of ``value_type``."""
+    return ValueProto.DESCRIPTOR.fields_by_name[VALUE_TYPE_TO_PROTO_VALUE_MAP[value_type]].number
 
 
 def online_write_sql(t_env: StreamTableEnvironment, features_view: str, writer: OnlineWriter, catalog: Catalog,

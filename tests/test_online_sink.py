@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -30,10 +31,12 @@ from feature_repo.definitions import service_name
 from stream_jobs import online_sink
 from stream_jobs.online_sink import OnlineStoreError, OnlineWriter, RedisUnreachable
 from runtime.errors import UserError
+from runtime.feast_layout import value_type as feast_value_type
 from examples.transactions.features.generate import StreamSpec, generate
 from tandem.reference import evaluate
 from local_services import free_port
 from local_services.redis_server import RedisServer
+from tests.catalogs.fleet import CATALOG as FLEET
 from tests.factories import MIN, T0, TEST_PROJECT, online_writer, stream_spec
 from transforms import FieldType
 from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
@@ -71,13 +74,22 @@ def sink(feast, redis_server):
         yield w
 
 
+def entity(row, group):
+    """The row's entity in ``group``: its key value, the tuple of them for a composite key."""
+    return row[group.key[0]] if len(group.key) == 1 else tuple(row[k] for k in group.key)
+
+
+def view_of(writer, name):
+    return next(v for v in writer.views if v.name == name)
+
+
 def latest_rows(rows, group):
-    """key -> the row of the entity's latest event (peers are equal; the test checks it)."""
+    """entity -> the row of the entity's latest event (peers are equal; the test checks it)."""
     out = {}
     for r in rows:
-        best = out.get(r[group.key])
+        best = out.get(entity(r, group))
         if best is None or r["event_time"] > best["event_time"]:
-            out[r[group.key]] = r
+            out[entity(r, group)] = r
         elif r["event_time"] == best["event_time"]:
             assert all(r[f.name] == best[f.name] for f in group.features), "peers differ"
     return out
@@ -95,7 +107,7 @@ def marker_row(user, merchant, t, version):
 def view_frame(rows, group):
     """Rows as the group's Delta table holds them (key, event_time as UTC timestamp, features): what Feast's
     own write paths (materialize, write_to_online_store) take."""
-    df = pd.DataFrame([{group.key: r[group.key], "event_time": r["event_time"],
+    df = pd.DataFrame([{**{k: r[k] for k in group.key}, "event_time": r["event_time"],
                         **{f.name: r[f.name] for f in group.features}} for r in rows])
     df["event_time"] = pd.to_datetime(df["event_time"], unit="ms", utc=True)
     return df
@@ -142,7 +154,7 @@ def test_feast_serves_each_entitys_latest_row(feast, sink, stream_rows):
     checked = 0
     for g in GROUPS:
         for i, pair in enumerate(pairs):
-            want = latest[g.entity].get(pair[0 if g.key == "user_id" else 1])
+            want = latest[g.entity].get(pair[0 if g.key == ("user_id",) else 1])
             assert ts[g.entity][i] == (want and want["event_time"]), (g.entity, pair)
             for f in g.features:
                 value = got[f.name][i]
@@ -170,13 +182,15 @@ def test_layout_is_byte_for_byte_feasts_own_write(feast, sink, redis_server, str
 
 
 def test_value_bytes_are_feasts_conversion(feast):
-    """serialized_values spells out Feast's python_values_to_proto_values for INT64 and DOUBLE: same bytes."""
+    """serialized_values spells out Feast's python_values_to_proto_values for every feature type: same bytes."""
     from feast.type_map import python_values_to_proto_values
 
     columns = {
         ValueType.INT64: [[0, 1, -1, 2**63 - 1, -(2**63), 7.0, -3.0, None, 12], [None, None], [5.0, 2]],
         ValueType.DOUBLE: [[0.0, -0.0, 1.5, float("inf"), float("-inf"), float("nan"), None, 1e-320, 3, 2**53 + 1,
                             0.1 + 0.2], [None], [float("nan"), 2.5]],
+        ValueType.STRING: [["", "a", "ü-東京", "x" * 200, None, float("nan")], [None]],
+        ValueType.BOOL: [[True, False, None, float("nan")], [None, None], [False]],
     }
     for value_type, cases in columns.items():
         for values in cases:
@@ -235,7 +249,7 @@ def test_the_lua_timestamp_order_is_the_true_order(feast, sink, redis_server):
     for i, (a, b) in enumerate(pairs):
         want_version = 2 * i + 1 if b >= a else 2 * i
         assert version_of(got, i) == {"user": want_version, "merchant": want_version}, (a, b)
-        raw = client(redis_server, SINK_DB).hget(sink._hash_key("user_id", f"u-{i}"), "_ts:user")
+        raw = client(redis_server, SINK_DB).hget(sink._hash_key(view_of(sink, "user"), f"u-{i}"), "_ts:user")
         stored = online_sink.Timestamp.FromString(raw)
         assert stored.ToMilliseconds() == max(a, b), (a, b)
         # Feast's read turns _ts into float seconds: exact to the ms for real dates, not for year 9999
@@ -244,7 +258,7 @@ def test_the_lua_timestamp_order_is_the_true_order(feast, sink, redis_server):
 
 
 def test_a_corrupt_stored_timestamp_fails_loudly(sink, redis_server):
-    key = sink._hash_key("user_id", "u-corrupt")
+    key = sink._hash_key(view_of(sink, "user"), "u-corrupt")
     client(redis_server, SINK_DB).hset(key, "_ts:user", b"\xff")
     with pytest.raises(OnlineStoreError, match=r"refused a write to view 'user'.*not a protobuf Timestamp"):
         sink.write([marker_row("u-corrupt", "m-corrupt", T0, 1)])
@@ -326,7 +340,7 @@ def test_two_racing_writers_end_with_the_newest_rows(feast, redis_server):
         def write(rows):  # what materialization does per batch: arrow -> protos -> online_write_batch
             for g in GROUPS:
                 table = pa.Table.from_pandas(view_frame(rows, g))
-                data = _convert_arrow_to_proto(table, views[g.entity], {g.key: ValueType.STRING})
+                data = _convert_arrow_to_proto(table, views[g.entity], {k: ValueType.STRING for k in g.key})
                 store.online_write_batch(config, views[g.entity], data, None)
         return write
 
@@ -477,18 +491,18 @@ def edge_rows():
     return rows
 
 
-def jvm_write(t_env, writer: OnlineWriter, rows, name: str) -> None:
+def jvm_write(t_env, writer: OnlineWriter, rows, name: str, catalog=TRANSACTIONS) -> None:
     """``rows`` through the Flink job's sink (jvm/udf OnlineWriter), with ``writer``'s settings."""
     from pyflink.table import DataTypes
 
     from stream_jobs.compile_catalog import FLINK_TYPES
     from stream_jobs.online_table import online_write_sql
 
-    columns = TRANSACTIONS.feature_row_columns()
+    columns = catalog.feature_row_columns()
     row_type = DataTypes.ROW([DataTypes.FIELD(n, FLINK_TYPES[t]) for n, t in columns])
     t_env.create_temporary_view(f"{name}_rows", t_env.from_elements([tuple(r[n] for n, _ in columns)
                                                                     for r in rows], row_type))
-    t_env.execute_sql(online_write_sql(t_env, f"{name}_rows", writer, TRANSACTIONS, table=name)).wait()
+    t_env.execute_sql(online_write_sql(t_env, f"{name}_rows", writer, catalog, table=name)).wait()
 
 
 def test_the_jvm_sink_gets_the_python_writers_settings(feast):
@@ -533,8 +547,243 @@ def test_the_jvm_writer_fails_loudly_on_a_corrupt_stored_timestamp(feast, redis_
     from py4j.protocol import Py4JJavaError
 
     with online_writer(feast["addr"][SINK_DB]) as w:
-        client(redis_server, SINK_DB).hset(w._hash_key("user_id", "u-corrupt-jvm"), "_ts:user", b"\xff")
+        client(redis_server, SINK_DB).hset(w._hash_key(view_of(w, "user"), "u-corrupt-jvm"), "_ts:user", b"\xff")
         with pytest.raises(Py4JJavaError) as failed:
             jvm_write(flink_table_env, w, [marker_row("u-corrupt-jvm", "m-corrupt-jvm", T0, 1)], "jvm_corrupt")
     assert re.search(r"refused a write to view 'user': .*the stored _ts:user is not a protobuf Timestamp",
                      str(failed.value))
+
+
+# --- (5) composite and int64 keys, every feature type, nulls (tests/catalogs/fleet.py) --------------
+
+FLEET_SINK_DB, FLEET_FEAST_DB, FLEET_JVM_DB = 13, 14, 15  # databases no other test module uses
+CITIES = ["NY", "NY1", "C12", "12", "YC12", "東京", "Zürich"]
+DRIVERS = [112, 12, 5, 1, 0, -5, 2**63 - 1, -(2**63)]
+ZONES = ["Q", "NY", "NYC", "N", "ü"]
+#: Entities whose key values, written one after the other, read alike (Feast's Spark row-id collision).
+ALIKE = {"city_driver": [("NY", 112), ("NY1", 12)], "zone_city": [("NY", "C12"), ("NYC", "12")]}
+PYTHON_TYPES = {FieldType.STRING: str, FieldType.BOOL: bool, FieldType.INT64: int, FieldType.FLOAT64: float}
+ARROW_TYPES = {FieldType.STRING: pa.string(), FieldType.BOOL: pa.bool_(), FieldType.INT64: pa.int64(),
+               FieldType.FLOAT64: pa.float64()}
+
+
+@pytest.fixture(scope="module")
+def fleet(redis_server, tmp_path_factory):
+    """The Feast objects of the fleet catalog (applied in-process) over the session's Redis."""
+    from feature_repo.definitions import feast_objects
+
+    lake = tmp_path_factory.mktemp("fleet-lake")
+    (lake / "_feast").mkdir()
+    addr = {db: f"{redis_server.host}:{redis_server.port},db={db}"
+            for db in (FLEET_SINK_DB, FLEET_FEAST_DB, FLEET_JVM_DB)}
+    store = fs.open_store(TEST_PROJECT, lake, addr[FLEET_SINK_DB])
+    store.apply(feast_objects([FLEET], lake))
+    for db in addr:
+        client(redis_server, db).flushdb()
+    yield {"addr": addr, "store": store, "feast_store": fs.open_store(TEST_PROJECT, lake, addr[FLEET_FEAST_DB])}
+
+
+def fleet_writer(address, **kw):
+    return OnlineWriter(address, catalog=FLEET, project=TEST_PROJECT, **kw)
+
+
+def fleet_value(rng, dtype, wide_ints):
+    """A feature value of ``dtype``, null one time in four, often an edge of its encoding. Ints beyond 2**53
+    only when ``wide_ints``: Feast's own write path reads an int64 column with nulls as float64 (arrow's
+    to_numpy), so it rounds them (and fails near 2**63); Tandem's writers do not."""
+    if rng.random() < 0.25:
+        return None
+    ints = [0, 1, -1, 127, 128, 300, 2**53, -(2**53)] + ([2**63 - 1, -(2**63), 2**53 + 1] if wide_ints else [])
+    return rng.choice({FieldType.STRING: ["", "a", "ü-東京", "x" * 200, "NY"],
+                       FieldType.BOOL: [True, False],
+                       FieldType.INT64: ints,
+                       FieldType.FLOAT64: [0.0, -0.0, 1.5, 0.1 + 0.2, -2.5, 5e-324, 1e300, float("inf"),
+                                           float("nan")]}[dtype])
+
+
+def fleet_rows(n=400, seed=17, wide_ints=True):
+    """Feature rows of the fleet catalog in arrival order (shuffled: out of order in event time), each
+    entity of ALIKE among them at one shared instant, its twin's values different."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        row = {"trip_id": f"trip-{i}", "city": rng.choice(CITIES), "driver_id": rng.choice(DRIVERS),
+               "zone": rng.choice(ZONES), "event_time": T0 + 997 * i}
+        rows.append({**row, **{f.name: fleet_value(rng, FLEET.feature_dtype(f), wide_ints) for _, f in FLEET.features}})
+    rng.shuffle(rows)
+    (c1, d1), (c2, d2) = ALIKE["city_driver"]
+    (z1, zc1), (z2, zc2) = ALIKE["zone_city"]
+    twins = [(c1, d1, z1), (c2, d2, z2), (zc1, 5, z1), (zc2, 1, z2)]  # zone_city twins: (NY, C12), (NYC, 12)
+    for j, (city, driver, zone) in enumerate(twins):
+        rows.append({**fleet_marker(city, driver, zone, T0 + 997 * n, j), "trip_id": f"twin-{j}"})
+    return rows
+
+
+def fleet_marker(city, driver, zone, t, version):
+    """A fleet feature row whose values say which version it is (each type its own way)."""
+    values = {FieldType.STRING: f"v{version}", FieldType.BOOL: version % 2 == 1, FieldType.INT64: version,
+              FieldType.FLOAT64: version + 0.25}
+    row = {"trip_id": f"m-{city}-{driver}-{zone}-{t}-{version}", "city": city, "driver_id": driver, "zone": zone,
+           "event_time": t}
+    return {**row, **{f.name: values[FLEET.feature_dtype(f)] for _, f in FLEET.features}}
+
+
+def fleet_online(store, entities):
+    """Feast's get_online_features of the fleet service for (city, driver_id, zone) triples."""
+    resp = store.get_online_features(features=store.get_feature_service(service_name(FLEET)),
+                                     entity_rows=[{"city": c, "driver_id": d, "zone": z} for c, d, z in entities])
+    return resp.to_dict()
+
+
+def read_back(value):
+    """What Feast reads for a written value: NaN is written as null."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def arrow_frame(rows, group):
+    """Rows as typed Arrow columns (key columns, event time, features): what Feast's own write path takes."""
+    columns = {k: pa.array([r[k] for r in rows], ARROW_TYPES[FLEET.schema.get_field(k).type]) for k in group.key}
+    columns["event_time"] = pa.array([r["event_time"] for r in rows], pa.timestamp("ms", tz="UTC"))
+    for f in group.features:
+        columns[f.name] = pa.array([r[f.name] for r in rows], ARROW_TYPES[FLEET.feature_dtype(f)])
+    return pa.table(columns)
+
+
+def test_fleet_layout_is_byte_for_byte_feasts_own_write(fleet, redis_server):
+    """Composite and int64 keys, string / bool / int64 / double values and nulls: the writer's hashes are the
+    ones Feast's online_write_batch (arrow -> ValueProto -> RedisOnlineStore) writes."""
+    rows = fleet_rows(wide_ints=False)
+    for db in (FLEET_SINK_DB, FLEET_FEAST_DB):
+        client(redis_server, db).flushdb()
+    with fleet_writer(fleet["addr"][FLEET_SINK_DB]) as w:
+        for i in range(0, len(rows), 61):
+            w.write(rows[i:i + 61])
+    store = fleet["feast_store"]
+    for g in FLEET.groups:
+        view = store.get_feature_view(g.entity)
+        key_types = {k: feast_value_type(FLEET.schema.get_field(k).type) for k in g.key}
+        data = _convert_arrow_to_proto(arrow_frame(list(latest_rows(rows, g).values()), g), view, key_types)
+        RedisOnlineStore().online_write_batch(store.config, view, data, None)
+    ours, theirs = client(redis_server, FLEET_SINK_DB), client(redis_server, FLEET_FEAST_DB)
+    keys = sorted(theirs.keys())
+    assert len(keys) == sum(len(latest_rows(rows, g)) for g in FLEET.groups) > 90
+    assert sorted(ours.keys()) == keys
+    for k in keys:
+        assert ours.hgetall(k) == theirs.hgetall(k), k
+    print(f"{len(keys)} fleet hashes identical to Feast's")
+
+
+def test_fleet_values_of_every_type_read_back_through_feast(fleet, redis_server):
+    rows = fleet_rows()
+    client(redis_server, FLEET_SINK_DB).flushdb()
+    with fleet_writer(fleet["addr"][FLEET_SINK_DB]) as w:
+        w.write(rows)
+    triples = sorted({(r["city"], r["driver_id"], r["zone"]) for r in rows}) + [("nowhere", -1, "none")]
+    got = fleet_online(fleet["store"], triples)
+    nulls = values = 0
+    for g in FLEET.groups:
+        latest = latest_rows(rows, g)
+        for i, (city, driver, zone) in enumerate(triples):
+            want = latest.get(entity({"city": city, "driver_id": driver, "zone": zone}, g))
+            for f in g.features:
+                value, expected = got[f.name][i], None if want is None else read_back(want[f.name])
+                assert value == expected, (g.entity, triples[i], f.name, value, expected)
+                if expected is None:
+                    nulls += 1
+                else:
+                    assert type(value) is PYTHON_TYPES[FLEET.feature_dtype(f)], (f.name, value)
+                    values += 1
+    assert nulls > 50 and values > 500, (nulls, values)
+
+
+def test_keys_that_concatenate_alike_are_two_entities(fleet, redis_server):
+    """("NY", 112) / ("NY1", 12) and ("NY", "C12") / ("NYC", "12"): different Redis keys, each its own row."""
+    client(redis_server, FLEET_SINK_DB).flushdb()
+    (c1, d1), (c2, d2) = ALIKE["city_driver"]
+    (z1, zc1), (z2, zc2) = ALIKE["zone_city"]
+    triples = [(c1, d1, z1), (c2, d2, z2), (zc1, d1, z1), (zc2, d2, z2)]
+    with fleet_writer(fleet["addr"][FLEET_SINK_DB]) as w:
+        for group, (a, b) in ALIKE.items():
+            assert w._hash_key(view_of(w, group), a) != w._hash_key(view_of(w, group), b)
+        stats = w.write([fleet_marker(*t, T0, version) for version, t in enumerate(triples, 1)])
+    assert (stats.written, stats.superseded) == (10, 2)  # drivers 112 and 12 twice each: the later row wins
+    got = fleet_online(fleet["store"], triples)
+    assert got["cd_last_vehicle_1h"] == ["v1", "v2", "v3", "v4"] and got["cd_max_seats_1h"] == [1, 2, 3, 4]
+    assert got["zc_last_seats_1h"][2:] == [3, 4] and got["zc_trips_1h"][2:] == [3, 4]
+    assert got["d_last_vehicle_1d"] == ["v3", "v4", "v3", "v4"] and got["d_last_surge_1d"] == [True, False] * 2
+
+
+def test_fleet_bad_keys_and_values_are_refused_before_anything_is_sent(fleet, redis_server):
+    client(redis_server, FLEET_SINK_DB).flushdb()
+    good = fleet_marker("NY", 1, "Q", T0, 1)
+    cases = [({**good, "driver_id": True}, "int64 entity keys are integers"),
+             ({**good, "driver_id": 1.0}, "int64 entity keys are integers"),
+             ({**good, "driver_id": "1"}, "int64 entity keys are integers"),
+             ({**good, "driver_id": 2**63}, "int64 entity keys are integers in int64's range"),
+             ({**good, "city": None}, "string entity keys are non-empty strings"),
+             ({**good, "zone": ""}, "string entity keys are non-empty strings"),
+             ({**good, "cd_last_vehicle_1h": 7}, "'cd_last_vehicle_1h' is STRING but a row has 7"),
+             ({**good, "d_last_surge_1d": 1}, "'d_last_surge_1d' is BOOL but a row has 1"),
+             ({**good, "cd_max_seats_1h": True}, "'cd_max_seats_1h' is INT64 but a row has True"),
+             ({**good, "cd_fare_sum_1h": False}, "'cd_fare_sum_1h' is DOUBLE but a row has False")]
+    with fleet_writer(fleet["addr"][FLEET_SINK_DB]) as w:
+        for row, message in cases:
+            with pytest.raises(ValueError, match=message):
+                w.write([good, {**row, "event_time": T0 + 1}])
+        assert client(redis_server, FLEET_SINK_DB).dbsize() == 0
+        assert w.write([{**good, "driver_id": np.int64(1)}]).written == 3  # numpy's ints are ints
+
+
+def test_fleet_types_agree_with_the_feast_registry(fleet):
+    with fleet_writer(fleet["addr"][FLEET_SINK_DB]) as w:
+        for view in w.views:
+            registered = fleet["store"].get_feature_view(view.name)
+            assert {f.name: f.dtype.to_value_type() for f in registered.features} == {
+                name: value_type for name, _, value_type in view.features}
+            assert registered.join_keys == list(view.key)
+            assert [fleet["store"].get_entity(k).value_type for k in view.key] == list(view.key_types)
+
+
+def test_key_layout_rebuilds_feasts_hash_keys(fleet):
+    """The per-part layout handed to the JVM (read off Feast by probes) rebuilds Feast's key of every entity."""
+    import struct
+
+    from stream_jobs.online_table import key_layout, key_value_bytes
+
+    rows = fleet_rows()
+    with fleet_writer(fleet["addr"][FLEET_SINK_DB]) as w:
+        for view in w.views:
+            parts, tail = key_layout(w.project, view.key, view.key_types, w.key_version)
+            assert sorted(column for column, _, _ in parts) == sorted(view.key)
+            assert [column for column, _, _ in parts] == sorted(view.key)  # Feast's order: sorted join keys
+            for r in rows:
+                b = [key_value_bytes(t, r[column]) for column, t, _ in parts]
+                rebuilt = b"".join(head + struct.pack("<I", len(v)) + v for (_, _, head), v in zip(parts, b)) + tail
+                assert rebuilt == w._hash_key(view, view.entity(r)), (view.name, r)
+
+
+def test_the_jvm_writer_writes_the_python_writers_bytes_for_every_key_and_type(fleet, redis_server, flink_table_env):
+    """Composite keys (a string and an int64; two strings out of Feast's order), int64 keys, string / bool /
+    int64 / double values and nulls: the JVM sink leaves Redis as the Python writer does, byte for byte."""
+    rows = fleet_rows()
+    for db in (FLEET_SINK_DB, FLEET_JVM_DB):
+        client(redis_server, db).flushdb()
+    with fleet_writer(fleet["addr"][FLEET_JVM_DB]) as w:
+        w.write(rows)
+    with fleet_writer(fleet["addr"][FLEET_SINK_DB]) as w:
+        jvm_write(flink_table_env, w, rows, "jvm_fleet", catalog=FLEET)
+    ours, want = client(redis_server, FLEET_SINK_DB), client(redis_server, FLEET_JVM_DB)
+    keys = sorted(want.keys())
+    assert len(keys) > 90 and sorted(ours.keys()) == keys
+    for k in keys:
+        assert ours.hgetall(k) == want.hgetall(k), k
+    print(f"{len(keys)} fleet hashes identical to the Python writer's")
+
+
+def test_the_jvm_writer_refuses_an_empty_string_key(fleet, flink_table_env):
+    from py4j.protocol import Py4JJavaError
+
+    with fleet_writer(fleet["addr"][FLEET_SINK_DB]) as w:
+        with pytest.raises(Py4JJavaError) as failed:
+            jvm_write(flink_table_env, w, [fleet_marker("NY", 1, "", T0, 1)], "jvm_empty_key", catalog=FLEET)
+    assert "feature row has an empty zone (view 'zone_city'): string entity keys are non-empty" in str(failed.value)

@@ -1,16 +1,17 @@
 package dev.tandem.udf;
 
 import java.io.ByteArrayOutputStream;
-import java.nio.charset.StandardCharsets;
 
 /**
  * The few protobuf and Feast byte layouts the online sink writes, spelled out.
  *
- * <p>Every layout fact that is not a wire-format rule (the hash key's prefix and
- * suffix, murmur3 field names, the {@code Value} field numbers) is computed in
- * Python by Feast's own functions ({@code stream_jobs/online_sink.py}) and passed
- * in; this class only applies protobuf's encoding rules. tests/test_online_sink_jvm.py
- * checks the bytes against Feast's, value for value.
+ * <p>Every layout fact that is not a wire-format rule (the hash key's bytes around
+ * each key value, murmur3 field names, the {@code Value} field numbers) is computed in
+ * Python by Feast's own functions ({@code stream_jobs/online_table.py}) and passed
+ * in; this class only applies protobuf's encoding rules, and writes each key value as
+ * Python checked Feast does (a uint32 LE length, then UTF-8 or int64 LE bytes).
+ * tests/test_online_sink.py checks the bytes against the Python writer's, and those
+ * against Feast's own write.
  */
 final class FeastBytes {
     private FeastBytes() {}
@@ -29,6 +30,23 @@ final class FeastBytes {
         ByteArrayOutputStream out = new ByteArrayOutputStream(11);
         varint(out, (long) field << 3);
         varint(out, v);
+        return out.toByteArray();
+    }
+
+    /** {@code feast.types.Value(bool_val=v)}: field {@code field}, wire type 0 (false is written too: a oneof). */
+    static byte[] boolValue(int field, boolean v) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream(3);
+        varint(out, (long) field << 3);
+        out.write(v ? 1 : 0);
+        return out.toByteArray();
+    }
+
+    /** {@code feast.types.Value(string_val=v)}: field {@code field}, wire type 2, length, UTF-8 bytes. */
+    static byte[] stringValue(int field, byte[] utf8) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream(utf8.length + 7);
+        varint(out, ((long) field << 3) | 2);
+        varint(out, utf8.length);
+        out.write(utf8, 0, utf8.length);
         return out.toByteArray();
     }
 
@@ -59,18 +77,28 @@ final class FeastBytes {
         return out.toByteArray();
     }
 
-    /** Feast's Redis hash key of a one-string-key entity: prefix, uint32 LE length, UTF-8 value, suffix. */
-    static byte[] hashKey(byte[] prefix, String value, byte[] suffix) {
-        byte[] v = value.getBytes(StandardCharsets.UTF_8);
-        byte[] key = new byte[prefix.length + 4 + v.length + suffix.length];
-        System.arraycopy(prefix, 0, key, 0, prefix.length);
-        int n = v.length;
-        for (int i = 0; i < 4; i++) {
-            key[prefix.length + i] = (byte) (n >>> (8 * i));
+    /** An entity key value as Feast's key holds it after its length: a string's UTF-8 bytes are given; an int64 LE. */
+    static byte[] int64Bytes(long v) {
+        byte[] out = new byte[8];
+        for (int i = 0; i < 8; i++) {
+            out[i] = (byte) (v >>> (8 * i));
         }
-        System.arraycopy(v, 0, key, prefix.length + 4, v.length);
-        System.arraycopy(suffix, 0, key, prefix.length + 4 + v.length, suffix.length);
-        return key;
+        return out;
+    }
+
+    /** Feast's Redis hash key: per key value (in Feast's order) its head, uint32 LE length and bytes, then the tail. */
+    static byte[] hashKey(byte[][] heads, byte[][] values, byte[] tail) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream(64);
+        for (int i = 0; i < values.length; i++) {
+            out.write(heads[i], 0, heads[i].length);
+            int n = values[i].length;
+            for (int b = 0; b < 4; b++) {
+                out.write(n >>> (8 * b));
+            }
+            out.write(values[i], 0, n);
+        }
+        out.write(tail, 0, tail.length);
+        return out.toByteArray();
     }
 
     static byte[] hex(String s) {

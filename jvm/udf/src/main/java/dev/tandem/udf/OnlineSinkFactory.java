@@ -1,5 +1,6 @@
 package dev.tandem.udf;
 
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -20,17 +21,25 @@ import org.apache.flink.table.connector.sink.SinkV2Provider;
 import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.factories.DynamicTableSinkFactory;
 import org.apache.flink.table.factories.FactoryUtil;
+import org.apache.flink.table.types.logical.LogicalTypeRoot;
 
 /**
  * {@code 'connector' = 'tandem-online'}: the stream job's online sink, Tandem's feature rows into Redis in
  * Feast's layout, timestamp-guarded on the server (see {@link OnlineWriter}).
  *
- * <p>The table's options are written by {@code stream_jobs/online_udf.py} from Feast's own functions and
- * the catalog; nobody is expected to type them. Per view {@code N} (0, 1, ...): {@code view.N.name},
- * {@code view.N.key-column}, {@code view.N.key-prefix} (hex), {@code view.N.features}
- * ({@code column:murmur3 hex:INT64|DOUBLE}, comma-separated).
+ * <p>The table's options are written by {@code stream_jobs/online_table.py} from Feast's own functions and
+ * the catalog; nobody is expected to type them. {@code value-fields}: {@code KIND:field number} of
+ * {@code feast.types.Value}, comma-separated, for every {@link OnlineWriter.Kind}. Per view {@code N}
+ * (0, 1, ...): {@code view.N.name}; {@code view.N.key-parts}, the key columns in Feast's order as
+ * {@code column:STRING|INT64:head hex}; {@code view.N.key-tail} (hex); {@code view.N.features}
+ * ({@code column:murmur3 hex:KIND}), each comma-separated.
  */
 public final class OnlineSinkFactory implements DynamicTableSinkFactory {
+    /** The SQL type the sink reads for each kind (STRING is VARCHAR). */
+    private static final Map<OnlineWriter.Kind, LogicalTypeRoot> ROOTS = Map.of(
+            OnlineWriter.Kind.STRING, LogicalTypeRoot.VARCHAR, OnlineWriter.Kind.INT64, LogicalTypeRoot.BIGINT,
+            OnlineWriter.Kind.DOUBLE, LogicalTypeRoot.DOUBLE, OnlineWriter.Kind.BOOL, LogicalTypeRoot.BOOLEAN);
+
     static final ConfigOption<String> HOST = ConfigOptions.key("host").stringType().noDefaultValue();
     static final ConfigOption<Integer> PORT = ConfigOptions.key("port").intType().noDefaultValue();
     static final ConfigOption<Integer> DB = ConfigOptions.key("db").intType().defaultValue(0);
@@ -41,9 +50,7 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
     static final ConfigOption<String> SCRIPT_SHA = ConfigOptions.key("script-sha").stringType().noDefaultValue();
     static final ConfigOption<Long> TTL = ConfigOptions.key("ttl-seconds").longType().defaultValue(0L);
     static final ConfigOption<String> EVENT_TIME = ConfigOptions.key("event-time-column").stringType().noDefaultValue();
-    static final ConfigOption<String> KEY_SUFFIX = ConfigOptions.key("key-suffix").stringType().noDefaultValue();
-    static final ConfigOption<Integer> INT64_FIELD = ConfigOptions.key("int64-field").intType().noDefaultValue();
-    static final ConfigOption<Integer> DOUBLE_FIELD = ConfigOptions.key("double-field").intType().noDefaultValue();
+    static final ConfigOption<String> VALUE_FIELDS = ConfigOptions.key("value-fields").stringType().noDefaultValue();
     static final ConfigOption<Integer> VIEWS = ConfigOptions.key("views").intType().noDefaultValue();
     static final ConfigOption<Integer> BATCH = ConfigOptions.key("batch-size").intType().defaultValue(500);
     static final ConfigOption<Long> FLUSH_MS = ConfigOptions.key("flush-interval-ms").longType().defaultValue(20L);
@@ -63,7 +70,7 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
 
     @Override
     public Set<ConfigOption<?>> requiredOptions() {
-        return Set.of(HOST, PORT, SCRIPT, SCRIPT_SHA, EVENT_TIME, KEY_SUFFIX, INT64_FIELD, DOUBLE_FIELD, VIEWS);
+        return Set.of(HOST, PORT, SCRIPT, SCRIPT_SHA, EVENT_TIME, VALUE_FIELDS, VIEWS);
     }
 
     @Override
@@ -79,7 +86,6 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
         ReadableConfig options = helper.getOptions();
         Map<String, String> raw = context.getCatalogTable().getOptions();
         ResolvedSchema schema = context.getCatalogTable().getResolvedSchema();
-        List<String> columns = schema.getColumnNames();
         OnlineWriter.Settings s = new OnlineWriter.Settings();
         s.host = options.get(HOST);
         s.port = options.get(PORT);
@@ -90,10 +96,8 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
         s.script = options.get(SCRIPT);
         s.scriptSha = options.get(SCRIPT_SHA);
         s.ttlSeconds = options.get(TTL);
-        s.eventTimeIndex = index(columns, options.get(EVENT_TIME));
-        s.keySuffix = FeastBytes.hex(options.get(KEY_SUFFIX));
-        s.int64Field = options.get(INT64_FIELD);
-        s.doubleField = options.get(DOUBLE_FIELD);
+        s.eventTimeIndex = index(schema, options.get(EVENT_TIME), LogicalTypeRoot.BIGINT);
+        s.valueField = valueFields(options.get(VALUE_FIELDS));
         s.batchSize = options.get(BATCH);
         s.flushIntervalMs = options.get(FLUSH_MS);
         s.maxTries = options.get(MAX_TRIES);
@@ -109,21 +113,31 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
             String p = "view." + n + ".";
             OnlineWriter.View v = new OnlineWriter.View();
             v.name = require(raw, p + "name");
-            v.keyIndex = index(columns, require(raw, p + "key-column"));
-            v.keyPrefix = FeastBytes.hex(require(raw, p + "key-prefix"));
-            v.tsField = ("_ts:" + v.name).getBytes(java.nio.charset.StandardCharsets.UTF_8);
-            String[] features = require(raw, p + "features").split(",");
+            v.tsField = ("_ts:" + v.name).getBytes(StandardCharsets.UTF_8);
+            String[][] parts = entries(raw, p + "key-parts");
+            v.keyColumn = new String[parts.length];
+            v.keyIndex = new int[parts.length];
+            v.keyKind = new OnlineWriter.Kind[parts.length];
+            v.keyHead = new byte[parts.length][];
+            for (int i = 0; i < parts.length; i++) {
+                v.keyColumn[i] = parts[i][0];
+                v.keyKind[i] = kind(parts[i][1], p + "key-parts");
+                if (v.keyKind[i] != OnlineWriter.Kind.STRING && v.keyKind[i] != OnlineWriter.Kind.INT64) {
+                    throw new ValidationException("tandem-online: " + p + "key-parts: a key is STRING or INT64, not "
+                            + parts[i][1]);
+                }
+                v.keyIndex[i] = index(schema, parts[i][0], ROOTS.get(v.keyKind[i]));
+                v.keyHead[i] = FeastBytes.hex(parts[i][2]);
+            }
+            v.keyTail = FeastBytes.hex(require(raw, p + "key-tail"));
+            String[][] features = entries(raw, p + "features");
             v.featureIndex = new int[features.length];
             v.fieldName = new byte[features.length][];
-            v.isInt64 = new boolean[features.length];
+            v.kind = new OnlineWriter.Kind[features.length];
             for (int i = 0; i < features.length; i++) {
-                String[] parts = features[i].split(":");
-                if (parts.length != 3 || !(parts[2].equals("INT64") || parts[2].equals("DOUBLE"))) {
-                    throw new ValidationException("tandem-online: " + p + "features: bad entry " + features[i]);
-                }
-                v.featureIndex[i] = index(columns, parts[0]);
-                v.fieldName[i] = FeastBytes.hex(parts[1]);
-                v.isInt64[i] = parts[2].equals("INT64");
+                v.kind[i] = kind(features[i][2], p + "features");
+                v.featureIndex[i] = index(schema, features[i][0], ROOTS.get(v.kind[i]));
+                v.fieldName[i] = FeastBytes.hex(features[i][1]);
             }
             views.add(v);
         }
@@ -139,10 +153,54 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
         return v;
     }
 
-    private static int index(List<String> columns, String name) {
-        int i = columns.indexOf(name);
+    /** A comma-separated option of {@code a:b:c} entries. */
+    private static String[][] entries(Map<String, String> raw, String key) {
+        String[] items = require(raw, key).split(",");
+        String[][] out = new String[items.length][];
+        for (int i = 0; i < items.length; i++) {
+            out[i] = items[i].split(":");
+            if (out[i].length != 3) {
+                throw new ValidationException("tandem-online: " + key + ": bad entry " + items[i]);
+            }
+        }
+        return out;
+    }
+
+    private static OnlineWriter.Kind kind(String name, String option) {
+        try {
+            return OnlineWriter.Kind.valueOf(name);
+        } catch (IllegalArgumentException e) {
+            throw new ValidationException("tandem-online: " + option + ": unknown value type " + name);
+        }
+    }
+
+    /** {@code value-fields}: every kind's field number. */
+    private static int[] valueFields(String option) {
+        int[] out = new int[OnlineWriter.Kind.values().length];
+        for (String item : option.split(",")) {
+            String[] kv = item.split(":");
+            if (kv.length != 2 || !kv[1].matches("[1-9][0-9]{0,8}")) {
+                throw new ValidationException("tandem-online: value-fields: bad entry " + item);
+            }
+            out[kind(kv[0], "value-fields").ordinal()] = Integer.parseInt(kv[1]);
+        }
+        for (OnlineWriter.Kind k : OnlineWriter.Kind.values()) {
+            if (out[k.ordinal()] == 0) {
+                throw new ValidationException("tandem-online: value-fields has no field number for " + k);
+            }
+        }
+        return out;
+    }
+
+    /** The column's index; the table must have it, of the type the sink reads. */
+    private static int index(ResolvedSchema schema, String name, LogicalTypeRoot type) {
+        int i = schema.getColumnNames().indexOf(name);
         if (i < 0) {
             throw new ValidationException("tandem-online: the table has no column " + name);
+        }
+        LogicalTypeRoot got = schema.getColumnDataTypes().get(i).getLogicalType().getTypeRoot();
+        if (got != type) {
+            throw new ValidationException("tandem-online: column " + name + " is " + got + ", the sink reads " + type);
         }
         return i;
     }

@@ -2,6 +2,7 @@ package dev.tandem.udf;
 
 import java.io.IOException;
 import java.io.Serializable;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -39,19 +40,25 @@ import redis.clients.jedis.exceptions.JedisNoScriptException;
 final class OnlineWriter implements SinkWriter<RowData> {
     private static final Logger LOG = LoggerFactory.getLogger(OnlineWriter.class);
 
+    /** A Feast value type the sink writes: a key part is STRING or INT64, a feature any of them. */
+    enum Kind { STRING, INT64, DOUBLE, BOOL }
+
     static final class View implements Serializable {
-        private static final long serialVersionUID = 1L;
+        private static final long serialVersionUID = 2L;
         String name;
-        int keyIndex;
-        byte[] keyPrefix;
+        String[] keyColumn; // the key columns, in Feast's order (it sorts a composite key's join keys)
+        int[] keyIndex;
+        Kind[] keyKind;
+        byte[][] keyHead; // Feast's bytes before each key value's length
+        byte[] keyTail; // and after the last value (the project)
         byte[] tsField;
         int[] featureIndex;
         byte[][] fieldName;
-        boolean[] isInt64;
+        Kind[] kind;
     }
 
     static final class Settings implements Serializable {
-        private static final long serialVersionUID = 1L;
+        private static final long serialVersionUID = 2L;
         String host;
         int port;
         int db;
@@ -62,9 +69,7 @@ final class OnlineWriter implements SinkWriter<RowData> {
         String scriptSha;
         long ttlSeconds;
         int eventTimeIndex;
-        byte[] keySuffix;
-        int int64Field;
-        int doubleField;
+        int[] valueField; // feast.types.Value's field number of each Kind, by ordinal
         View[] views;
         int batchSize;
         long flushIntervalMs;
@@ -82,7 +87,7 @@ final class OnlineWriter implements SinkWriter<RowData> {
 
     private final Settings s;
     private final ProcessingTimeService time;
-    private final List<LinkedHashMap<String, Command>> buffer = new ArrayList<>();
+    private final List<LinkedHashMap<ByteBuffer, Command>> buffer = new ArrayList<>();
     private final byte[] sha;
     private final byte[] ttl;
     private final Counter written;
@@ -118,14 +123,9 @@ final class OnlineWriter implements SinkWriter<RowData> {
         long t = row.getLong(s.eventTimeIndex);
         for (int v = 0; v < s.views.length; v++) {
             View view = s.views[v];
-            if (row.isNullAt(view.keyIndex)) {
-                throw new IOException("feature row has no " + view.name + " key: entity keys are non-empty strings");
-            }
-            String entity = row.getString(view.keyIndex).toString();
-            if (entity.isEmpty()) {
-                throw new IOException("feature row has an empty " + view.name + " key");
-            }
-            Map<String, Command> latest = buffer.get(v);
+            byte[] key = hashKey(view, row);
+            ByteBuffer entity = ByteBuffer.wrap(key);
+            Map<ByteBuffer, Command> latest = buffer.get(v);
             Command seen = latest.get(entity);
             if (seen != null && t < seen.eventMs) {
                 superseded.inc();
@@ -136,7 +136,7 @@ final class OnlineWriter implements SinkWriter<RowData> {
             } else {
                 buffered++;
             }
-            latest.put(entity, encode(v, view, row, t, entity));
+            latest.put(entity, encode(v, view, row, t, key));
         }
         if (buffered >= s.batchSize) {
             send();
@@ -149,7 +149,29 @@ final class OnlineWriter implements SinkWriter<RowData> {
         }
     }
 
-    private Command encode(int v, View view, RowData row, long t, String entity) {
+    /** Feast's hash key of the row's entity in {@code view}; a null key, or an empty string key, fails the job. */
+    private static byte[] hashKey(View view, RowData row) throws IOException {
+        byte[][] values = new byte[view.keyIndex.length][];
+        for (int i = 0; i < values.length; i++) {
+            int col = view.keyIndex[i];
+            if (row.isNullAt(col)) {
+                throw new IOException("feature row has a null " + view.keyColumn[i] + " (view '" + view.name
+                        + "'): entity keys are never null");
+            }
+            if (view.keyKind[i] == Kind.INT64) {
+                values[i] = FeastBytes.int64Bytes(row.getLong(col));
+            } else {
+                values[i] = row.getString(col).toBytes();
+                if (values[i].length == 0) {
+                    throw new IOException("feature row has an empty " + view.keyColumn[i] + " (view '" + view.name
+                            + "'): string entity keys are non-empty");
+                }
+            }
+        }
+        return FeastBytes.hashKey(view.keyHead, values, view.keyTail);
+    }
+
+    private Command encode(int v, View view, RowData row, long t, byte[] key) {
         int n = view.featureIndex.length;
         byte[][] args = new byte[3 + 2 * n][];
         args[0] = ttl;
@@ -157,19 +179,24 @@ final class OnlineWriter implements SinkWriter<RowData> {
         args[2] = FeastBytes.timestamp(t);
         for (int i = 0; i < n; i++) {
             int col = view.featureIndex[i];
-            byte[] value;
-            if (row.isNullAt(col)) {
-                value = EMPTY;
-            } else if (view.isInt64[i]) {
-                value = FeastBytes.int64Value(s.int64Field, row.getLong(col));
-            } else {
-                double d = row.getDouble(col);
-                value = Double.isNaN(d) ? EMPTY : FeastBytes.doubleValue(s.doubleField, d);
-            }
             args[3 + 2 * i] = view.fieldName[i];
-            args[4 + 2 * i] = value;
+            args[4 + 2 * i] = row.isNullAt(col) ? EMPTY : value(view.kind[i], row, col);
         }
-        return new Command(v, t, FeastBytes.hashKey(view.keyPrefix, entity, s.keySuffix), args);
+        return new Command(v, t, key, args);
+    }
+
+    /** A non-null feature as a serialized {@code feast.types.Value}; NaN is null, as Feast's conversion has it. */
+    private byte[] value(Kind kind, RowData row, int col) {
+        int field = s.valueField[kind.ordinal()];
+        return switch (kind) {
+            case INT64 -> FeastBytes.int64Value(field, row.getLong(col));
+            case DOUBLE -> {
+                double d = row.getDouble(col);
+                yield Double.isNaN(d) ? EMPTY : FeastBytes.doubleValue(field, d);
+            }
+            case STRING -> FeastBytes.stringValue(field, row.getString(col).toBytes());
+            case BOOL -> FeastBytes.boolValue(field, row.getBoolean(col));
+        };
     }
 
     @Override
@@ -183,7 +210,7 @@ final class OnlineWriter implements SinkWriter<RowData> {
             return;
         }
         List<Command> pending = new ArrayList<>(buffered);
-        for (LinkedHashMap<String, Command> latest : buffer) {
+        for (LinkedHashMap<ByteBuffer, Command> latest : buffer) {
             pending.addAll(latest.values());
             latest.clear();
         }
