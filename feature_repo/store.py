@@ -17,16 +17,19 @@ point-in-time join (``MULTIPLE_FEATURE_VIEW_POINT_IN_TIME_JOIN`` in
 an entity row, per view, by ``CONCAT(CAST(key1 AS STRING), ...,
 CAST(ts AS STRING))`` with no separator, then joins features back on that id
 alone. Two entity rows with the same id get each other's values, silently.
-With one string key per view and a UTC session this cannot happen (the
-timestamp text always starts with a 4-digit year and has a fixed shape, so one
-id cannot end in two different timestamps), but it does with composite keys
-(``("1","23")`` vs ``("12","3")``) and with a session time zone that has DST:
-two instants an hour apart in the autumn fold print the same local time.
-:func:`check_row_ids` proves the ids of an entity dataframe unique before Feast
-runs, and fails loudly otherwise. The same join returns one row per *feature
-row* at the latest timestamp, so peers (same entity, same millisecond) would
-repeat an entity row; :func:`training_data` returns exactly one row per input
-row, in input order.
+With one key per view and a UTC session this cannot happen (the timestamp
+text always starts with a 4-digit year and has a fixed shape, so one id cannot
+end in two different timestamps), but it does with composite keys
+(``("NY", "C12")`` vs ``("NYC", "12")`` at one instant; an int64 key prints in
+decimal, so ``("NY", 112)`` vs ``("NY1", 12)`` too) and with a session time
+zone that has DST: two instants an hour apart in the autumn fold print the
+same local time. So :func:`training_data` refuses a session that is not UTC,
+and splits the entity rows into batches in which no two distinct entity rows
+share an id in any view (:func:`collision_free_batches`, on ids rebuilt by
+:func:`row_ids`), running Feast once per batch: one batch unless ids collide.
+The same join returns one row per *feature row* at the latest timestamp, so
+peers (same entity, same millisecond) would repeat an entity row;
+:func:`training_data` returns exactly one row per input row, in input order.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from runtime.feast_layout import feature_store_yaml
@@ -84,36 +88,62 @@ def open_store(project: str, lake: str | Path, redis: str | None = None):
 
 
 def _spark_ts_text(ts: pd.Series) -> pd.Series:
-    """What Spark's ``CAST(ts AS STRING)`` prints in a UTC session: fraction without trailing zeros."""
-    ts = pd.to_datetime(ts, utc=True)
-    frac = ts.dt.strftime("%f").str.rstrip("0")
-    return ts.dt.strftime("%Y-%m-%d %H:%M:%S") + frac.where(frac == "", "." + frac)
+    """What Spark's ``CAST(ts AS STRING)`` prints in a UTC session: fraction without trailing zeros.
+    (numpy's formatting: pandas' strftime took seconds per million rows.)"""
+    micros = pd.to_datetime(ts, utc=True).dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    text = pd.Series(np.datetime_as_string(micros, unit="us"), index=ts.index)  # 2024-05-01T12:00:00.250000
+    frac = text.str[20:].str.rstrip("0")
+    return text.str[:10] + " " + text.str[11:19] + ("." + frac).where(frac != "", "")
 
 
-def check_row_ids(entity_df: pd.DataFrame, join_keys: dict[str, list[str]], ts_col: str = ENTITY_TS,
-                  session_time_zone: str = "UTC") -> None:
-    """Raise ``ValueError`` if Feast's Spark row ids would merge distinct entity rows.
+def row_ids(entity_df: pd.DataFrame, keys: list[str], ts_col: str = ENTITY_TS) -> pd.Series:
+    """Feast's Spark row id of each entity row for a view joined on ``keys``, in a UTC session: each key's
+    text, then the timestamp's, with no separator; null where a key is null (Spark's CONCAT). The one
+    place that knows Feast's rule."""
+    texts = [_key_text(entity_df[key]) for key in keys]
+    return texts[0].str.cat([*texts[1:], _spark_ts_text(entity_df[ts_col])], sep="")
 
-    ``join_keys`` maps each requested feature view to its join keys. The id is
-    rebuilt exactly as Feast builds it (keys then timestamp text, no
-    separator) and must identify one (keys, timestamp) per view.
+
+def _key_text(column: pd.Series) -> pd.Series:
+    """Spark's ``CAST(key AS STRING)`` of a string or integer key column: the string, or decimal digits."""
+    if pd.api.types.is_float_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise ValueError(f"entity_df column {column.name!r} is {column.dtype}: keys are strings or integers "
+                         "(for an integer key with nulls, use pandas' 'Int64' dtype)")
+    return column.astype(str).where(column.notna())
+
+
+def check_session_time_zone(zone: str) -> None:
+    """Raise unless Spark's session time zone is UTC, the one zone in which :func:`row_ids` are Feast's."""
+    if zone != "UTC":
+        raise ValueError(f"Spark session time zone is {zone!r}, not UTC: Feast's row ids use local timestamp "
+                         "text, which repeats in a DST fold and merges entity rows")
+
+
+def collision_free_batches(entity_df: pd.DataFrame, join_keys: dict[str, list[str]],
+                           ts_col: str = ENTITY_TS) -> list[np.ndarray]:
+    """Positions of ``entity_df``'s rows, split so that within a batch no two distinct entity rows (keys,
+    timestamp) of any view in ``join_keys`` (view -> its join keys) share a Feast row id.
+
+    Greedy: a batch keeps each row that is, in every view, the first (keys, timestamp) of its id among the
+    rows left, and defers the others to the next batch (the first row left is always kept). Rows with the
+    same keys and timestamp share an id harmlessly (they get the same features), so rows equal in every key
+    and the timestamp stay together.
     """
-    if session_time_zone != "UTC":
-        raise ValueError(f"Spark session time zone is {session_time_zone!r}, not UTC: Feast's row ids use "
-                         "local timestamp text, which repeats in a DST fold and merges entity rows")
-    ts_text = _spark_ts_text(entity_df[ts_col])
-    for view, keys in join_keys.items():
-        ids = ts_text.copy()
-        for key in reversed(keys):
-            ids = entity_df[key].astype(str) + ids
-        keyed = entity_df[keys].notna().all(axis=1)  # a null key makes Spark's CONCAT null: no id
-        distinct = pd.DataFrame({"id": ids, "ts": ts_text, **{k: entity_df[k] for k in keys}})[keyed]
-        distinct = distinct.drop_duplicates()
-        clash = distinct[distinct["id"].duplicated(keep=False)]
-        if not clash.empty:
-            raise ValueError(f"feature view {view!r}: Feast's Spark row id CONCAT({', '.join(keys)}, ts) "
-                             f"is the same for different entity rows, which would get each other's "
-                             f"features:\n{clash.head(6).to_string(index=False)}")
+    ids = {view: pd.factorize(row_ids(entity_df, keys, ts_col))[0] for view, keys in join_keys.items()}  # -1: null
+    rows = {view: entity_df.groupby(keys + [ts_col], dropna=False, sort=False).ngroup().to_numpy()
+            for view, keys in join_keys.items()}
+    left, batches = np.arange(len(entity_df)), []
+    while len(left):
+        keep = np.ones(len(left), dtype=bool)
+        for view in join_keys:
+            id_, row = ids[view][left], rows[view][left]
+            first = np.full(len(ids[view]) + 1, -1)  # id -> its first entity row left (slot -1: null ids)
+            _, at = np.unique(id_, return_index=True)
+            first[id_[at]] = row[at]
+            keep &= (id_ < 0) | (first[id_] == row)
+        batches.append(left[keep])
+        left = left[~keep]
+    return batches
 
 
 def _resolve(store, features: Any):
@@ -132,7 +162,8 @@ def _join_keys(store, features: Any) -> dict[str, list[str]]:
 
 def training_data(store, entity_df: pd.DataFrame, features: Any) -> pd.DataFrame:
     """Point-in-time training rows: for each entity row, each view's row of the latest event at or
-    before ``event_timestamp`` (null when there is none). One output row per input row, same order.
+    before ``event_timestamp`` (null when there is none). One output row per input row, same order;
+    one Feast run per batch of :func:`collision_free_batches` (one batch unless Feast's row ids collide).
 
     ``entity_df``: the join keys and ``event_timestamp``. ``features``: a
     feature service name (``feature_repo.definitions.service_name``), a
@@ -141,11 +172,11 @@ def training_data(store, entity_df: pd.DataFrame, features: Any) -> pd.DataFrame
     from batch_jobs.spark_session import build_spark
 
     spark = build_spark()  # Feast reuses the active session: Tandem's Delta/UTC settings
+    check_session_time_zone(spark.conf.get("spark.sql.session.timeZone"))
     features = _resolve(store, features)
-    check_row_ids(entity_df, _join_keys(store, features),
-                  session_time_zone=spark.conf.get("spark.sql.session.timeZone"))
     rows = entity_df.assign(**{_ROW: range(len(entity_df))})  # a copy: Feast rewrites its input
-    out = store.get_historical_features(entity_df=rows, features=features).to_df()
+    out = pd.concat([store.get_historical_features(entity_df=rows.iloc[batch].copy(), features=features).to_df()
+                     for batch in collision_free_batches(entity_df, _join_keys(store, features))])
     # Peers (same ms) are several feature rows at the latest time, so Feast repeats the entity
     # row once per peer; the layout promises peers are equal, and we check it.
     out = out.drop_duplicates()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import random
 import subprocess
 import sys
 import time
@@ -232,24 +233,73 @@ def test_materialize_then_online_serves_each_entitys_latest_row(world):
                 assert got[f.name][i] == (None if want is None else want[f.name]), (g.entity, p, f.name)
 
 
-# --- the row-id guard, without Feast ---------------------------------------------------------
+# --- Feast's row ids, and the batches that keep colliding ones apart --------------------------
 
-def test_guard_rejects_composite_keys_whose_concatenation_collides():
-    ts = pd.to_datetime([T0, T0], unit="ms", utc=True)
-    df = pd.DataFrame({"a": ["1", "12"], "b": ["23", "3"], "event_timestamp": ts})
-    with pytest.raises(ValueError, match="same for different entity rows"):
-        fs.check_row_ids(df, {"pair": ["a", "b"]})
-    fs.check_row_ids(df, {"a_only": ["a"], "b_only": ["b"]})  # one key per view: distinct
+def test_row_ids_are_keys_then_timestamp_with_no_separator():
+    ts = pd.to_datetime([T0, T0, T0 + 1], unit="ms", utc=True)
+    df = pd.DataFrame({"city": ["NY", "NY1", None], "driver_id": pd.array([112, 12, 5], dtype="Int64"),
+                       "event_timestamp": ts})
+    ids = fs.row_ids(df, ["city", "driver_id"])
+    assert ids.tolist()[:2] == ["NY1122024-05-01 00:00:00"] * 2 and pd.isna(ids[2])  # a null key: no id
+    assert fs.row_ids(df, ["driver_id"]).tolist() == ["1122024-05-01 00:00:00", "122024-05-01 00:00:00",
+                                                       "52024-05-01 00:00:00.001"]
+    with pytest.raises(ValueError, match="'driver_id' is float64: keys are strings or integers"):
+        fs.row_ids(df.astype({"driver_id": "float64"}), ["driver_id"])
 
 
-def test_guard_rejects_a_non_utc_session():
-    df = pd.DataFrame({"a": ["1"], "event_timestamp": pd.to_datetime([T0], unit="ms", utc=True)})
+def test_batches_never_hold_two_entity_rows_with_one_id():
+    """Random entity rows over keys that concatenate alike: every batch is collision-free in every view, every
+    row is in exactly one batch, and equal rows stay together."""
+    rng = random.Random(5)
+    texts = ["1", "12", "2", "21", "121", None]
+    for _ in range(40):
+        n = rng.randrange(1, 40)
+        df = pd.DataFrame({"a": [rng.choice(texts) for _ in range(n)], "b": [rng.choice(texts) for _ in range(n)],
+                           "c": pd.array([rng.choice([1, 12, 2, 21, None]) for _ in range(n)], dtype="Int64"),
+                           "event_timestamp": pd.to_datetime([T0 + rng.choice([0, 0, 1]) for _ in range(n)],
+                                                             unit="ms", utc=True)})
+        views = {"ab": ["a", "b"], "ca": ["c", "a"], "b": ["b"]}
+        batches = fs.collision_free_batches(df, views)
+        assert sorted(i for b in batches for i in b) == list(range(n))
+        batch_of = {i: k for k, b in enumerate(batches) for i in b}
+        rows = [tuple(None if pd.isna(v) else v for v in df.iloc[i]) for i in range(n)]
+        for i in range(n):
+            for j in range(n):
+                if rows[i] == rows[j]:
+                    assert batch_of[i] == batch_of[j]
+        for view, keys in views.items():
+            ids = fs.row_ids(df, keys)
+            entity = [tuple(df[c].iat[i] for c in [*keys, "event_timestamp"]) for i in range(n)]
+            for i in range(n):
+                for j in range(n):
+                    if pd.notna(ids[i]) and ids[i] == ids[j] and entity[i] != entity[j]:
+                        assert batch_of[i] != batch_of[j], (view, entity[i], entity[j])
+    t = pd.to_datetime([T0] * 3, unit="ms", utc=True)
+    three = pd.DataFrame({"a": ["1", "12", "121"], "b": ["211", "11", "1"], "event_timestamp": t})
+    assert [b.tolist() for b in fs.collision_free_batches(three, {"ab": ["a", "b"]})] == [[0], [1], [2]]
+    assert len(fs.collision_free_batches(three, {"a": ["a"], "b": ["b"]})) == 1  # one key per view: no clash
+
+
+def test_a_non_utc_session_is_refused():
+    fs.check_session_time_zone("UTC")
     with pytest.raises(ValueError, match="not UTC"):
-        fs.check_row_ids(df, {"v": ["a"]}, session_time_zone="America/New_York")
+        fs.check_session_time_zone("America/New_York")
+
+
+def test_row_ids_are_sparks_concat(spark):
+    """row_ids is Feast's id only if it prints keys as Spark's CAST(key AS STRING) does: strings as they are,
+    int64 in decimal, null making the whole CONCAT null."""
+    ms = [T0, T0 + 1, T0 + 120, T0 + 999, 1_999_999_999_999, T0]
+    df = pd.DataFrame({"city": ["NY", "ü-東京", "", "NY1", "x", None],
+                       "driver_id": pd.array([112, -5, 0, 2**63 - 1, -(2**63), 1], dtype="Int64"),
+                       "event_timestamp": pd.to_datetime(ms, unit="ms", utc=True)})
+    got = spark.createDataFrame(df).selectExpr(
+        "CONCAT(CAST(city AS STRING), CAST(driver_id AS STRING), CAST(event_timestamp AS STRING)) AS id").collect()
+    assert [r.id for r in got] == [None if pd.isna(i) else i for i in fs.row_ids(df, ["city", "driver_id"])]
 
 
 def test_guard_mirrors_sparks_timestamp_text_and_why_utc_matters(spark):
-    """The guard's ids are Feast's ids only if its timestamp text is Spark's CAST(ts AS STRING)."""
+    """row_ids' ids are Feast's ids only if its timestamp text is Spark's CAST(ts AS STRING)."""
     ms = [T0, T0 + 1, T0 + 10, T0 + 100, T0 + 120, T0 + 123, T0 + 999, 0, 1_999_999_999_999]
     ts = pd.Series(pd.to_datetime(ms, unit="ms", utc=True))
     df = spark.createDataFrame([(m,) for m in ms], "m long").selectExpr("CAST(timestamp_millis(m) AS STRING) AS s")
@@ -276,6 +326,156 @@ def test_yaml_spark_conf_matches_tandems_spark_settings(tmp_path):
     for machine_specific in ("spark.sql.warehouse.dir", "spark.driver.extraJavaOptions"):  # scratch dirs
         want.pop(machine_specific)
     assert conf == want
+
+
+# --- composite and int64 keys (tests/catalogs/fleet.py) --------------------------------------------
+
+FLEET_T = T0 + 10 * HOUR  # the instant entity rows whose ids collide share
+#: (city, driver_id, zone) rows: ("NY", 112) / ("NY1", 12) read "NY112" in city_driver; (zone, city)
+#: ("NY", "C12") / ("NYC", "12") / ("N", "YC12") read "NYC12" in zone_city; "nobody" has no feature rows.
+TRIPLES = [("NY", 112, "Q"), ("NY1", 12, "Q"), ("C12", 5, "NY"), ("12", 5, "NYC"), ("YC12", 1, "N"),
+           ("NY", 12, "NYC"), ("東京", 2**63 - 1, "Zürich"), ("nobody", -1, "none")]
+SPARK_TYPES = {FieldType.STRING: "string", FieldType.INT64: "bigint", FieldType.FLOAT64: "double",
+               FieldType.BOOL: "boolean"}
+
+
+def fleet_feature_rows(seed=23):
+    """group -> its feature table's rows: each entity of TRIPLES (but nobody's) at FLEET_T, 2 h before and
+    after, and at a few random instants; random values of every type, a quarter of them null."""
+    from tests.catalogs.fleet import CATALOG as FLEET
+
+    rng = random.Random(seed)
+    values = {FieldType.STRING: ["", "a", "ü-東京"], FieldType.BOOL: [True, False],
+              FieldType.INT64: [0, 7, -3, 2**53], FieldType.FLOAT64: [0.5, -2.25, 1e300]}
+    tables = {}
+    for g in FLEET.groups:
+        entities = sorted({tuple(dict(zip(("city", "driver_id", "zone"), t))[k] for k in g.key)
+                           for t in TRIPLES if t[0] != "nobody"}, key=str)
+        rows = []
+        for key in entities:
+            times = {FLEET_T - 2 * HOUR, FLEET_T, FLEET_T + 2 * HOUR} | {FLEET_T + rng.randrange(-DAY, DAY)
+                                                                          for _ in range(3)}
+            for t in sorted(times):
+                row = {**dict(zip(g.key, key)), "event_time": t, "trip_id": f"{g.entity}-{len(rows)}"}
+                for f in g.features:
+                    dtype = FLEET.feature_dtype(f)
+                    row[f.name] = None if rng.random() < 0.25 else rng.choice(values[dtype])
+                rows.append(row)
+        tables[g.entity] = rows
+    return tables
+
+
+def write_fleet_tables(spark, tables, lake):
+    """Each group's rows as the batch job lays out a feature table (runtime.lake): Delta, by event_date."""
+    from datetime import datetime, timezone
+
+    from runtime.lake import EVENT_DATE
+    from tests.catalogs.fleet import CATALOG as FLEET
+
+    for g in FLEET.groups:
+        columns = [*g.key, "event_time", "trip_id", *(f.name for f in g.features), EVENT_DATE]
+        types = {**{k: SPARK_TYPES[FLEET.schema.get_field(k).type] for k in g.key}, "event_time": "timestamp",
+                 "trip_id": "string", **{f.name: SPARK_TYPES[FLEET.feature_dtype(f)] for f in g.features},
+                 EVENT_DATE: "date"}
+        data = []
+        for r in tables[g.entity]:
+            at = datetime.fromtimestamp(r["event_time"] / 1000, timezone.utc)
+            values = {**r, "event_time": at, EVENT_DATE: at.date()}
+            data.append(tuple(values[c] for c in columns))
+        (spark.createDataFrame(data, ", ".join(f"`{c}` {types[c]}" for c in columns))
+         .write.format("delta").partitionBy(EVENT_DATE).save(Lake.at(lake).tables(FLEET).features(g.entity)))
+
+
+@pytest.fixture(scope="module")
+def fleet_world(spark, tmp_path_factory):
+    """The fleet catalog's feature tables (written here) and its Feast registry (applied in-process)."""
+    from feature_repo.definitions import feast_objects
+    from tests.catalogs.fleet import CATALOG as FLEET
+
+    lake = tmp_path_factory.mktemp("fleet-lake")
+    tables = fleet_feature_rows()
+    write_fleet_tables(spark, tables, lake)
+    (lake / "_feast").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        store = fs.open_store("fleet_tests", lake, "localhost:1")  # offline reads only: Redis is never asked
+        store.apply(feast_objects([FLEET], lake))
+    try:
+        yield {"catalog": FLEET, "tables": tables, "store": store}
+    finally:
+        spark.conf.unset("spark.sql.parser.quotedRegexColumnNames")  # Feast sets it on our shared session
+
+
+def fleet_entity_df():
+    """Every triple at every instant around its feature rows (before all of them, 1 ms either side of
+    FLEET_T, at it, far after), shuffled, with some rows twice."""
+    times = [FLEET_T - 3 * DAY, FLEET_T - 2 * HOUR, FLEET_T - 1, FLEET_T, FLEET_T + 1, FLEET_T + 5 * DAY]
+    rows = [(*t, ts) for t in TRIPLES for ts in times]
+    rng = random.Random(7)
+    rows += rng.sample(rows, 6)
+    rng.shuffle(rows)
+    df = pd.DataFrame(rows, columns=["city", "driver_id", "zone", "t"])
+    df["event_timestamp"] = pd.to_datetime(df.pop("t"), unit="ms", utc=True)
+    return df
+
+
+def fleet_expected(world, entity_df):
+    """feature name -> expected value per entity row, by the point-in-time rule (latest at or before t)."""
+    want = {}
+    for g in world["catalog"].groups:
+        index = latest_at(world["tables"][g.entity], g)
+        rows = [expected_row(index, tuple(e[k] for k in g.key), e["event_timestamp"].value // 1_000_000)
+                for _, e in entity_df.iterrows()]
+        want.update({f.name: [None if r is None else r[f.name] for r in rows] for f in g.features})
+    return want
+
+
+def test_composite_and_int64_keys_are_entities_named_by_their_columns(fleet_world):
+    from feast.value_type import ValueType
+
+    store = fleet_world["store"]
+    assert {e.name: (e.join_key, e.value_type) for e in store.list_entities()} == {
+        "city": ("city", ValueType.STRING), "driver_id": ("driver_id", ValueType.INT64),
+        "zone": ("zone", ValueType.STRING)}
+    assert {v.name: v.join_keys for v in store.list_feature_views()} == {
+        "city_driver": ["city", "driver_id"], "driver_id": ["driver_id"], "zone_city": ["zone", "city"]}
+    assert [str(f.dtype) for f in store.get_feature_view("city_driver").features] == [
+        "Int64", "Float64", "Int64", "String", "Bool"]
+
+
+def test_training_data_gives_colliding_composite_keys_their_own_features(fleet_world):
+    """Entity rows whose Feast row ids collide (same instant, keys that concatenate alike) each get their own
+    point-in-time row; Feast alone, on the same rows, mixes them up."""
+    from feature_repo.definitions import service_name
+
+    store, catalog = fleet_world["store"], fleet_world["catalog"]
+    entity_df = fleet_entity_df()
+    want = fleet_expected(fleet_world, entity_df)
+    views = {g.entity: list(g.key) for g in catalog.groups}
+    assert len(fs.collision_free_batches(entity_df, views)) == 3  # "NYC12" is three zone_city entities at FLEET_T
+    began = time.monotonic()
+    got = fs.training_data(store, entity_df, service_name(catalog))
+    print(f"training_data, {len(entity_df)} entity rows in 3 batches: {time.monotonic() - began:.1f}s")
+    assert got[["city", "driver_id", "zone", "event_timestamp"]].equals(entity_df)
+    nulls = hits = 0
+    for name, values in want.items():
+        for i, expected in enumerate(values):
+            value = got[name].iat[i]
+            if expected is None:
+                assert pd.isna(value), (name, entity_df.iloc[i].tolist(), value)
+                nulls += 1
+            else:
+                assert value == expected, (name, entity_df.iloc[i].tolist(), value, expected)
+                hits += 1
+    assert nulls > 50 and hits > 200, (nulls, hits)
+
+    raw = store.get_historical_features(entity_df=entity_df.assign(row=range(len(entity_df))),
+                                        features=store.get_feature_service(service_name(catalog))).to_df()
+    wrong = sum(1 for _, r in raw.iterrows() for name in want
+                if not (pd.isna(r[name]) and want[name][r["row"]] is None) and r[name] != want[name][r["row"]])
+    print(f"Feast alone: {len(raw)} rows for {len(entity_df)} entity rows, {wrong} feature values not the "
+          "entity row's own")
+    assert wrong > 0 or len(raw) != len(entity_df)
 
 
 # --- Feast definitions across catalogs ---------------------------------------------------------
