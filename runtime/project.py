@@ -211,9 +211,6 @@ def load_catalog(spec: str, base: Path, where: str = "--catalog") -> Catalog:
             raise UserError(f"{where}: {spec}: expected one Catalog in {target} (found: "
                             f"{', '.join(sorted(found)) or 'none'}); name it as {target}:ATTRIBUTE")
         catalog = next(iter(found.values()))
-    problems = catalog.not_yet_supported()
-    if problems:
-        raise UserError(f"{where}: {spec}: the engines cannot run it: {problems[0]}")
     return catalog
 
 

@@ -122,10 +122,12 @@ BROKEN = {
     "engines cannot run it": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g").replace(
         'Feature("g_count_1h", Agg.COUNT, "1h")', 'Feature("g_sum", Agg.SUM, "1h", of="k")'),
         "feature g_sum: sum needs a numeric (int64 or float64) column"),
-    "a type no online store carries yet": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g")
-                                           .replace('Feature("g_count_1h", Agg.COUNT, "1h")',
-                                                    'Feature("g_last_k", Agg.LAST, "1h", of="k")'),
-                                           "feature g_last_k: last of 'k' is string; string features are not supported by the engines yet"),
+    "a row function no two machines agree on": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g")
+                                                 .replace("row_functions=()", "row_functions=(rf,)")
+                                                 .replace("SCHEMA = ", "import numpy as np\nfrom transforms import "
+                                                          "row_function\nrf = row_function(FieldType.FLOAT64)("
+                                                          "lambda at: np.log1p(at))\nSCHEMA = "),
+                                                "use transforms.portable.log1p"),
 }
 
 

@@ -55,31 +55,6 @@ class Catalog:
                                      f"{columns[feature.of].value} column; features aggregate "
                                      f"{', '.join(t.value for t in FEATURE_TYPES)} columns")
 
-    def not_yet_supported(self) -> list[str]:
-        """What in this catalog the engines, Feast and the online writers cannot run yet, one line each.
-
-        The reference evaluator runs any well-formed catalog; a project refuses
-        these when it loads the catalog (``runtime.project``), not in a job.
-        """
-        problems = []
-        for field in self.schema.fields:
-            if field.type is FieldType.BOOL:
-                problems.append(f"field {field.name!r} is bool; bool fields are not supported by the engines yet")
-        for group in self.groups:
-            if len(group.key) > 1:
-                problems.append(f"group {group.entity}: composite keys are not supported by the engines yet")
-            if any(self.schema.get_field(k).type is not FieldType.STRING for k in group.key):
-                problems.append(f"group {group.entity}: int64 keys are not supported by the engines yet")
-            for feature in group.features:
-                if feature.of in self.schema.field_names and not self.schema.get_field(feature.of).required:
-                    problems.append(f"feature {feature.name}: column {feature.of!r} is optional; aggregating "
-                                    "optional fields is not supported by the engines yet")
-                dtype = self.feature_dtype(feature)
-                if dtype not in (FieldType.INT64, FieldType.FLOAT64):
-                    problems.append(f"feature {feature.name}: {feature.agg.value} of {feature.of!r} is {dtype.value}; "
-                                    f"{dtype.value} features are not supported by the engines yet")
-        return problems
-
     def input_columns(self) -> list[tuple[str, FieldType]]:
         """Schema fields then row-function outputs: everything a feature can aggregate."""
         cols = [(f.name, f.type) for f in self.schema.fields]
