@@ -102,14 +102,15 @@ def _id_fingerprint(df: DataFrame, event_id: str) -> list[Column]:
 
 
 def _check_staged(spark, staged: DataFrame, lake: Lake, catalog: Catalog, start: date, end: date) -> int:
-    """Refuse to commit rows that are not exactly one complete feature row per event of the range."""
+    """Refuse to commit rows that are not exactly one complete feature row per event of the range (a null
+    only where the catalog allows one: a feature of an optional field)."""
     event_id = catalog.schema.event_id
     tables = lake.tables(catalog)
     events = spark.read.format("delta").load(tables.events).where(date_range_predicate(start, end))
     expected = events.agg(*_id_fingerprint(events, event_id)).first()
     if expected["n"] == 0:
         raise UserError(f"no events dated {start} .. {end} in {tables.events}: nothing to backfill")
-    names = [c for c in staged.columns if c != EVENT_DATE]
+    names = [c for c in staged.columns if c != EVENT_DATE and not catalog.may_be_null(c)]
     stats = staged.agg(
         *_id_fingerprint(staged, event_id),
         *(F.sum(F.col(c).isNull().cast("long")).alias(c) for c in names),

@@ -150,3 +150,10 @@ def test_a_bool_field_takes_true_or_false_only_and_an_optional_field_may_be_abse
         verdict = schema.validate({**base, "ok": wrong})
         assert isinstance(verdict, Invalid) and verdict.field == "ok"
         assert verdict.kind.value == ("missing_field" if wrong is None else "wrong_type")
+
+
+def test_only_features_of_optional_fields_may_be_null():
+    from tests.catalogs.rides import CATALOG as RIDES
+
+    nullable = {name for name, _ in RIDES.feature_row_columns() if RIDES.may_be_null(name)}
+    assert nullable == {"cd_tip_sum_1h", "cd_tip_avg_1h", "cd_tip_min_10m", "cd_last_promo_1h"}

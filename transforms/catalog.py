@@ -84,6 +84,16 @@ class Catalog:
             return FieldType.FLOAT64
         return dict(self.input_columns())[feature.of]
 
+    def may_be_null(self, column: str) -> bool:
+        """Whether a feature row's ``column`` can hold a null: an optional field, or a feature aggregating one
+        (row functions read required fields; count and distinct_count are never null)."""
+        fields = self.schema.field_names
+        if column in fields:
+            return not self.schema.get_field(column).required
+        feature = next((f for _, f in self.features if f.name == column), None)
+        return (feature is not None and feature.agg not in (Agg.COUNT, Agg.DISTINCT_COUNT)
+                and feature.of in fields and not self.schema.get_field(feature.of).required)
+
     def feature_row_columns(self) -> list[tuple[str, FieldType]]:
         """Columns of a feature row, in order: id, entity keys, time, row functions, features."""
         s = self.schema
