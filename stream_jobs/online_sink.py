@@ -316,9 +316,8 @@ class OnlineWriter:
             if len(self._hash_keys) >= _HASH_KEY_CACHE:
                 self._hash_keys.clear()
             values = entity if len(view.key) > 1 else (entity,)
-            entity_key = EntityKeyProto(join_keys=view.key, entity_values=[
-                ValueProto(**{VALUE_TYPE_TO_PROTO_VALUE_MAP[t]: v}) for t, v in zip(view.key_types, values)])
-            key = _redis_key(self.project, entity_key, entity_key_serialization_version=self.key_version)
+            key = _redis_key(self.project, entity_key_proto(view.key, view.key_types, values),
+                             entity_key_serialization_version=self.key_version)
             self._hash_keys[(view.key, entity)] = key
         return key
 
@@ -452,6 +451,12 @@ class OnlineWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def entity_key_proto(key: tuple[str, ...], key_types: tuple[ValueType, ...], values) -> EntityKeyProto:
+    """Feast's ``EntityKey`` of the entity whose ``key`` columns (of ``key_types``) hold ``values``."""
+    return EntityKeyProto(join_keys=key, entity_values=[
+        ValueProto(**{VALUE_TYPE_TO_PROTO_VALUE_MAP[t]: v}) for t, v in zip(key_types, values)])
 
 
 def serialized_values(values: list[Any], value_type: ValueType) -> list[bytes]:

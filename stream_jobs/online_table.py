@@ -18,7 +18,6 @@ from __future__ import annotations
 import struct
 
 from feast.infra.online_stores.helpers import _redis_key
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import VALUE_TYPE_TO_PROTO_VALUE_MAP
 from feast.value_type import ValueType
@@ -26,7 +25,7 @@ from pyflink.table import StreamTableEnvironment
 from redis.connection import SSLConnection
 
 from runtime.feast_layout import VALUE_TYPES
-from stream_jobs.online_sink import GUARDED_HSET, SCRIPT_SHA, OnlineWriter
+from stream_jobs.online_sink import GUARDED_HSET, SCRIPT_SHA, OnlineWriter, entity_key_proto
 from stream_jobs.sources import sql_options
 from runtime.errors import UserError
 from transforms import Catalog
@@ -69,10 +68,9 @@ def _probe_key(project: str, key: tuple[str, ...], key_types: tuple[ValueType, .
                which: int) -> tuple[list[bytes], bytes]:
     """Probe entity ``which``: each value's length + bytes as the JVM writes them, and Feast's hash key."""
     values = [_PROBES[t][which] + (str(i) if t is ValueType.STRING else i) for i, t in enumerate(key_types)]
-    entity_key = EntityKeyProto(join_keys=key, entity_values=[
-        ValueProto(**{VALUE_TYPE_TO_PROTO_VALUE_MAP[t]: v}) for t, v in zip(key_types, values)])
     segments = [struct.pack("<I", len(b)) + b for b in map(key_value_bytes, key_types, values)]
-    return segments, _redis_key(project, entity_key, entity_key_serialization_version=version)
+    return segments, _redis_key(project, entity_key_proto(key, key_types, values),
+                                entity_key_serialization_version=version)
 
 
 def _layout_error(version: int) -> UserError:

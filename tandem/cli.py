@@ -552,8 +552,8 @@ def _print_summary(result, elapsed: float, out_dir: Path | None, catalog) -> Non
         busiest = Counter(group.key_of(r) for r in result.rows).most_common(1)[0][0]
         latest = max((r for r in result.rows if group.key_of(r) == busiest),
                      key=lambda r: (r[schema.event_time], r[schema.event_id]))
-        shown = busiest[0] if len(busiest) == 1 else busiest
-        sample = Table(title=f"Latest feature row of the busiest {', '.join(group.key)}: {shown}", show_header=False)
+        sample = Table(title=f"Latest feature row of the busiest {', '.join(group.key)}: {group.shown_key(latest)}",
+                       show_header=False)
         for name, value in latest.items():
             sample.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
         out.print(sample)
