@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from runtime.feast_layout import feature_store_yaml
 from runtime.lake import Lake
@@ -175,7 +176,8 @@ def training_data(store, entity_df: pd.DataFrame, features: Any) -> pd.DataFrame
     check_session_time_zone(spark.conf.get("spark.sql.session.timeZone"))
     features = _resolve(store, features)
     rows = entity_df.assign(**{_ROW: range(len(entity_df))})  # a copy: Feast rewrites its input
-    out = pd.concat([store.get_historical_features(entity_df=rows.iloc[batch].copy(), features=features).to_df()
+    out = pd.concat([_exact_frame(store.get_historical_features(entity_df=rows.iloc[batch].copy(),
+                                                                features=features).to_spark_df())
                      for batch in collision_free_batches(entity_df, _join_keys(store, features))])
     # Peers (same ms) are several feature rows at the latest time, so Feast repeats the entity
     # row once per peer; the layout promises peers are equal, and we check it.
@@ -186,6 +188,16 @@ def training_data(store, entity_df: pd.DataFrame, features: Any) -> pd.DataFrame
     # Feast hands the timestamp back without its zone; keep the caller's columns as given.
     features_only = out.sort_values(_ROW).drop(columns=[_ROW, *entity_df.columns]).reset_index(drop=True)
     return pd.concat([entity_df.reset_index(drop=True), features_only], axis=1)
+
+
+#: Arrow -> pandas dtypes that hold a null without changing the values: Feast's ``to_df`` (Spark's
+#: ``toPandas``) makes an int64 column with a null float64, wrong beyond 2**53.
+_NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def _exact_frame(frame) -> pd.DataFrame:
+    """A Spark DataFrame as pandas, through Arrow: int64 as ``Int64``, bool as ``boolean``, exactly."""
+    return frame.toArrow().to_pandas(types_mapper=_NULLABLE.get)
 
 
 def online_features(store, entity_rows: list[dict[str, Any]], features: Any) -> dict[str, list]:

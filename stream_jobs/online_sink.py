@@ -257,11 +257,13 @@ class OnlineWriter:
     ``RepoConfig`` or the path of a ``feature_store.yaml``. Retries: ``max_tries`` sends of a batch
     in all, sleeping ``backoff`` s, then twice that, ... (at most ``max_backoff``)
     in between: the defaults give up after about 7.5 s of sleeping plus the
-    timeouts. Raises :class:`RedisUnreachable` when Redis does not answer PING.
+    timeouts. ``groups``: write only these feature groups (by entity name; default all), for rows that
+    carry only their columns (a feature table's). Raises :class:`RedisUnreachable` when Redis does not
+    answer PING.
     """
 
     def __init__(self, address: str, *, catalog: Catalog, project: str | None = None,
-                 repo_config: RepoConfig | str | Path | None = None,
+                 repo_config: RepoConfig | str | Path | None = None, groups: Iterable[str] | None = None,
                  batch_size: int = 500, max_tries: int = 5, backoff: float = 0.5, max_backoff: float = 5.0,
                  socket_timeout: float = 5.0, connect_timeout: float = 2.0):
         if max_tries < 1 or batch_size < 1:
@@ -287,13 +289,17 @@ class OnlineWriter:
         self.ttl = int(store.key_ttl_seconds or 0)
         self.catalog = catalog
         self.event_time = catalog.schema.event_time
+        chosen = set(g.entity for g in catalog.groups) if groups is None else set(groups)
+        unknown = chosen - {g.entity for g in catalog.groups}
+        if unknown:
+            raise ValueError(f"catalog {catalog.schema.name} has no feature group {sorted(unknown)[0]!r}")
         self.views = tuple(
             _View(name=g.entity, key=g.key,
                   key_types=tuple(feast_value_type(catalog.schema.get_field(k).type) for k in g.key),
                   ts_field=f"_ts:{g.entity}".encode(),
                   features=tuple((f.name, _mmh3(f"{g.entity}:{f.name}"), feast_value_type(catalog.feature_dtype(f)))
                                  for f in g.features))
-            for g in catalog.groups)
+            for g in catalog.groups if g.entity in chosen)
         self.batch_size, self.max_tries = batch_size, max_tries
         self.backoff, self.max_backoff = backoff, max_backoff
         self.stats = WriteStats()

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runtime.errors import UserError
-from transforms import parse_duration
+from transforms import FieldType, parse_duration
 
 app = typer.Typer(
     name="tandem",
@@ -136,7 +136,13 @@ def feast(
     if not ctx.args:
         raise typer.BadParameter("name a feast command, e.g. `tandem feast apply`", param_hint="ARGS")
     proj = _project(project)
-    proj.catalogs()  # a catalog that does not load fails here, in one line, not inside feast
+    catalogs = proj.catalogs()  # a catalog that does not load fails here, in one line, not inside feast
+    if ctx.args[0].startswith("materialize"):
+        lossy = [f.name for c in catalogs.values() for _, f in c.features
+                 if c.feature_dtype(f) == FieldType.INT64 and c.may_be_null(f.name)]
+        if lossy:  # Feast would serve them as doubles, rounded beyond 2**53, or fail near 2**63
+            raise UserError(f"feature {lossy[0]} is an int64 that can be null, which feast materialize serves as "
+                            "a double: run `tandem materialize` instead")
     folder = write_repo(proj)
     (proj.lake_root / "_feast").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, ENV_PROJECT: str(proj.root), **feast_env(proj.lake_root, proj.online_store)}
@@ -348,6 +354,49 @@ def backfill(
             result = run_backfill(spark, target, first, last, chosen)
         out.print(f"backfilled {result.rows:,} feature rows of {chosen.schema.name} for {result.start} .. "
                   f"{result.end} into " + ", ".join(result.tables.values()))
+
+
+@app.command()
+def materialize(
+    start: Annotated[Optional[str], typer.Option(help="First event date (UTC), e.g. 2024-05-01 (default: all).")] = None,
+    end: Annotated[Optional[str], typer.Option(help="Last event date (UTC), inclusive (default: all).")] = None,
+    group: Annotated[Optional[list[str]], typer.Option(
+        "--group", help="Only this feature group (its entity name); repeatable (default: every group).")] = None,
+    redis: Annotated[Optional[str], typer.Option(
+        help="Redis host:port (default: the project's online_store; $TANDEM_REDIS overrides it).")] = None,
+    lake: LakeOption = None,
+    project: ProjectOption = None,
+    catalog: Annotated[Optional[str], typer.Option(
+        "--catalog", help="One catalog: a source name of the project, or MODULE_OR_FILE[:ATTR] "
+                          "(default: every catalog of the project).")] = None,
+) -> None:
+    """Write each entity's latest feature row into Redis, exactly (use this, not `tandem feast materialize`).
+
+    Feast's own materialize serves an int64 feature with a null rounded beyond 2**53 and never replaces a row
+    of the same event time (a corrected backfill); this one writes Feast's layout through the stream's
+    timestamp-guarded writer: a row replaces the served one when its event time is the same or newer.
+    """
+    from batch_jobs.backfill import parse_date
+    from batch_jobs.spark_session import build_spark
+    from feature_repo.materialize import check_groups, materialize as run_materialize
+    from runtime.lake import Lake
+
+    proj = _project(project)
+    catalogs = [proj.catalog(catalog)] if catalog else list(proj.catalogs().values())
+    check_groups(catalogs, group)
+    first = parse_date(start, "--start") if start else None
+    last = parse_date(end, "--end") if end else None
+    address = redis or proj.online_store
+    if not address:
+        raise UserError("no online store: set online_store in tandem.yaml, $TANDEM_REDIS or --redis")
+    with console.status("starting Spark"):
+        spark = build_spark("tandem-materialize")
+    with console.status(f"materializing into Redis at {address}"):
+        done = run_materialize(spark, Lake.at(lake or proj.lake_root), catalogs, address, proj.name, first, last,
+                               groups=group)
+    for m in done:
+        kept = f", {m.stale:,} kept a newer served row" if m.stale else ""
+        out.print(f"materialized {m.group} ({m.catalog}): {m.rows:,} entities, {m.written:,} written{kept}")
 
 
 def stream(**values) -> None:

@@ -23,11 +23,9 @@ anything else is *unexplained*. Floats compare by their bits.
 from __future__ import annotations
 
 import contextlib
-import io
 import random
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +56,6 @@ def _feast_quiet():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The spark .* is an experimental", category=RuntimeWarning)
         yield
-
-
-def materialize(store, first_ms: int, last_ms: int, views: list[str] | None = None) -> None:
-    """``feast materialize`` in-process, over a span covering every event (whole days, UTC); ``views``: only
-    these feature views (default: all)."""
-    day = 86_400_000
-    start = datetime.fromtimestamp(first_ms // day * day / 1000, tz=timezone.utc)
-    end = datetime.fromtimestamp((last_ms // day + 1) * day / 1000, tz=timezone.utc)
-    with _spark_conf_kept(), contextlib.redirect_stdout(io.StringIO()):  # Feast prints its progress to stdout
-        store.materialize(start, end, feature_views=views)
 
 
 @contextlib.contextmanager

@@ -126,7 +126,8 @@ def test_a_second_source_lives_beside_the_first_in_one_lake_registry_and_redis(p
     from feature_repo.store import online_features
     from stream_jobs.flink_env import build_table_env
     from stream_jobs.job import StreamJobSpec, run
-    from tandem.serving import materialize, register
+    from feature_repo.materialize import materialize
+    from tandem.serving import register
 
     project, rides_catalog, rides_records, result, address = parity_run
     cards = project.catalog("transactions")
@@ -140,8 +141,8 @@ def test_a_second_source_lives_beside_the_first_in_one_lake_registry_and_redis(p
 
     store = register(PROJECT, [rides_catalog, cards], lake_root, address)
     assert {v.name for v in store.list_feature_views()} == {g.entity for c in (rides_catalog, cards) for g in c.groups}
-    times = [r["event_time"] for r in evaluate(records, cards).rows]
-    materialize(store, min(times), max(times), views=[g.entity for g in cards.groups])  # rides' stay as they were
+    materialize(spark, lake, [rides_catalog, cards], address, PROJECT,
+                groups=[g.entity for g in cards.groups])  # rides' stay as they were
     run(build_table_env(parallelism=1),
         StreamJobSpec(f"file:{tmp_path / 'cards.jsonl'}", tmp_path / "stream", LATENESS_MS, catalog=cards,
                       project=PROJECT, redis=address, checkpoint_interval_ms=0))

@@ -18,6 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -346,7 +347,8 @@ def fleet_feature_rows(seed=23):
 
     rng = random.Random(seed)
     values = {FieldType.STRING: ["", "a", "ü-東京"], FieldType.BOOL: [True, False],
-              FieldType.INT64: [0, 7, -3, 2**53], FieldType.FLOAT64: [0.5, -2.25, 1e300]}
+              FieldType.INT64: [0, 7, -3, 2**53 + 1, 2**63 - 1, -(2**63)],  # beyond a double's exact ints
+              FieldType.FLOAT64: [0.5, -2.25, 1e300]}
     tables = {}
     for g in FLEET.groups:
         entities = sorted({tuple(dict(zip(("city", "driver_id", "zone"), t))[k] for k in g.key)
@@ -387,7 +389,7 @@ def write_fleet_tables(spark, tables, lake):
 
 
 @pytest.fixture(scope="module")
-def fleet_world(spark, tmp_path_factory):
+def fleet_world(spark, redis_server, tmp_path_factory):
     """The fleet catalog's feature tables (written here) and its Feast registry (applied in-process)."""
     from feature_repo.definitions import feast_objects
     from tests.catalogs.fleet import CATALOG as FLEET
@@ -398,10 +400,11 @@ def fleet_world(spark, tmp_path_factory):
     (lake / "_feast").mkdir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        store = fs.open_store("fleet_tests", lake, "localhost:1")  # offline reads only: Redis is never asked
+        store = fs.open_store("fleet_tests", lake, f"{redis_server.host}:{redis_server.port}")
         store.apply(feast_objects([FLEET], lake))
     try:
-        yield {"catalog": FLEET, "tables": tables, "store": store}
+        yield {"catalog": FLEET, "tables": tables, "store": store, "lake": lake,
+               "redis": f"{redis_server.host}:{redis_server.port}"}
     finally:
         spark.conf.unset("spark.sql.parser.quotedRegexColumnNames")  # Feast sets it on our shared session
 
@@ -443,6 +446,9 @@ def test_composite_and_int64_keys_are_entities_named_by_their_columns(fleet_worl
         "Int64", "Float64", "Int64", "String", "Bool"]
 
 
+_KINDS = {int: (int, np.integer), float: (float, np.floating), bool: (bool, np.bool_), str: str}
+
+
 def test_training_data_gives_colliding_composite_keys_their_own_features(fleet_world):
     """Entity rows whose Feast row ids collide (same instant, keys that concatenate alike) each get their own
     point-in-time row; Feast alone, on the same rows, mixes them up."""
@@ -457,17 +463,19 @@ def test_training_data_gives_colliding_composite_keys_their_own_features(fleet_w
     got = fs.training_data(store, entity_df, service_name(catalog))
     print(f"training_data, {len(entity_df)} entity rows in 3 batches: {time.monotonic() - began:.1f}s")
     assert got[["city", "driver_id", "zone", "event_timestamp"]].equals(entity_df)
-    nulls = hits = 0
+    nulls = hits = big = 0
     for name, values in want.items():
         for i, expected in enumerate(values):
             value = got[name].iat[i]
             if expected is None:
                 assert pd.isna(value), (name, entity_df.iloc[i].tolist(), value)
                 nulls += 1
-            else:
-                assert value == expected, (name, entity_df.iloc[i].tolist(), value, expected)
+            else:  # of the feature's type: a double equal to 2**63 - 1 by numpy's comparison is not it
+                assert isinstance(value, _KINDS[type(expected)]) and value == expected, (
+                    name, entity_df.iloc[i].tolist(), value, expected)
                 hits += 1
-    assert nulls > 50 and hits > 200, (nulls, hits)
+                big += type(expected) is int and abs(expected) > 2**53
+    assert nulls > 50 and hits > 200 and big > 10, (nulls, hits, big)
 
     raw = store.get_historical_features(entity_df=entity_df.assign(row=range(len(entity_df))),
                                         features=store.get_feature_service(service_name(catalog))).to_df()
@@ -476,6 +484,30 @@ def test_training_data_gives_colliding_composite_keys_their_own_features(fleet_w
     print(f"Feast alone: {len(raw)} rows for {len(entity_df)} entity rows, {wrong} feature values not the "
           "entity row's own")
     assert wrong > 0 or len(raw) != len(entity_df)
+
+
+def test_materialize_serves_every_type_exactly(spark, fleet_world):
+    """Nullable int64 features beyond 2**53 reach Redis exactly (Spark's toPandas would make them doubles),
+    as do strings, bools and nulls: online, each entity's latest feature row."""
+    from feature_repo.materialize import materialize
+
+    store, catalog, tables = fleet_world["store"], fleet_world["catalog"], fleet_world["tables"]
+    done = materialize(spark, Lake.at(fleet_world["lake"]), [catalog], fleet_world["redis"], "fleet_tests")
+    assert {m.group: m.rows for m in done} == {g: len({tuple(r[k] for k in catalog.group(g).key) for r in rows})
+                                               for g, rows in tables.items()}
+    triples = [dict(zip(("city", "driver_id", "zone"), t)) for t in TRIPLES]
+    got = fs.online_features(store, triples, service_name(catalog))
+    big = 0
+    for g in catalog.groups:
+        index = latest_at(tables[g.entity], g)
+        for i, t in enumerate(triples):
+            want = expected_row(index, tuple(t[k] for k in g.key), float("inf"))
+            for f in g.features:
+                expected = None if want is None else want[f.name]
+                assert got[f.name][i] == expected and type(got[f.name][i]) is type(expected), (
+                    g.entity, t, f.name, got[f.name][i], expected)
+                big += isinstance(expected, int) and not isinstance(expected, bool) and abs(expected) > 2**53
+    assert big > 3, big
 
 
 # --- Feast definitions across catalogs ---------------------------------------------------------

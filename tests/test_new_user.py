@@ -47,7 +47,7 @@ def test_a_new_user_builds_and_serves_a_feature_of_their_own(tmp_path, redis_ser
     backfill = tandem("backfill", "--start", "2024-05-01", "--end", "2024-05-01", cwd=shop / "features")  # below it
     assert str(shop / "lake" / "transactions" / "features" / "user") in " ".join(backfill.stdout.split())
     tandem("feast", "apply", cwd=shop)
-    tandem("feast", "materialize", "2024-05-01T00:00:00", "2024-05-02T00:00:00", cwd=shop)
+    tandem("materialize", cwd=shop)
     stream = tandem("stream", "--source", "file:data/events.jsonl", "--out", "out/stream", "--redis", redis, cwd=shop)
     assert "feature rows" in stream.stdout
     tandem("parity", "--events", "data/events.jsonl", "--out", "out/parity", cwd=shop)

@@ -164,3 +164,22 @@ def test_init_makes_a_project_that_loads_and_refuses_a_folder_with_files(tmp_pat
     assert (tmp_path / "shop" / "feast_repo" / "feature_store.yaml").read_text().count("project: shop") == 1
     assert not (tmp_path / "shop" / "__init__.py").exists()
     assert_one_line_error(tandem("init", str(tmp_path / "shop"), cwd=tmp_path), "is not an empty folder")
+
+
+def test_feast_materialize_is_refused_where_it_would_serve_an_int_as_a_double(tmp_path):
+    """An int64 feature that can be null: Feast's materialize would round it beyond 2**53 (or fail near 2**63)."""
+    root = make_project(tmp_path / "p")
+    (root / "features" / "fleet.py").write_text((Path(__file__).parent / "catalogs" / "fleet.py").read_text())
+    (root / "tandem.yaml").write_text("project: demo\ncatalogs:\n  - features.fleet\n")
+    result = tandem("feast", "materialize", "2024-05-01T00:00:00", "2024-05-02T00:00:00", cwd=root)
+    assert_one_line_error(result, "feature cd_max_seats_1h is an int64 that can be null")
+    assert "tandem materialize" in result.stderr and not (root / "lake").exists()
+
+
+def test_materialize_names_an_unknown_group_and_a_missing_feature_table_in_one_line(tmp_path):
+    root = make_project(tmp_path / "p")
+    assert_one_line_error(tandem("materialize", "--group", "nope", cwd=root),
+                          "no catalog has a feature group 'nope'")
+    assert_one_line_error(tandem("materialize", cwd=root), "no online store: set online_store in tandem.yaml")
+    assert_one_line_error(tandem("materialize", "--redis", "127.0.0.1:1", cwd=root),
+                          "no feature table of group 'rides_group'")

@@ -181,14 +181,15 @@ def _prepare_serving(spark, lake_root: Path, redis: str, catalog: Catalog, batch
     from batch_jobs.backfill import backfill
     from batch_jobs.spark_session import build_spark
     from runtime.lake import Lake
-    from tandem.serving import materialize, register
+    from feature_repo.materialize import materialize
+    from tandem.serving import register
 
     spark = spark or build_spark("tandem-parity")
     times = [r[catalog.schema.event_time] for r in batch_reference.rows]
     first, last = (datetime.fromtimestamp(t / 1000, tz=timezone.utc).date() for t in (min(times), max(times)))
     backfill(spark, Lake.at(lake_root), first, last, catalog)
     store = register(project, [catalog], lake_root, redis)
-    materialize(store, min(times), max(times))
+    materialize(spark, Lake.at(lake_root), [catalog], redis, project, first, last)
     return store
 
 
