@@ -117,18 +117,52 @@ def build_spark(app_name: str = "tandem", master: str | None = None,
     builder = SparkSession.builder.appName(app_name)
     if master or not _launched_by_spark_submit():
         builder = builder.master(master or "local[*]")
+    static = {}
     if SparkSession.getActiveSession() is None:
         # Too late for a JVM that spark-submit started: see submit_args().
         scratch = tempfile.mkdtemp(prefix="tandem-spark-")
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        for key, value in _static_conf(scratch).items():
+        static = _static_conf(scratch)
+        for key, value in static.items():
             builder = builder.config(key, value)
     for key, value in {**SQL_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
+    if static and not _launched_by_spark_submit():
+        _launch_quiet_gateway({**static, **SQL_CONF, **(conf or {}), "spark.app.name": app_name,
+                               "spark.master": master or "local[*]"})
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("TANDEM_SPARK_LOG_LEVEL", "ERROR").upper())
     _check_delta(spark)
     return spark
+
+
+#: The JVM's own notice for the vector module Spark's launcher always adds: not the user's concern.
+_JVM_NOISE = ("WARNING: Using incubator modules",)
+
+
+def _launch_quiet_gateway(conf: dict[str, str]) -> None:
+    """Start the driver JVM as pyspark would (same conf), its stderr passed through but for
+    :data:`_JVM_NOISE`; Spark's own lines go by ``log4j2.properties``."""
+    import subprocess
+    import threading
+
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    with SparkContext._lock:
+        if SparkContext._gateway is not None:
+            return
+        gateway = launch_gateway(SparkConf(loadDefaults=False).setAll(list(conf.items())),
+                                 popen_kwargs={"stderr": subprocess.PIPE})
+        SparkContext._gateway, SparkContext._jvm = gateway, gateway.jvm
+
+    def forward(stream) -> None:
+        for line in iter(stream.readline, b""):
+            if not line.decode(errors="replace").startswith(_JVM_NOISE):
+                sys.stderr.write(line.decode(errors="replace"))
+                sys.stderr.flush()
+
+    threading.Thread(target=forward, args=(gateway.proc.stderr,), daemon=True, name="spark-stderr").start()
 
 
 def _pin_process_utc() -> None:
