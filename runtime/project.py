@@ -12,6 +12,8 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
     defaults:
       allowed_lateness: 5s        # the stream's allowed lateness
       max_future: 1h              # an event time further ahead of the clock is invalid
+    pipelines: ...                # owners and SLAs; alerts: ... channels; metrics: ... output
+                                  # (``runtime.operations`` says how)
 
 Paths are relative to ``tandem.yaml``. Only ``project`` and ``catalogs`` are
 required. An unknown key, a wrong type or a catalog that does not load is one
@@ -35,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError, one_line
+from runtime.operations import Operations, parse_operations
 from transforms import Catalog, parse_duration
 
 CONFIG = "tandem.yaml"
 ENV_PROJECT = "TANDEM_PROJECT"  # a project folder, for processes started elsewhere (feast, spark-submit)
 ENV_OVERRIDES = {"lake": "TANDEM_LAKE", "online_store": "TANDEM_REDIS", "kafka": "TANDEM_KAFKA"}
-_KEYS = {"project", "catalogs", "lake", "online_store", "kafka", "defaults"}
+_KEYS = {"project", "catalogs", "lake", "online_store", "kafka", "defaults", "pipelines", "alerts", "metrics"}
 _DEFAULT_KEYS = {"allowed_lateness", "max_future"}
 
 
@@ -54,6 +57,7 @@ class Project:
     kafka: str | None
     allowed_lateness_ms: int = 5_000
     max_future_ms: int = 3_600_000
+    operations: Operations | None = None  # owners, SLAs, alert channels, metrics output (runtime.operations)
     _catalogs: dict[str, Catalog] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -148,9 +152,10 @@ def load_project(path: Path) -> Project:
     root = path.parent
     settings = {key: _setting(path, doc, key) for key in ENV_OVERRIDES}
     lake = Path(settings["lake"] or "lake").expanduser()
+    lake_root = (lake if lake.is_absolute() else root / lake).resolve()
     return Project(
-        root=root, name=name, catalog_specs=tuple(specs),
-        lake_root=(lake if lake.is_absolute() else root / lake).resolve(),
+        root=root, name=name, catalog_specs=tuple(specs), lake_root=lake_root,
+        operations=parse_operations(path, doc, lake_root),
         online_store=settings["online_store"], kafka=settings["kafka"],
         allowed_lateness_ms=_duration(path, defaults, "allowed_lateness", "5s"),
         max_future_ms=_duration(path, defaults, "max_future", "1h"),

@@ -113,6 +113,14 @@ def test_group_names_are_unique_across_the_catalogs_of_a_project(tmp_path):
 BROKEN = {
     "unknown key": ("tandem.yaml", "project: demo\ncatalogs: [features.rides]\nonline: x\n", "unknown key 'online'"),
     "not yaml": ("tandem.yaml", "project: [demo\n", "is not valid YAML"),
+    "an availability target out of range": (
+        "tandem.yaml", "project: demo\ncatalogs: [features.rides]\npipelines:\n  rides: {availability: 99}\n",
+        "pipelines.rides.availability must be a share between 0 and 1"),
+    "an alert channel Tandem does not have": (
+        "tandem.yaml", "project: demo\ncatalogs: [features.rides]\nalerts: {pager: x}\n", "alerts: unknown key 'pager'"),
+    "a freshness SLA that is no duration": (
+        "tandem.yaml", "project: demo\ncatalogs: [features.rides]\npipelines:\n  stream:rides: {freshness: soon}\n",
+        "pipelines.stream:rides.freshness: invalid duration"),
     "no catalogs": ("tandem.yaml", "project: demo\n", "'catalogs' must list"),
     "missing catalog file": ("tandem.yaml", "project: demo\ncatalogs: [features/nope.py]\n", "no such file"),
     "missing module": ("tandem.yaml", "project: demo\ncatalogs: [features.nope]\n", "no module named 'features.nope'"),
@@ -183,3 +191,23 @@ def test_materialize_names_an_unknown_group_and_a_missing_feature_table_in_one_l
     assert_one_line_error(tandem("materialize", cwd=root), "no online store: set online_store in tandem.yaml")
     assert_one_line_error(tandem("materialize", "--redis", "127.0.0.1:1", cwd=root),
                           "no feature table of group 'rides_group'")
+
+
+def test_pipeline_settings_come_from_the_pipeline_then_its_source_then_defaults(tmp_path, monkeypatch):
+    root = make_project(tmp_path / "p", yaml_extra=textwrap.dedent("""\
+        pipelines:
+          defaults: {owner: platform, availability: 0.95}
+          rides: {owner: rides-team}
+          stream:rides: {freshness: 10m}
+        alerts: {webhook: "http://127.0.0.1:9/hook", file: out/alerts.jsonl, repeat_after: 30m}
+        """))
+    monkeypatch.delenv("TANDEM_ALERT_WEBHOOK", raising=False)
+    ops = load_project(root / "tandem.yaml").operations
+    stream, backfill, other = (ops.pipeline(n) for n in ("stream:rides", "backfill:rides", "ingest:payments"))
+    assert (stream.owner, stream.availability, stream.freshness_for("stream:rides")) == ("rides-team", 0.95, 600_000)
+    assert (backfill.owner, backfill.freshness_for("backfill:rides")) == ("rides-team", 26 * 3_600_000)
+    assert (other.owner, other.availability, other.freshness_for("stream:x")) == ("platform", 0.95, 15 * 60_000)
+    assert ops.alerts.file == (root / "out" / "alerts.jsonl").resolve() and ops.alerts.repeat_after_ms == 1_800_000
+    assert ops.alerts.webhook == "http://127.0.0.1:9/hook"
+    monkeypatch.setenv("TANDEM_ALERT_WEBHOOK", "http://127.0.0.1:8/other")
+    assert load_project(root / "tandem.yaml").operations.alerts.webhook == "http://127.0.0.1:8/other"
