@@ -29,9 +29,14 @@ from pyspark.sql import functions as F
 
 from batch_jobs.compile_catalog import EVENT_DATE, feature_rows, group_table
 from batch_jobs.delta_tables import date_range_predicate, replace_partitions, table_exists
+from batch_jobs.quality import figures, measure
 from runtime.errors import UserError
+from runtime.gates import Figures, reference_edges
 from runtime.lake import Lake
+from runtime.operations import Operations
+from runtime.runs import Run, recorded_run
 from transforms import Catalog
+from transforms.quality import Drift, Freshness, Gate
 
 DAY_MS = 86_400_000
 
@@ -72,23 +77,34 @@ def compute_features(spark: SparkSession, lake: Lake, catalog: Catalog, start: d
     return rows.where(date_range_predicate(start, end))
 
 
-def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: Catalog) -> BackfillResult:
+def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: Catalog, trigger: str = "cli",
+             operations: Operations | None = None) -> BackfillResult:
+    """Recompute, check, gate and commit; the run is one row of the lake's run log (``runtime.runs``),
+    and ``operations`` (the project's alert channels and SLAs) hear of a failure or a gate."""
     if start > end:
         raise UserError(f"--start {start} is after --end {end}")
-    rows = compute_features(spark, lake, catalog, start, end)
-    # Stage only what the tables store: a row function no table keeps (amount_log1p) is never computed.
-    stored = list(dict.fromkeys(c for g in catalog.groups for c in group_table(rows, catalog, g.entity).columns))
-    staged = rows.select(*stored).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        n = _check_staged(spark, staged, lake, catalog, start, end)
-        tables = {}
-        for group in catalog.groups:
-            path = lake.tables(catalog).features(group.entity)
-            table = group_table(staged, catalog, group.entity)
-            replace_partitions(table, path, start, end, [*group.key, catalog.schema.event_time, catalog.schema.event_id])
-            tables[group.entity] = path
-    finally:
-        staged.unpersist()
+    with recorded_run(lake.root, f"backfill:{catalog.schema.name}", trigger, operations) as run:
+        rows = compute_features(spark, lake, catalog, start, end)
+        # Stage only what the tables store: a row function no table keeps (amount_log1p) is never computed.
+        stored = list(dict.fromkeys(c for g in catalog.groups for c in group_table(rows, catalog, g.entity).columns))
+        staged = rows.select(*stored).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            gates = tuple(g for g in catalog.quality_gates if not isinstance(g, Freshness))
+            with run.stage("compute and check"):
+                n, figures = _check_staged(spark, staged, lake, catalog, start, end, gates, run)
+            run.record.rows_in = run.record.rows_out = n
+            run.record.partitions = sorted(d.isoformat() for d in figures.dates)
+            run.gate(gates, figures)
+            tables = {}
+            with run.stage("write"):
+                for group in catalog.groups:
+                    path = lake.tables(catalog).features(group.entity)
+                    table = group_table(staged, catalog, group.entity)
+                    replace_partitions(table, path, start, end,
+                                       [*group.key, catalog.schema.event_time, catalog.schema.event_id])
+                    tables[group.entity] = path
+        finally:
+            staged.unpersist()
     return BackfillResult(start, end, n, tables)
 
 
@@ -101,9 +117,11 @@ def _id_fingerprint(df: DataFrame, event_id: str) -> list[Column]:
     return [F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(F.col(event_id)).cast("decimal(38,0)")).alias("ids")]
 
 
-def _check_staged(spark, staged: DataFrame, lake: Lake, catalog: Catalog, start: date, end: date) -> int:
+def _check_staged(spark, staged: DataFrame, lake: Lake, catalog: Catalog, start: date, end: date,
+                  gates: tuple[Gate, ...], run: Run) -> tuple[int, Figures]:
     """Refuse to commit rows that are not exactly one complete feature row per event of the range (a null
-    only where the catalog allows one: a feature of an optional field)."""
+    only where the catalog allows one: a feature of an optional field); measure the gates' figures in the
+    same aggregation."""
     event_id = catalog.schema.event_id
     tables = lake.tables(catalog)
     events = spark.read.format("delta").load(tables.events).where(date_range_predicate(start, end))
@@ -111,16 +129,19 @@ def _check_staged(spark, staged: DataFrame, lake: Lake, catalog: Catalog, start:
     if expected["n"] == 0:
         raise UserError(f"no events dated {start} .. {end} in {tables.events}: nothing to backfill")
     names = [c for c in staged.columns if c != EVENT_DATE and not catalog.may_be_null(c)]
-    stats = staged.agg(
+    edges = {g.column: reference_edges(run.history(), g.column) for g in gates if isinstance(g, Drift)}
+    m = measure(spark, staged, lake, catalog, gates, edges)
+    stats = m.rows.agg(
         *_id_fingerprint(staged, event_id),
         *(F.sum(F.col(c).isNull().cast("long")).alias(c) for c in names),
+        *m.exprs,
     ).first()
     nulls = {c: stats[c] for c in names if stats[c]}
     if stats["n"] != expected["n"] or stats["ids"] != expected["ids"] or nulls:
         raise RuntimeError(
             f"staged feature rows failed validation, nothing committed: {stats['n']} rows for {expected['n']} "
             f"events, ids {'match' if stats['ids'] == expected['ids'] else 'differ'}; null values: {nulls or 'none'}")
-    return expected["n"]
+    return expected["n"], figures(spark, m, stats, catalog, gates)
 
 
 def parse_date(text: str, option: str) -> date:
@@ -150,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         lake = Lake.at(args.lake or project.lake_root)
         spark = build_spark("tandem-backfill")
         for catalog in catalogs:
-            result = backfill(spark, lake, start, end, catalog)
+            result = backfill(spark, lake, start, end, catalog, operations=project.operations)
             print(f"backfilled {result.rows} feature rows of {catalog.schema.name} for {result.start} .. "
                   f"{result.end} into " + ", ".join(result.tables.values()))
     except UserError as e:

@@ -31,11 +31,16 @@ from pyspark.sql.types import IntegerType, LongType, StringType, StructField, St
 
 from batch_jobs.compile_catalog import EVENT_DATE, SPARK_TYPES
 from batch_jobs.delta_tables import table_exists
+from batch_jobs.quality import figures, measure
 from runtime.dead_letters import DUPLICATE, DUPLICATE_DETAIL, INVALID, dead_letter_columns
 from runtime.errors import UserError
 from runtime.events_io import events_files, raw_text, read_events
+from runtime.gates import reference_edges
 from runtime.lake import Lake, SourceTables
+from runtime.operations import Operations
+from runtime.runs import GateBlocked, Run, recorded_run
 from transforms import Catalog, FieldType, Invalid
+from transforms.quality import Drift
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now, record_shape, schema_drift
 
 SOURCE_COLUMNS = [("_source", StringType()), ("_source_sha256", StringType()), ("_position", LongType())]
@@ -56,12 +61,24 @@ def input_files(path: str | Path) -> list[Path]:
 
 
 def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,
-           max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS) -> IngestResult:
-    """Validate, deduplicate and append the records under ``path`` to the lake.
+           max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS, trigger: str = "cli",
+           operations: Operations | None = None) -> IngestResult:
+    """Validate, deduplicate, gate and append the records under ``path`` to the lake.
 
     An event time more than ``max_future_ms`` ahead of the clock when its
     record is read is invalid (``transforms.schema.DEFAULT_MAX_FUTURE_MS`` says why).
+    The run is one row of the lake's run log (``runtime.runs``); a blocking gate
+    on the new events writes nothing at all (events, dead letters, ingest log).
     """
+    with recorded_run(lake.root, f"ingest:{catalog.schema.name}", trigger, operations) as run:
+        result = _ingest(spark, path, lake, catalog, max_future_ms, run)
+        run.record.rows_in, run.record.rows_out = result.records, result.accepted
+        run.record.rejected = dict(result.rejected)
+    return result
+
+
+def _ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog, max_future_ms: int | None,
+            run: Run) -> IngestResult:
     result = IngestResult()
     tables = lake.tables(catalog)
     done = _ingested_hashes(spark, tables)
@@ -93,8 +110,21 @@ def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,
 
     events = events.persist()
     dead = dead.persist()
-    result.accepted = events.count()
+    # The gates' figures and the accepted count in one aggregation over the new events.
+    gates = tuple(g for g in catalog.quality_gates if g.column is None or g.column in catalog.schema.field_names)
+    edges = {g.column: reference_edges(run.history(), g.column) for g in gates if isinstance(g, Drift)}
+    m = measure(spark, events.drop(*(n for n, _ in SOURCE_COLUMNS)), lake, catalog, gates, edges)
+    figs = figures(spark, m, m.rows.agg(*m.exprs).first(), catalog, gates)
+    result.accepted = figs.rows
     result.rejected.update({r["reason"]: r["n"] for r in dead.groupBy("reason").agg(F.count("*").alias("n")).collect()})
+    run.record.partitions = [d.isoformat() for d in figs.dates]
+    if result.accepted:
+        try:
+            run.gate(gates, figs)
+        except GateBlocked:
+            events.unpersist()
+            dead.unpersist()
+            raise
     now = F.current_timestamp()
     (events.withColumn("_ingested_at", now).write.format("delta").mode("append")
      .partitionBy(EVENT_DATE).save(tables.events))

@@ -27,7 +27,10 @@ from datetime import date
 
 from runtime.errors import UserError
 from runtime.lake import EVENT_DATE, Lake
+from runtime.operations import Operations
+from runtime.runs import GateBlocked, Run, recorded_run
 from transforms import Catalog
+from transforms.quality import Completeness, Range
 
 _BATCH_ROWS = 5_000  # rows per write call: bounds the Python-side memory of one call
 
@@ -52,43 +55,75 @@ def check_groups(catalogs: list[Catalog], groups: Iterable[str] | None) -> set[s
 
 def materialize(spark, lake: Lake, catalogs: Iterable[Catalog], address: str, project: str,
                 first: date | None = None, last: date | None = None,
-                groups: Iterable[str] | None = None) -> list[Materialized]:
+                groups: Iterable[str] | None = None, trigger: str = "cli",
+                operations: Operations | None = None) -> list[Materialized]:
     """Write each group's latest row per entity among event dates ``first`` .. ``last`` (inclusive, UTC;
     default: all) into the Redis at ``address``, in project ``project``'s Feast layout. ``groups``: only
-    these feature groups (by entity name)."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import Window, functions as F
-
-    from stream_jobs.online_sink import OnlineWriter
+    these feature groups (by entity name). One run log row per catalog (``runtime.runs``)."""
 
     catalogs = list(catalogs)
     wanted = check_groups(catalogs, groups)
     out = []
     for catalog in catalogs:
-        chosen = [g.entity for g in catalog.groups if wanted is None or g.entity in wanted]
-        if not chosen:
-            continue
-        schema = catalog.schema
-        for group in (g for g in catalog.groups if g.entity in chosen):
-            path = lake.tables(catalog).features(group.entity)
-            if not DeltaTable.isDeltaTable(spark, path):
-                raise UserError(f"no feature table of group {group.entity!r} at {path}: run `tandem backfill` first")
-            table = spark.read.format("delta").load(path)
-            if first is not None:
-                table = table.where(F.col(EVENT_DATE) >= F.lit(first))
-            if last is not None:
-                table = table.where(F.col(EVENT_DATE) <= F.lit(last))
-            newest = Window.partitionBy(*group.key).orderBy(F.col(schema.event_time).desc(),
-                                                            F.col(schema.event_id).desc())
-            latest = (table.withColumn("_n", F.row_number().over(newest)).where("_n = 1")
-                      .select(*group.key, F.unix_millis(schema.event_time).alias(schema.event_time),
-                              *(f.name for f in group.features)))
-            rows = written = stale = 0
-            # One writer per group: a feature table's rows carry only its group's columns.
-            with OnlineWriter(address, catalog=catalog, project=project, groups=[group.entity]) as writer:
-                for batch in latest.toArrow().to_batches(max_chunksize=_BATCH_ROWS):
-                    stats = writer.write(batch.to_pylist())
-                    rows += batch.num_rows
-                    written, stale = written + stats.written, stale + stats.stale
-            out.append(Materialized(schema.name, group.entity, rows, written, stale))
+        chosen = [g for g in catalog.groups if wanted is None or g.entity in wanted]
+        if chosen:
+            with recorded_run(lake.root, f"materialize:{catalog.schema.name}", trigger, operations) as run:
+                out += _materialize_catalog(spark, lake, catalog, chosen, address, project, first, last, run)
     return out
+
+
+def _materialize_catalog(spark, lake: Lake, catalog: Catalog, groups: list, address: str, project: str,
+                         first: date | None, last: date | None, run: Run) -> list[Materialized]:
+    """Every group's latest rows gated first (completeness and range of what would be served); written only
+    when no gate blocks."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import Window, functions as F
+
+    from batch_jobs.quality import figures, measure
+    from stream_jobs.online_sink import OnlineWriter
+
+    schema = catalog.schema
+    gates = tuple(g for g in catalog.quality_gates if isinstance(g, (Completeness, Range)))
+    staged, blocked = [], None
+    try:
+        with run.stage("read and check"):
+            for group in groups:
+                path = lake.tables(catalog).features(group.entity)
+                if not DeltaTable.isDeltaTable(spark, path):
+                    raise UserError(f"no feature table of group {group.entity!r} at {path}: run `tandem backfill` first")
+                table = spark.read.format("delta").load(path)
+                if first is not None:
+                    table = table.where(F.col(EVENT_DATE) >= F.lit(first))
+                if last is not None:
+                    table = table.where(F.col(EVENT_DATE) <= F.lit(last))
+                newest = Window.partitionBy(*group.key).orderBy(F.col(schema.event_time).desc(),
+                                                                F.col(schema.event_id).desc())
+                latest = table.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n").persist()
+                staged.append((group, latest))
+                m = measure(spark, latest.select(*group.key, schema.event_time, EVENT_DATE,
+                                                 *(f.name for f in group.features)), lake, catalog, gates, {})
+                try:
+                    run.gate(gates, figures(spark, m, m.rows.agg(*m.exprs).first(), catalog, gates))
+                except GateBlocked as e:  # judge every group before refusing: the run log gets all verdicts
+                    blocked = blocked or e
+        if blocked:
+            raise blocked
+        out = []
+        with run.stage("write"):
+            for group, latest in staged:
+                rows = written = stale = 0
+                # One writer per group: a feature table's rows carry only its group's columns.
+                with OnlineWriter(address, catalog=catalog, project=project, groups=[group.entity]) as writer:
+                    batches = latest.select(*group.key, F.unix_millis(schema.event_time).alias(schema.event_time),
+                                            *(f.name for f in group.features)).toArrow()
+                    for batch in batches.to_batches(max_chunksize=_BATCH_ROWS):
+                        stats = writer.write(batch.to_pylist())
+                        rows += batch.num_rows
+                        written, stale = written + stats.written, stale + stats.stale
+                out.append(Materialized(schema.name, group.entity, rows, written, stale))
+                run.record.rows_in += rows
+                run.record.rows_out += written
+        return out
+    finally:
+        for _, latest in staged:
+            latest.unpersist()

@@ -43,6 +43,10 @@ CatalogOption = Annotated[Optional[str], typer.Option(
     "--catalog", help="The catalog to run: a source name of the project, or MODULE_OR_FILE[:ATTR] "
                       "(default: the project's only catalog).")]
 
+EveryCatalogOption = Annotated[Optional[str], typer.Option(
+    "--catalog", help="One catalog: a source name of the project, or MODULE_OR_FILE[:ATTR] "
+                      "(default: every catalog of the project).")]
+
 
 def _project(folder: Path | None):
     from runtime.project import find_project
@@ -319,7 +323,8 @@ def ingest(
     with console.status("starting Spark"):
         spark = build_spark("tandem-ingest")
     with console.status(f"ingesting {events}"):
-        result = run_ingest(spark, events, target, chosen, max_future_ms=proj.max_future_ms)
+        result = run_ingest(spark, events, target, chosen, max_future_ms=proj.max_future_ms,
+                                operations=proj.operations)
     for f in result.skipped_files:
         console.print(f"skipped {f}: this content was ingested before")
     if result.files:
@@ -334,9 +339,7 @@ def backfill(
     end: Annotated[str, typer.Option(help="Last event date (UTC), inclusive.")],
     lake: LakeOption = None,
     project: ProjectOption = None,
-    catalog: Annotated[Optional[str], typer.Option(
-        "--catalog", help="One catalog: a source name of the project, or MODULE_OR_FILE[:ATTR] "
-                          "(default: every catalog of the project).")] = None,
+    catalog: EveryCatalogOption = None,
 ) -> None:
     """Recompute the Delta feature tables for a date range (idempotent; windows read the history they need)."""
     from batch_jobs.backfill import backfill as run_backfill, parse_date
@@ -351,7 +354,7 @@ def backfill(
         spark = build_spark("tandem-backfill")
     for chosen in catalogs:
         with console.status(f"backfilling {chosen.schema.name} {first} .. {last}"):
-            result = run_backfill(spark, target, first, last, chosen)
+            result = run_backfill(spark, target, first, last, chosen, operations=proj.operations)
         out.print(f"backfilled {result.rows:,} feature rows of {chosen.schema.name} for {result.start} .. "
                   f"{result.end} into " + ", ".join(result.tables.values()))
 
@@ -366,9 +369,7 @@ def materialize(
         help="Redis host:port (default: the project's online_store; $TANDEM_REDIS overrides it).")] = None,
     lake: LakeOption = None,
     project: ProjectOption = None,
-    catalog: Annotated[Optional[str], typer.Option(
-        "--catalog", help="One catalog: a source name of the project, or MODULE_OR_FILE[:ATTR] "
-                          "(default: every catalog of the project).")] = None,
+    catalog: EveryCatalogOption = None,
 ) -> None:
     """Write each entity's latest feature row into Redis, exactly (use this, not `tandem feast materialize`).
 
@@ -393,7 +394,7 @@ def materialize(
         spark = build_spark("tandem-materialize")
     with console.status(f"materializing into Redis at {address}"):
         done = run_materialize(spark, Lake.at(lake or proj.lake_root), catalogs, address, proj.name, first, last,
-                               groups=group)
+                               groups=group, operations=proj.operations)
     for m in done:
         kept = f", {m.stale:,} kept a newer served row" if m.stale else ""
         out.print(f"materialized {m.group} ({m.catalog}): {m.rows:,} entities, {m.written:,} written{kept}")

@@ -57,6 +57,7 @@ class Feature:
     agg: Agg
     window: str
     of: str | None = None
+    critical: bool = False  # its completeness gate defaults to 99 %, not 95 % (transforms.quality)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agg", Agg(self.agg))

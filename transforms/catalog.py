@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transforms.aggregations import Agg, Feature, FeatureGroup
+from transforms.quality import Drift, Freshness, Gate, Range, References, Volume, default_gates
 from transforms.rows import RowFunction
 from transforms.schema import EventSchema, FieldType
 
@@ -25,6 +26,7 @@ class Catalog:
     schema: EventSchema
     row_functions: tuple[RowFunction, ...]
     groups: tuple[FeatureGroup, ...]
+    gates: tuple[Gate, ...] = ()  # quality gates beside the defaults (transforms.quality)
 
     def __post_init__(self) -> None:
         columns = dict(self.input_columns())
@@ -54,6 +56,34 @@ class Catalog:
                     raise ValueError(f"feature {feature.name}: {feature.agg.value} of {feature.of!r}, a "
                                      f"{columns[feature.of].value} column; features aggregate "
                                      f"{', '.join(t.value for t in FEATURE_TYPES)} columns")
+        object.__setattr__(self, "gates", tuple(self.gates))
+        self._check_gates()
+
+    def _check_gates(self) -> None:
+        types = {**{f.name: f.type for f in self.schema.fields},
+                 **{f.name: self.feature_dtype(f) for _, f in self.features}}
+        functions = {fn.name for fn in self.row_functions}
+        seen: set[str] = set()
+        for gate in self.gates:
+            if not isinstance(gate, Gate):
+                raise ValueError(f"gates: {gate!r} is not a quality gate (transforms.quality)")
+            gate.check()
+            if gate.name in seen:
+                raise ValueError(f"gate {gate.name} is declared twice")
+            seen.add(gate.name)
+            if isinstance(gate, (Freshness, Volume)):
+                continue
+            if gate.column in functions:
+                raise ValueError(f"gate {gate.name}: {gate.column!r} is a row function, which no table stores; "
+                                 "gate a field (checked on ingest) or a feature of it (on backfill and materialize)")
+            if gate.column not in types:
+                raise ValueError(f"gate {gate.name}: unknown column {gate.column!r}; gates guard a field or a feature "
+                                 "of the catalog")
+            if isinstance(gate, (Range, Drift)) and types[gate.column] not in NUMERIC:
+                raise ValueError(f"gate {gate.name}: {gate.kind} needs a numeric column; {gate.column!r} is "
+                                 f"{types[gate.column].value}")
+            if isinstance(gate, References) and gate.column not in self.schema.field_names:
+                raise ValueError(f"gate {gate.name}: references checks a field of the events; {gate.column!r} is not one")
 
     def input_columns(self) -> list[tuple[str, FieldType]]:
         """Schema fields then row-function outputs: everything a feature can aggregate."""
@@ -83,6 +113,12 @@ class Catalog:
         if feature.agg is Agg.MEAN:
             return FieldType.FLOAT64
         return dict(self.input_columns())[feature.of]
+
+    @property
+    def quality_gates(self) -> tuple[Gate, ...]:
+        """The declared gates and the defaults (``transforms.quality.default_gates``)."""
+        columns = [(f.name, False) for f in self.schema.fields] + [(f.name, f.critical) for _, f in self.features]
+        return default_gates(columns, self.gates)
 
     def may_be_null(self, column: str) -> bool:
         """Whether a feature row's ``column`` can hold a null: an optional field, or a feature aggregating one

@@ -8,7 +8,7 @@ int64, float64), over optional fields, so a window can hold no value: null.
 Tests build its feature rows by hand; nothing of Tandem imports it.
 """
 
-from transforms import Agg, Catalog, EventSchema, Feature, FeatureGroup, Field, FieldType
+from transforms import Agg, Catalog, Completeness, EventSchema, Feature, FeatureGroup, Field, FieldType
 from transforms.schema import non_empty
 
 FLEET = EventSchema(
@@ -49,4 +49,7 @@ ZONE_CITY = FeatureGroup("zone_city", ("zone", "city"), (
     Feature("zc_last_seats_1h", Agg.LAST, "1h", of="seats"),
 ))
 
-CATALOG = Catalog(FLEET, (), (CITY_DRIVER, DRIVER, ZONE_CITY))
+#: The tests' feature rows are a quarter null at random: completeness warns, never blocks.
+CATALOG = Catalog(FLEET, (), (CITY_DRIVER, DRIVER, ZONE_CITY), tuple(
+    Completeness(column=f.name, min=0.75, action="warn") for g in (CITY_DRIVER, DRIVER, ZONE_CITY) for f in g.features
+    if f.agg not in (Agg.COUNT,)))
