@@ -1,0 +1,180 @@
+"""tandem status: every figure checked against arithmetic done by hand on a crafted run history.
+
+The history (``history()``) spans the period [S, U] = [2026-12-01 00:00Z, 2026-12-08 00:00Z] with runs
+before it, after it and still running, so each boundary of the definitions in tandem/status.py is crossed.
+The expected figures are literals; the comment beside each shows the arithmetic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from runtime.project import load_project
+from runtime.run_log import GateResult, RunLog, RunRecord
+from tandem.status import PipelineStatus, compute, parse_since
+
+S = datetime(2026, 12, 1, tzinfo=timezone.utc)
+U = datetime(2026, 12, 8, tzinfo=timezone.utc)
+
+TANDEM_YAML = textwrap.dedent("""\
+    project: shop
+    catalogs:
+      - features.rides
+    pipelines:
+      defaults: {owner: platform, availability: 0.95}
+      rides: {owner: rides-team, availability: 0.75}
+      ingest:rides: {freshness: 12h}
+    """)  # ingest:rides: rides-team, 75 %, SLA 12h; stream:rides: rides-team, 75 %, 15 min (a stream's default);
+# backfill:trips: platform, 95 %, 26h (a batch pipeline's default). status never loads the catalog.
+
+
+def t(day: int, hour: int, minute: int = 0, second: int = 0, month: int = 12) -> datetime:
+    return datetime(2026, month, day, hour, minute, second, tzinfo=timezone.utc)
+
+
+def run(pipeline, trigger, start, end, status="success", newest=None, rows=1000, **more) -> RunRecord:
+    return RunRecord(pipeline, trigger, start, end, status=status, newest_event=newest, rows_in=rows,
+                     rows_out=rows, **more)
+
+
+def gate(name, verdict, action, why, figure=None, threshold=None, kind="volume") -> GateResult:
+    return GateResult(name, kind, None, figure, threshold, verdict, action, why)
+
+
+FARE_GATE = gate("completeness(fare)", "pass", "block", "fare 99.0% non-null", 0.99, 0.95, "completeness")
+BLOCKED_FARE = gate("completeness(fare)", "fail", "block", "fare is 80.0% non-null, below 95%", 0.8, 0.95,
+                    "completeness")
+LOST = "spark executor lost"
+UNREACHABLE = "source unreachable: s3://rides/2026-12-02"
+
+
+def history() -> list[RunRecord]:
+    ride, trips, stream = "ingest:rides", "backfill:trips", "stream:rides"
+    return [
+        # ingest:rides, daily at 02:00 -------------------------------------------------------------------
+        run(ride, "schedule", t(30, 2, month=11), t(30, 2, 10, month=11), newest=t(30, 0, month=11),
+            null_rates={"fare": 0.5}),                                                    # R0: before S
+        run(ride, "schedule", t(30, 20, month=11), t(30, 20, 5, month=11), "failed", error="disk full"),  # R0b
+        run(ride, "schedule", t(1, 2), t(1, 2, 10), newest=t(1, 0), gates=[FARE_GATE]),    # R1
+        run(ride, "schedule", t(2, 2), t(2, 2, 4), "failed", rows=0, error=UNREACHABLE),  # R2
+        run(ride, "retry", t(2, 2, 30), t(2, 2, 40), "failed", rows=0, error=UNREACHABLE),  # R3
+        run(ride, "retry", t(2, 3), t(2, 3, 12), newest=t(2, 0), retries=2, gates=[FARE_GATE]),  # R4
+        run(ride, "schedule", t(3, 2), t(3, 2, 10), newest=t(3, 0), gates=[FARE_GATE]),    # R5
+        run(ride, "schedule", t(4, 2), t(4, 2, 6), "blocked", newest=t(4, 0), gates=[BLOCKED_FARE]),  # R6
+        run(ride, "cli", t(4, 5), t(4, 5, 10), newest=t(4, 0), gates=[FARE_GATE]),         # R7
+        run(ride, "schedule", t(5, 2), t(5, 2, 10), newest=t(5, 0), gates=[FARE_GATE],
+            null_rates={"fare": 0.02, "tip": 0.1, "distance": 0.0}),                       # R8
+        run(ride, "schedule", t(6, 2), t(6, 2, 10), newest=t(6, 0), gates=[FARE_GATE],
+            null_rates={"fare": 0.01, "tip": 0.04}),                                       # R9
+        run(ride, "schedule", t(7, 2), t(7, 2, 3), "failed", rows=0, error=LOST),          # R10
+        run(ride, "cli", t(7, 23), None),                                                  # R11: still running
+        run(ride, "retry", t(7, 23, 50), t(8, 0, 20), newest=t(7, 23)),                    # R12: ends after U
+        # backfill:trips ----------------------------------------------------------------------------------
+        run(trips, "schedule", t(6, 1), t(6, 1, 30), newest=t(5, 23, 59), rows=5000, null_rates={"distance": 0.0},
+            gates=[gate("volume", "pass", "block", "5,000 rows, at least 1,000", 5000, 1000),
+                   gate("drift(distance)", "warn", "warn", "PSI 0.21 above 0.2", 0.21, 0.2, "drift")]),  # T1
+        run(trips, "schedule", t(7, 1), t(7, 1, 20), "blocked", rows=12,
+            gates=[gate("volume", "fail", "block", "rows 12 below 1,000", 12, 1000),
+                   gate("drift(distance)", "pass", "warn", "PSI 0.02", 0.02, 0.2, "drift")]),            # T2
+        run(trips, "retry", t(7, 6), t(7, 6, 30), newest=t(7, 0), rows=4800,
+            null_rates={"distance": 0.25, "fare": 0.0},
+            gates=[gate("volume", "pass", "block", "4,800 rows, at least 1,000", 4800, 1000)]),          # T3
+        # stream:rides, checkpoints only --------------------------------------------------------------------
+        run(stream, "checkpoint", t(7, 23, 40), t(7, 23, 50), newest=t(7, 23, 49, 30), rows=300),        # C1
+    ]
+
+
+EXPECTED = {
+    "ingest:rides": dict(
+        owner="rides-team", availability_target=0.75, freshness_sla_s=43200.0,  # 12h = 12 * 3600
+        runs=10,  # R1..R10 ended in [S, U]; R0, R0b ended before S, R11 has no end, R12 ended after U
+        scheduled_runs=7,  # R1 R2 R5 R6 R8 R9 R10
+        failed_runs=4,  # R2 R3 (failed, retry included) R6 (blocked) R10
+        availability=4 / 7,  # successful scheduled: R1 R5 R8 R9 = 4 of 7 (0.5714...)
+        budget_left=-1.25 / 1.75,  # allowed (1 - 0.75) * 7 = 1.75; failed scheduled 7 - 4 = 3; (1.75 - 3) / 1.75
+        freshness_age_s=172800.0,  # R9 is the latest success ended by U: U - newest 12-06 00:00 = 2 d = 2 * 86400
+        fresh=False,  # 172800 > 43200
+        completeness=0.96,  # R9's null rates: min(1 - 0.01, 1 - 0.04) (R8's 0.1 on tip is older)
+        last_failure_at=t(7, 2, 3), last_failure_why=LOST,  # R10
+        # episodes: R0b 11-30 20:05 -> R1 12-01 02:10 = 6h05m = 21900 s (opened before S, closed in the period);
+        # R2 12-02 02:04 -> R4 03:12 (R3 failed inside it) = 68 min = 4080 s; R6 12-04 02:06 -> R7 05:10 = 3h04m
+        # = 11040 s; R10 12-07 02:03 is still open at U (R12 ends after U): not counted.
+        mttr_s=12340.0,  # (21900 + 4080 + 11040) / 3 = 37020 / 3
+    ),
+    "backfill:trips": dict(
+        owner="platform", availability_target=0.95, freshness_sla_s=93600.0,  # 26h = 26 * 3600
+        runs=3, scheduled_runs=2, failed_runs=1,  # T1 T2 T3; T1 T2 scheduled; T2 blocked
+        availability=0.5,  # T1 of T1, T2
+        budget_left=-9.0,  # allowed (1 - 0.95) * 2 = 0.1; failed scheduled 1; (0.1 - 1) / 0.1
+        freshness_age_s=86400.0,  # T3 (a retry): U - 12-07 00:00 = 24h
+        fresh=True,  # 86400 <= 93600
+        completeness=0.75,  # T3: min(1 - 0.25, 1 - 0.0)
+        last_failure_at=t(7, 1, 20), last_failure_why="rows 12 below 1,000",  # T2's blocking gate (drift passed)
+        mttr_s=18600.0,  # T2 12-07 01:20 -> T3 06:30 = 5h10m = 310 min * 60
+    ),
+    "stream:rides": dict(
+        owner="rides-team", availability_target=0.75, freshness_sla_s=900.0,  # a stream's default 15 min
+        runs=1, scheduled_runs=0, failed_runs=0,  # C1, a checkpoint
+        availability=None, budget_left=None,  # nothing scheduled
+        freshness_age_s=630.0,  # U - 12-07 23:49:30 = 10 min 30 s
+        fresh=True,  # 630 <= 900
+        completeness=None,  # C1 recorded no null rates
+        last_failure_at=None, last_failure_why=None, mttr_s=None,
+    ),
+}
+
+
+def assert_status(actual: PipelineStatus, expected: dict) -> None:
+    fields = {f.name for f in dataclasses.fields(PipelineStatus)} - {"pipeline"}
+    assert set(expected) == fields, "the expectation names every figure"
+    for name, want in expected.items():
+        got = getattr(actual, name)
+        if isinstance(want, float):
+            assert got == pytest.approx(want, rel=1e-12), (actual.pipeline, name)
+        else:
+            assert got == want, (actual.pipeline, name)
+
+
+def make_project(folder: Path, records: list[RunRecord]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "tandem.yaml").write_text(TANDEM_YAML)
+    RunLog(folder / "lake").append(*records)
+    return folder
+
+
+# --- the figures ----------------------------------------------------------------------------------
+
+
+def test_figures_are_the_hand_computed_ones(tmp_path, monkeypatch):
+    monkeypatch.delenv("TANDEM_LAKE", raising=False)
+    project = load_project(make_project(tmp_path / "p", history()) / "tandem.yaml")
+    records = RunLog(project.lake_root).read()  # through the Delta table, as the verb reads them
+    statuses = compute(records, project.operations, S, U)
+    assert [s.pipeline for s in statuses] == ["backfill:trips", "ingest:rides", "stream:rides"]
+    for s in statuses:
+        assert_status(s, EXPECTED[s.pipeline])
+
+
+def test_a_pipeline_with_no_success_is_not_fresh_and_nothing_scheduled_has_no_budget():
+    records = [run("ingest:x", "cli", t(2, 1), t(2, 2), "failed", error="boom")]
+    (s,) = compute(records, None, S, U)
+    assert_status(s, dict(
+        owner="unowned", availability_target=0.99, freshness_sla_s=93600.0,  # Tandem's defaults
+        runs=1, scheduled_runs=0, failed_runs=1, availability=None, budget_left=None,
+        freshness_age_s=None, fresh=False, completeness=None,  # no success: no age, so not fresh
+        last_failure_at=t(2, 2), last_failure_why="boom", mttr_s=None))  # the episode is still open
+
+
+def test_since_is_a_duration_before_now_or_a_date_or_time():
+    assert parse_since("7d", U) == S
+    assert parse_since("36h", U) == t(6, 12)
+    assert parse_since("2026-12-01", U) == S  # UTC unless it says otherwise
+    assert parse_since("2026-12-01T02:00+02:00", U) == t(1, 0)
+    for bad in ("last week", "7", "-1d", "2027-01-01"):
+        with pytest.raises(ValueError):
+            parse_since(bad, U)
