@@ -1,4 +1,4 @@
-"""tandem status: every figure checked against arithmetic done by hand on a crafted run history.
+"""tandem status: every figure checked against arithmetic done by hand on a crafted run history; the verb as a user runs it.
 
 The history (``history()``) spans the period [S, U] = [2026-12-01 00:00Z, 2026-12-08 00:00Z] with runs
 before it, after it and still running, so each boundary of the definitions in tandem/status.py is crossed.
@@ -8,16 +8,21 @@ The expected figures are literals; the comment beside each shows the arithmetic.
 from __future__ import annotations
 
 import dataclasses
+import re
+import subprocess
+import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from runtime.project import load_project
-from runtime.run_log import GateResult, RunLog, RunRecord
+from runtime.run_log import GateResult, RunLog, RunRecord, utc_now
 from tandem.status import PipelineStatus, compute, parse_since
+from tests.shell import shell_env
 
+ROOT = Path(__file__).resolve().parents[1]  # the code under test: this checkout's tandem
 S = datetime(2026, 12, 1, tzinfo=timezone.utc)
 U = datetime(2026, 12, 8, tzinfo=timezone.utc)
 
@@ -147,6 +152,32 @@ def make_project(folder: Path, records: list[RunRecord]) -> Path:
     return folder
 
 
+def shifted(records: list[RunRecord], by: timedelta) -> list[RunRecord]:
+    def move(value):
+        return None if value is None else value + by
+
+    return [dataclasses.replace(r, started_at=r.started_at + by, ended_at=move(r.ended_at),
+                                newest_event=move(r.newest_event)) for r in records]
+
+
+def tandem(*args, cwd):
+    """``tandem ARGS`` as a user runs it, with this checkout's code (not the installed script's)."""
+    env = shell_env(PYTHONPATH=str(ROOT))
+    env.pop("TANDEM_PROJECT", None)
+    env.pop("TANDEM_LAKE", None)
+    return subprocess.run([sys.executable, "-m", "tandem.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def assert_one_line_error(result, code: int, *texts: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for text in texts:
+        assert text in lines[0], result.stderr
+
+
 # --- the figures ----------------------------------------------------------------------------------
 
 
@@ -178,3 +209,46 @@ def test_since_is_a_duration_before_now_or_a_date_or_time():
     for bad in ("last week", "7", "-1d", "2027-01-01"):
         with pytest.raises(ValueError):
             parse_since(bad, U)
+
+
+# --- the verb -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_project(tmp_path_factory):
+    """The crafted history moved so that U is now: the verb's default period is the test's [S, U]."""
+    now = utc_now()
+    return make_project(tmp_path_factory.mktemp("live") / "p", shifted(history(), now - U))
+
+
+def test_the_table_shows_each_pipeline_with_its_owner_and_figures(live_project):
+    result = tandem("status", cwd=live_project)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 8}
+    rides, trips, stream = rows["ingest:rides"], rows["backfill:trips"], rows["stream:rides"]
+    # ingest:rides: 10 runs, 4 failed; 4/7 = 57.1 % vs 75 %; budget -1.25/1.75 = -71.4 %; 2 d old vs 12h;
+    # 0.96 complete; MTTR 12340 s = 3h 25m 40s
+    for text in ("rides-team", "10 (4)", "57.1% / 75%", "-71.4%", "2d / 12h", "96%", "3h 25m", LOST):
+        assert text in rides, (text, rides)
+    for text in ("platform", "3 (1)", "50% / 95%", "-900%", "1d / 1d 2h", "75%", "5h 10m", "rows 12 below 1,000"):
+        assert text in trips, (text, trips)
+    for text in ("rides-team", "1 (0)", "n/a / 75%"):
+        assert text in stream, (text, stream)
+    assert re.search(r"│ +10m \d+s / 15m │", stream), stream  # 10m 30s at U, plus the seconds since U
+    assert "2 of 3 pipelines miss a target: backfill:trips, ingest:rides" in result.stdout
+
+
+def test_an_empty_run_log_is_one_line(tmp_path):
+    root = make_project(tmp_path / "p", [])
+    result = tandem("status", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines() == [f"no runs yet: the run log {root / 'lake' / '_tandem' / 'run_log'} "
+                                                  "is empty"]
+
+
+def test_bad_input_is_one_line(live_project):
+    assert_one_line_error(tandem("status", "--since", "last week", cwd=live_project), 2,
+                          "--since", "'last week' is neither a duration")
+    assert_one_line_error(tandem("status", "--pipeline", "ingest:trips", cwd=live_project), 2,
+                          "--pipeline", "'ingest:trips' is not in the run log",
+                          "backfill:trips, ingest:rides, stream:rides")
