@@ -1,4 +1,4 @@
-"""tandem status: every figure checked against arithmetic done by hand on a crafted run history; the verb as a user runs it.
+"""tandem status: every figure checked against arithmetic done by hand on a crafted run history; the page looked at.
 
 The history (``history()``) spans the period [S, U] = [2026-12-01 00:00Z, 2026-12-08 00:00Z] with runs
 before it, after it and still running, so each boundary of the definitions in tandem/status.py is crossed.
@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
+import struct
 import subprocess
 import sys
 import textwrap
+import time
+import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import pytest
 
 from runtime.project import load_project
 from runtime.run_log import GateResult, RunLog, RunRecord, utc_now
-from tandem.status import PipelineStatus, compute, parse_since
+from tandem.status import PipelineStatus, compute, parse_since, render_html
 from tests.shell import shell_env
 
 ROOT = Path(__file__).resolve().parents[1]  # the code under test: this checkout's tandem
@@ -238,6 +242,17 @@ def test_the_table_shows_each_pipeline_with_its_owner_and_figures(live_project):
     assert "2 of 3 pipelines miss a target: backfill:trips, ingest:rides" in result.stdout
 
 
+def test_one_pipeline_and_the_page(live_project, tmp_path):
+    page = tmp_path / "out" / "status.html"
+    result = tandem("status", "--pipeline", "backfill:trips", "--html", str(page), "--since", "3d",
+                    cwd=live_project)
+    assert result.returncode == 0, result.stderr
+    assert "backfill:trips" in result.stdout and "ingest:rides" not in result.stdout
+    text = page.read_text()
+    assert text.count("<svg") == 3 and "ingest:rides" not in text  # freshness, volume, gates
+    assert "http" not in text.replace("http://www.w3.org/2000/svg", "") and "<script" not in text
+
+
 def test_an_empty_run_log_is_one_line(tmp_path):
     root = make_project(tmp_path / "p", [])
     result = tandem("status", cwd=root)
@@ -252,3 +267,85 @@ def test_bad_input_is_one_line(live_project):
     assert_one_line_error(tandem("status", "--pipeline", "ingest:trips", cwd=live_project), 2,
                           "--pipeline", "'ingest:trips' is not in the run log",
                           "backfill:trips, ingest:rides, stream:rides")
+
+
+# --- the page, looked at --------------------------------------------------------------------------
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.fail("chromium is not installed: run ./dev setup (or apt-get install chromium)")
+    return found
+
+
+def headless(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                           *args], capture_output=True, text=True, timeout=120)
+
+
+def png_pixels(path: Path):
+    """The pixels of an 8-bit, non-interlaced RGB(A) PNG (what Chromium writes) as a height x width x 3 array."""
+    import numpy as np
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", data[pos + 8:pos + 8 + length])
+        elif kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    width, height, depth, colour, _, _, interlace = header
+    assert depth == 8 and colour in (2, 6) and interlace == 0, header
+    bpp, raw = (3 if colour == 2 else 4), zlib.decompress(idat)
+    stride = width * bpp
+    rows, prev = [], bytearray(stride)
+    for y in range(height):  # undo each scanline's filter (PNG spec, section 9)
+        kind = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if kind == 2:
+            line = bytearray((np.frombuffer(line, np.uint8) + np.frombuffer(prev, np.uint8)).tobytes())
+        elif kind in (1, 3, 4):
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
+                if kind == 1:
+                    pred = a
+                elif kind == 3:
+                    pred = (a + b) // 2
+                else:
+                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                    pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                line[i] = (line[i] + pred) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return np.frombuffer(b"".join(rows), np.uint8).reshape(height, width, bpp)[:, :, :3]
+
+
+def test_the_page_renders_in_chromium_with_its_charts(tmp_path):
+    records = history()
+    statuses = compute(records, load_project(make_project(tmp_path / "p", []) / "tandem.yaml").operations, S, U)
+    page, shot = tmp_path / "status.html", tmp_path / "status.png"
+    page.write_text(render_html(statuses, records, S, U, "shop"), encoding="utf-8")
+    began = time.monotonic()
+    result = headless(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri())
+    assert result.returncode == 0 and shot.is_file(), result.stderr
+    dom = headless(tmp_path / "profile", "--dump-dom", page.as_uri())
+    print(f"chromium: screenshot and DOM in {time.monotonic() - began:.1f} s")
+    assert dom.returncode == 0, dom.stderr
+    for kind, charts in (("freshness", 3), ("volume", 3), ("gates", 2)):  # stream:rides ran no gate
+        assert dom.stdout.count(f"<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"{kind}\"") == charts, kind
+    # a dot per run with an age at its end and a ring for now: ingest:rides 10 + 1, backfill:trips 3 + 1, stream 1 + 1
+    assert dom.stdout.count("<circle") == 17
+    assert dom.stdout.count("<polyline") == 3
+    pixels = png_pixels(shot)
+    assert pixels.shape == (1600, 1280, 3)
+    rgb = pixels[:, :, 0].astype(int) << 16 | pixels[:, :, 1].astype(int) << 8 | pixels[:, :, 2]
+    colours = set(rgb.ravel().tolist())
+    assert len(colours) > 20, "the screenshot is blank"
+    # the charts drew the status colours: green successes, red failures, amber blocked runs
+    for colour in (0x1a7f37, 0xcf222e, 0xc88a00):
+        assert colour in colours, hex(colour)
