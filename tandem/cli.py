@@ -609,6 +609,49 @@ def _print_summary(result, elapsed: float, out_dir: Path | None, catalog) -> Non
         out.print(sample)
 
 
+@app.command()
+def status(
+    since: Annotated[str, typer.Option(help="The period's start: a duration before now (12h, 7d) or a date or time "
+                                            "(2026-05-01, 2026-05-01T12:00Z).")] = "7d",
+    pipeline: Annotated[Optional[str], typer.Option(
+        help="Only this pipeline, <kind>:<source> (default: every pipeline in the run log).")] = None,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", help="Also write the status page here (one HTML file: charts per pipeline, no scripts).")] = None,
+    project: ProjectOption = None,
+) -> None:
+    """How each pipeline has run, from the run log: availability, reliability budget, freshness, completeness,
+    last failure, time to repair. Targets breached in red; the definitions are in tandem/status.py."""
+    from runtime.run_log import RunLog, utc_now
+    from tandem.status import compute, parse_since, print_table, render_html
+
+    until = utc_now()
+    try:
+        start = parse_since(since, until)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--since") from None
+    proj = _project(project)
+    log = RunLog(proj.lake_root)
+    records = log.read()
+    if not records:
+        out.print(f"no runs yet: the run log {log.path} is empty", highlight=False)
+        return
+    if pipeline is not None:
+        known = sorted({r.pipeline for r in records})
+        if pipeline not in known:
+            raise typer.BadParameter(f"{pipeline!r} is not in the run log; its pipelines: {', '.join(known)}",
+                                     param_hint="--pipeline")
+        records = [r for r in records if r.pipeline == pipeline]
+    statuses = compute(records, proj.operations, start, until)
+    print_table(statuses, out, start, until)
+    if html is not None:
+        try:
+            html.parent.mkdir(parents=True, exist_ok=True)
+            html.write_text(render_html(statuses, records, start, until, proj.name), encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"--html {html}: cannot write it ({e.strerror or e})") from None
+        out.print(f"page: {html}", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn user mistakes into one line and a non-zero exit."""
     try:
