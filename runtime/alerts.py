@@ -140,7 +140,7 @@ def send(alert: Alert, settings: AlertSettings, now: datetime | None = None) -> 
         failed.append(f"file not written: {one_line(e)}")
     delivery = Delivery(alert, sent, failed, suppressed)
     if failed:
-        log.warning("alert %s %s: %s", alert.pipeline, alert.kind, delivery.line())
+        log.warning("alert %s %s", alert.pipeline, delivery.line())
     return delivery
 
 
