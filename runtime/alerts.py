@@ -295,11 +295,8 @@ def _append(path: Path, record: dict[str, Any]) -> None:
     two processes appending at once interleave whole lines, never parts of them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, ensure_ascii=False) + "\n"
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = "\n" + line  # a writer died mid-line: start ours on a line of its own
         data = line.encode()
         while data:
             data = data[os.write(fd, data):]
