@@ -319,3 +319,25 @@ def test_a_gate_on_a_reference_table_that_is_not_there_is_one_line(spark, tmp_pa
                catalog)
     failed = RunLog(tmp_path / "lake").read()
     assert [r.status for r in failed] == ["failed"] and "reference/none" in failed[0].error
+
+
+def test_a_down_webhook_never_hides_a_blocked_run(spark, tmp_path):
+    """The webhook's port is closed: the run is still blocked and recorded, the alert is in the file, and the
+    row says the webhook did not get it, without the URL's secret path."""
+    from batch_jobs.ingest import ingest
+    from local_services import free_port
+    from runtime.lake import Lake
+    from runtime.operations import parse_operations
+    from runtime.runs import GateBlocked
+
+    doc = {"alerts": {"file": "alerts.jsonl", "webhook": f"http://127.0.0.1:{free_port()}/hooks/T0/SECRET-TOKEN"}}
+    ops = parse_operations(tmp_path / "tandem.yaml", doc, tmp_path / "lake")
+    lake = Lake.at(tmp_path / "lake")
+    with pytest.raises(GateBlocked):
+        ingest(spark, write_batch(tmp_path / "a.jsonl", 50, start_ms=1_714_521_600_000, channel_null=0.5),
+               lake, payments(), operations=ops)
+    run = RunLog(lake.root).read()[-1]
+    assert run.status == "blocked" and run.gates and any(g.gate == "completeness(channel)" for g in run.gates)
+    assert any("webhook not delivered" in a for a in run.alerts), run.alerts
+    assert "SECRET-TOKEN" not in " ".join(run.alerts) + ops.alerts.file.read_text()
+    assert json.loads(ops.alerts.file.read_text().splitlines()[-1])["kind"] == "gate_blocked"
