@@ -364,7 +364,7 @@ def _key_columns(catalog, group) -> list[str]:
 def table_paths(ctx: Context, job: str) -> dict[str, str]:
     from examples.transactions.features.transactions import CATALOG as TRANSACTIONS
 
-    if job == "A":
+    if job in WRITES_AS_A:
         return {g.entity: ctx.lake.tables(TRANSACTIONS).features(g.entity) for g in TRANSACTIONS.groups}
     folder = re.sub(r"[^A-Za-z0-9]+", "_", job.replace("'", "p")).strip("_")  # A'+native rows -> Ap_native_rows
     return {g.entity: str(ctx.out / folder / g.entity) for g in TRANSACTIONS.groups}
@@ -508,7 +508,36 @@ def job_b(ctx: Context) -> None:
         replace_partitions(ctx.spark.sql(sql), paths[group.entity], ctx.start, ctx.end, _key_columns(C, group))
 
 
-MAIN_JOBS = {"A": job_a, "A'": job_a_direct, "B": job_b}
+def job_a_no_gates(ctx: Context) -> None:
+    """Tandem's backfill with its staged check but no gate figures: the baseline that prices the gates."""
+    from batch_jobs.backfill import backfill
+
+    backfill(ctx.spark, ctx.lake, ctx.start, ctx.end, TRANSACTIONS, gates=False)
+
+
+def gated_catalog():
+    """The example catalog with a gate of every kind a backfill runs, beside the defaults (completeness of
+    every column, volume): a range, two drifts (PSI and KS), a critical feature's completeness."""
+    from transforms import Catalog, Completeness, Drift, Range
+
+    t = TRANSACTIONS
+    feature = {f.name: f for _, f in t.features}
+    float_features = [n for n, f in feature.items() if t.feature_dtype(f).value == "float64"]
+    gates = (Range(column=float_features[0], min=0), Drift(column=float_features[0]),
+             Drift(column=float_features[-1], method="ks"), Completeness(column=float_features[1], min=0.99))
+    return Catalog(t.schema, t.row_functions, t.groups, gates)
+
+
+def job_a_all_gates(ctx: Context) -> None:
+    """Tandem's backfill with a gate of every backfill kind (``gated_catalog``)."""
+    from batch_jobs.backfill import backfill
+
+    backfill(ctx.spark, ctx.lake, ctx.start, ctx.end, gated_catalog())
+
+
+MAIN_JOBS = {"A": job_a, "A'": job_a_direct, "B": job_b, "A no gates": job_a_no_gates,
+             "A all gates": job_a_all_gates}
+WRITES_AS_A = {"A", "A no gates", "A all gates"}  # backfill() itself: the lake's own feature tables
 VARIANTS = {
     "A' sliding exact_sum": job_a_sliding_exact,
     "A' sliding native SUM": job_a_sliding_native,
@@ -517,6 +546,8 @@ DESCRIPTIONS = {
     "A": "Tandem backfill() as shipped: compute_features, staged (persist), validation pass, 2 writes",
     "A'": "compute_features -> group_table -> replace_partitions (no staging/validation)",
     "B": "hand-written Spark SQL, native windows/aggregates, one query per table",
+    "A no gates": "A without the gates' figures in its validation pass (the baseline that prices them)",
+    "A all gates": "A with a range, two drift and a critical completeness gate beside the defaults",
     "A' sliding exact_sum": "A' with float sums/means as exact_sum over each sliding frame (exact; the "
                             "compilation before prefix states)",
     "A' sliding native SUM": "A' with float sums/means as Spark's SUM over each sliding frame (not exact)",
@@ -639,6 +670,9 @@ class Results:
     differences: dict = field(default_factory=dict)
     row_functions: dict = field(default_factory=dict)
     python_driver_maxrss_mb: float = 0.0
+
+
+GATES_MAX_COST = 0.10  # issue 13: the gates may add at most 10 % to the backfill
 
 
 def median_wall(runs: list[Run], job: str) -> float:
@@ -859,6 +893,12 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "meets" if a / b <= TARGET_RATIO else "misses"
     console.print(f"[bold]A/B = {a:.1f} s / {b:.1f} s = {a / b:.2f}[/bold] ({verdict} the target <= {TARGET_RATIO}); "
                   f"results: {folder / 'results.json'}")
+    base = median_wall(runs, "A no gates")
+    for job in ("A", "A all gates"):
+        cost = median_wall(runs, job) / base - 1
+        verdict = "meets" if cost <= GATES_MAX_COST else "misses"
+        console.print(f"[bold]gates' cost, {job} vs A no gates = {median_wall(runs, job):.1f} s / {base:.1f} s: "
+                      f"{cost:+.1%}[/bold] ({verdict} the target <= {GATES_MAX_COST:.0%})")
     spark.stop()
     return 0
 
