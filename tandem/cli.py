@@ -617,6 +617,9 @@ def status(
         help="Only this pipeline, <kind>:<source> (default: every pipeline in the run log).")] = None,
     html: Annotated[Optional[Path], typer.Option(
         "--html", help="Also write the status page here (one HTML file: charts per pipeline, no scripts).")] = None,
+    alert: Annotated[bool, typer.Option(
+        "--alert", help="Alert each SLA breach (freshness, availability) to the project's channels; "
+                        "repeats of one ongoing breach wait for alerts.repeat_after.")] = False,
     project: ProjectOption = None,
 ) -> None:
     """How each pipeline has run, from the run log: availability, reliability budget, freshness, completeness,
@@ -650,6 +653,12 @@ def status(
         except OSError as e:
             raise UserError(f"--html {html}: cannot write it ({e.strerror or e})") from None
         out.print(f"page: {html}", highlight=False)
+    if alert:
+        from runtime.alerts import send
+        from tandem.status import breaches
+
+        for a in breaches(statuses):
+            out.print(send(a, proj.operations.alerts).line(), highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

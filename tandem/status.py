@@ -95,6 +95,27 @@ class PipelineStatus:
 # --- the figures ----------------------------------------------------------------------------------
 
 
+def breaches(statuses: list[PipelineStatus]) -> list:
+    """An ``sla_breach`` alert (``runtime.alerts``) per pipeline whose freshness is beyond its SLA or whose
+    availability is below its target; one ongoing breach per pipeline and kind of breach (its subject)."""
+    from runtime.alerts import Alert
+
+    out = []
+    for s in statuses:
+        if s.freshness_age_s is not None and not s.fresh:
+            out.append(Alert("sla_breach", s.pipeline, s.owner,
+                             f"{s.pipeline}: the newest served event is {human(s.freshness_age_s)} old, beyond its "
+                             f"{human(s.freshness_sla_s)} freshness SLA",
+                             {"age_s": s.freshness_age_s, "sla_s": s.freshness_sla_s}, subject="freshness"))
+        if s.availability is not None and s.availability < s.availability_target:
+            out.append(Alert("sla_breach", s.pipeline, s.owner,
+                             f"{s.pipeline}: availability {share(s.availability)} of {s.scheduled_runs} scheduled "
+                             f"runs, below its {share(s.availability_target)} target",
+                             {"availability": s.availability, "target": s.availability_target,
+                              "budget_left": s.budget_left}, subject="availability"))
+    return out
+
+
 def parse_since(text: str, now: datetime) -> datetime:
     """``7d``/``12h``/... before ``now``, or a date or time (ISO 8601; UTC unless it says otherwise)."""
     try:

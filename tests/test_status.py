@@ -8,6 +8,7 @@ The expected figures are literals; the comment beside each shows the arithmetic.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import struct
@@ -349,3 +350,19 @@ def test_the_page_renders_in_chromium_with_its_charts(tmp_path):
     # the charts drew the status colours: green successes, red failures, amber blocked runs
     for colour in (0x1a7f37, 0xcf222e, 0xc88a00):
         assert colour in colours, hex(colour)
+
+
+def test_alert_sends_each_sla_breach_once_to_the_projects_channels(tmp_path):
+    """ingest:rides is 2 d old against 12 h and 57.1 % available against 75 %; backfill:trips 50 % against 95 %
+    (and fresh); stream:rides meets its SLA: three breaches. A second look within repeat_after repeats none."""
+    root = make_project(tmp_path / "p", shifted(history(), utc_now() - U))
+    first = tandem("status", "--alert", cwd=root)
+    assert first.returncode == 0, first.stderr
+    alerts = [json.loads(line) for line in (root / "lake" / "_tandem" / "alerts.jsonl").read_text().splitlines()]
+    assert sorted((a["pipeline"], a["subject"], a["owner"]) for a in alerts) == [
+        ("backfill:trips", "availability", "platform"), ("ingest:rides", "availability", "rides-team"),
+        ("ingest:rides", "freshness", "rides-team")]
+    assert all(a["kind"] == "sla_breach" and a["runbook"] == "RUNBOOK.md#a-pipeline-missed-its-sla" for a in alerts)
+    assert first.stdout.count("sla_breach") == 3
+    second = tandem("status", "--alert", cwd=root)
+    assert second.stdout.count("repeat, suppressed") == 3
