@@ -113,6 +113,12 @@ def test_group_names_are_unique_across_the_catalogs_of_a_project(tmp_path):
 BROKEN = {
     "unknown key": ("tandem.yaml", "project: demo\ncatalogs: [features.rides]\nonline: x\n", "unknown key 'online'"),
     "not yaml": ("tandem.yaml", "project: [demo\n", "is not valid YAML"),
+    "a gate on an unknown column": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g").replace(
+        "groups=(", "gates=(Completeness(column='tip'),), groups=(").replace(
+        "import Agg,", "import Agg, Completeness,"), "gate completeness(tip): unknown column 'tip'"),
+    "a gate threshold out of range": ("features/rides.py", CATALOG_PY.format(source="rides", key="k", group="g").replace(
+        "groups=(", "gates=(Completeness(column='k', min=95),), groups=(").replace(
+        "import Agg,", "import Agg, Completeness,"), "min must be a share between 0 and 1 (got 95)"),
     "an availability target out of range": (
         "tandem.yaml", "project: demo\ncatalogs: [features.rides]\npipelines:\n  rides: {availability: 99}\n",
         "pipelines.rides.availability must be a share between 0 and 1"),

@@ -366,3 +366,15 @@ def test_alert_sends_each_sla_breach_once_to_the_projects_channels(tmp_path):
     assert first.stdout.count("sla_breach") == 3
     second = tandem("status", "--alert", cwd=root)
     assert second.stdout.count("repeat, suppressed") == 3
+
+
+def test_a_malformed_run_log_row_is_one_line_naming_it(tmp_path):
+    from deltalake import write_deltalake
+    import pyarrow as pa
+
+    from runtime.run_log import SCHEMA, _row
+
+    root = make_project(tmp_path / "p", history()[:1])
+    bad = _row(history()[0]) | {"run_id": "r-broken", "trigger": "cron"}
+    write_deltalake(str(root / "lake" / "_tandem" / "run_log"), pa.Table.from_pylist([bad], schema=SCHEMA), mode="append")
+    assert_one_line_error(tandem("status", cwd=root), 1, "run log row r-broken", "trigger 'cron' is not one of")
