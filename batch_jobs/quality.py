@@ -11,6 +11,7 @@ so it is still the same single aggregation. The verdicts are judged in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -131,7 +132,7 @@ def figures(spark: SparkSession, m: Measure, row, catalog: Catalog, gates: tuple
                 fig.edges[gate.column] = e
                 fig.histograms[gate.column] = [row[f"{f'_g_h_{j}'}_{i}"] for i in range(len(e) + 1)]
             elif row[f"_g_dec_{j}"]:
-                e = sorted(set(float(v) for v in row[f"_g_dec_{j}"]))
+                e = sorted(set(float(v) for v in row[f"_g_dec_{j}"] if math.isfinite(v)))  # edges are finite
                 fig.edges[gate.column] = e
                 bootstrap.append((gate.column, e, f"_g_h_{j}"))
     if bootstrap:

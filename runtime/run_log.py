@@ -142,7 +142,7 @@ SCHEMA = pa.schema([
     ("stages", pa.map_(pa.string(), pa.float64())), ("retries", pa.int64()),
     ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("rejected", pa.map_(pa.string(), pa.int64())),
     ("gates", pa.list_(_GATE)), ("null_rates", pa.map_(pa.string(), pa.float64())),
-    ("distributions", pa.string()),  # JSON: column -> {statistic: value}
+    ("distributions", pa.string()),  # JSON: column -> {statistic: value}; inf/-inf/nan as text
     ("partitions", pa.list_(pa.string())), ("newest_event", _TS), ("alerts", pa.list_(pa.string())),
     ("error", pa.string()),
 ])
@@ -152,8 +152,19 @@ def _row(r: RunRecord) -> dict[str, Any]:
     row = asdict(r)
     for name in ("stages", "rejected", "null_rates"):
         row[name] = list(row[name].items())
-    row["distributions"] = json.dumps(r.distributions, sort_keys=True, allow_nan=False)
+    row["distributions"] = json.dumps(_json_numbers(r.distributions), sort_keys=True, allow_nan=False)
     return row
+
+
+def _json_numbers(value: Any) -> Any:
+    """JSON has no infinity or NaN: a mean that overflowed is kept as the text "inf", "-inf" or "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(v) for v in value]
+    return value
 
 
 def _record(row: dict[str, Any]) -> RunRecord:

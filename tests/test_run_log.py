@@ -81,3 +81,11 @@ def test_concurrent_appends_from_two_processes_are_all_kept(tmp_path):
     assert [p.wait(120) for p in procs] == [0, 0]
     runs = RunLog(tmp_path).read()
     assert sorted(r.pipeline for r in runs) == ["stream:a"] * 8 + ["stream:b"] * 8
+
+
+def test_an_overflowed_summary_is_kept_as_text(tmp_path):
+    rec = full_record()
+    rec.distributions = {"amount": {"mean": float("inf"), "min": float("-inf"), "max": float("nan"), "p50": 2.5}}
+    RunLog(tmp_path).append(rec)
+    assert RunLog(tmp_path).read()[0].distributions == {"amount": {"mean": "inf", "min": "-inf", "max": "nan",
+                                                                    "p50": 2.5}}
