@@ -1,7 +1,7 @@
 """The stream job's monitor (stream_jobs/monitor.py) on the real mini-cluster, with a catalog other than the
-example's: its Prometheus endpoint scraped over HTTP while the job runs, its run log rows per checkpoint
-adding up to the reference evaluator's counts, a ``failed`` row when the job fails for real, and the last
-row of a bounded job, whose counters are gone with its cluster.
+example's: its Prometheus endpoint scraped over HTTP while the job runs (the online sink's counters too),
+its run log rows per checkpoint adding up to the reference evaluator's counts, a ``failed`` row when the
+job fails for real, and the last row of a bounded job, whose counters are gone with its cluster.
 
 One job serves the first three (Flink jobs are slow to start): it follows a directory (so it stays up),
 reads a file of adversarial rides, is watched, and is then failed by a poisoned ride that its row
@@ -33,6 +33,7 @@ from tests.factories import T0, TEST_PROJECT, example_project
 from transforms import Catalog, FieldType, row_function
 
 LATENESS_MS = 5_000
+REDIS_DB = 8  # a logical database of the session's Redis that no other test module uses
 DAY_MS = 86_400_000
 POISON_FARE = 4242.4242  # rides() rounds fares to cents: no generated ride has it
 
@@ -84,7 +85,7 @@ def sums(rows) -> tuple[int, int, dict[str, int]]:
     return sum(r.rows_in for r in rows), sum(r.rows_out for r in rows), rejected
 
 
-def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_env, tmp_path):
+def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_env, redis_server, tmp_path):
     records = rides.rides(300, seed=23, start_ms=T0)
     newest = max(r["ts"] for r in records if isinstance(r.get("ts"), int)) + DAY_MS
     records.append(ride("last", newest))  # moves the watermark past every other event: only its own row waits
@@ -100,7 +101,7 @@ def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_e
     drop_file(inbox, "part-1.jsonl", records)
     spec = StreamJobSpec(f"file:{inbox}", tmp_path / "out", LATENESS_MS, catalog=CATALOG, project=TEST_PROJECT,
                          follow_ms=200, checkpoint_interval_ms=500, roll_interval_ms=500, restart_attempts=0,
-                         lake=lake, metrics_port=port)
+                         lake=lake, metrics_port=port, redis=f"{redis_server.host}:{redis_server.port},db={REDIS_DB}")
     result = run(flink_table_env, spec, wait=False)
     job = result.get_job_client()
     pipeline = (("pipeline", "stream:rides"),)
@@ -120,7 +121,17 @@ def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_e
         lag = metrics[("tandem_stream_watermark_lag_seconds", pipeline)]  # watermark = newest - lateness - 1 ms
         assert lag == pytest.approx(freshness + (LATENESS_MS + 1) / 1000, abs=5)
         assert metrics[("tandem_stream_restarts_total", pipeline)] == 0
-        assert not [name for name, _ in metrics if "online" in name]  # no online store, no online figures
+
+        # the JVM online sink's counters: each feature row, for each view (feature group), is written, or
+        # refused as stale, or dropped for a newer row of its entity in the same batch
+        def online(m):
+            return sum(m.get((f"tandem_stream_online_rows_{what}_total", pipeline), 0)
+                       for what in ("written", "stale", "superseded"))
+
+        metrics = wait_for(lambda: (m := scrape(port)) and online(m) == want_rows * len(CATALOG.groups) and m, 60,
+                           "the online sink to account for every feature row")
+        assert metrics[("tandem_stream_online_rows_written_total", pipeline)] > 0
+        assert metrics[("tandem_stream_online_write_retries_total", pipeline)] == 0
 
         # 2. a row per checkpoint, adding up to the reference's counts
         log = RunLog(lake)
