@@ -208,6 +208,7 @@ class StreamMonitor:
         self.latest = Reading()  # what the endpoint serves
         self.newest_event_ms: int | None = None
         self.rows_appended = 0
+        self.answered = False  # whether Flink's REST API ever answered
         self._recorded = Reading()  # what the previous row counted up to
         self._last_id = -1  # the newest checkpoint with a row
         self._since = utc_now()
@@ -256,9 +257,13 @@ class StreamMonitor:
                 ended = outcome.done()  # before the read: the last read is after the end (REST may be gone)
                 try:
                     self._observe(reader.read(refresh_ids=self.latest.source_ended))
+                    self.answered = True
                 except (OSError, ValueError, KeyError) as e:  # not up yet, or gone with the job
                     log.debug("%s: Flink's REST API did not answer: %s", self.pipeline, one_line(e))
                 if ended:
+                    if not self.answered:
+                        log.warning("%s: Flink's REST API at %s never answered: no checkpoint rows, no live figures",
+                                    self.pipeline, self.rest_url)
                     self._end(outcome)
                     break
                 self._stop.wait(DRAIN_POLL_S if self.latest.source_ended else self.poll_s)
