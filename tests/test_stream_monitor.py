@@ -100,7 +100,7 @@ def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_e
     inbox.mkdir()
     drop_file(inbox, "part-1.jsonl", records)
     spec = StreamJobSpec(f"file:{inbox}", tmp_path / "out", LATENESS_MS, catalog=CATALOG, project=TEST_PROJECT,
-                         follow_ms=200, checkpoint_interval_ms=500, roll_interval_ms=500, restart_attempts=0,
+                         follow_ms=200, checkpoint_interval_ms=500, roll_interval_ms=500, restart_attempts=1,
                          lake=lake, metrics_port=port, redis=f"{redis_server.host}:{redis_server.port},db={REDIS_DB}")
     result = run(flink_table_env, spec, wait=False)
     job = result.get_job_client()
@@ -146,7 +146,8 @@ def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_e
         assert 0 <= metrics[("tandem_stream_last_checkpoint_duration_seconds", pipeline)] < 60
         assert job.get_job_status().result().name == "RUNNING"  # following the folder, not finished
 
-        # 3. a ride its row function refuses fails the job (no restarts): a failed row with the root cause
+        # 3. a ride its row function refuses fails the job for real: restarted once from the last checkpoint, it
+        # reads the ride again and fails for good: a failed row with the root cause
         drop_file(inbox, "part-2.jsonl", [ride("poisoned", newest + 1_000, fare=POISON_FARE)])
         wait_for(lambda: [r for r in log.read("stream:rides") if r.status == "failed"], 180, "the failed row")
     finally:
@@ -168,8 +169,10 @@ def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_e
     assert all(r.status == "success" for r in later)  # checkpoints between the poisoned ride's read and the failure
     assert failed.status == "failed" and failed.trigger == "checkpoint"
     assert failed.error.endswith(f"ValueError: poisoned ride: fare {POISON_FARE}")
+    assert sum(r.retries for r in [*later, failed]) == 1  # the one restart
     records_in, rows_out, rejected = sums([*later, failed])
-    assert records_in <= 1 and rows_out == 0 and rejected == {}  # at most the poisoned ride, read
+    # the new attempt's counters start from 0 and are added on: nothing more than the poisoned ride, read twice
+    assert records_in <= 2 and rows_out == 0 and rejected == {}
     with pytest.raises(urllib.error.URLError):  # the endpoint stopped with the job
         scrape(port)
 
