@@ -42,6 +42,8 @@ from transforms import Catalog
 #: Kafka transactions must outlive a checkpoint interval plus a restart, and stay
 #: under the broker's transaction.max.timeout.ms (15 min by default; Flink's 1 h default is refused).
 KAFKA_TRANSACTION_TIMEOUT_MS = 600_000
+#: The SQL function that counts the dead letters on their way to the sink (the monitor finds their vertex by it).
+COUNTING_FUNCTION = "tandem_count_dead_letter"
 
 
 def parse_target(target: str | None) -> tuple[str, str] | None:
@@ -102,14 +104,14 @@ class _CountReasons(ScalarFunction):
 def counted_insert_sql(t_env: StreamTableEnvironment, catalog: Catalog, dead_letters_view: str, sink: str) -> str:
     """The INSERT that sends ``dead_letters_view`` to ``sink`` through the counting UDF."""
     t_env.create_temporary_system_function(
-        "tandem_count_dead_letter",
-        udf(_CountReasons(), result_type=DataTypes.STRING(), func_type="pandas", name="tandem_count_dead_letter"))
+        COUNTING_FUNCTION,
+        udf(_CountReasons(), result_type=DataTypes.STRING(), func_type="pandas", name=COUNTING_FUNCTION))
     # Through a DataStream and back (JVM only): otherwise the planner pushes the call into each
     # branch of the dead letters' UNION ALL, where ``reason`` is a constant -- one counting operator
     # per reason, and a pandas UDF without column input, which PyFlink's Arrow writer cannot run.
     merged = t_env.from_data_stream(t_env.to_data_stream(t_env.from_path(dead_letters_view)))
     t_env.create_temporary_view("tandem_dead_letters_merged", merged)
-    return (f"INSERT INTO {sink} SELECT `{catalog.schema.event_id}`, tandem_count_dead_letter(reason), kind, "
+    return (f"INSERT INTO {sink} SELECT `{catalog.schema.event_id}`, {COUNTING_FUNCTION}(reason), kind, "
             f"detail, `raw` FROM tandem_dead_letters_merged")
 
 

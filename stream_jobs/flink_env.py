@@ -92,6 +92,15 @@ def _launcher_jars() -> list[str]:
     return list(jars.get()) if jars.isPresent() else []
 
 
+def context_settings() -> dict[str, str]:
+    """The context environment's configuration: what ``flink run`` set up (``execution.target``, the cluster's
+    ``rest.address`` and ``rest.port``); on the plain local mini-cluster, little or nothing."""
+    jvm = get_gateway().jvm
+    config = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment.getExecutionEnvironment() \
+        .getConfiguration()
+    return {str(k): str(v) for k, v in config.toMap().items()}
+
+
 #: Shorter waits than Flink's defaults (1 s, 100 ms, 200 ms): see the module docstring.
 LATENCY_OPTIONS = {
     "python.fn-execution.bundle.time": "50",  # ms a Python bundle may wait to fill

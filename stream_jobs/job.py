@@ -45,6 +45,8 @@ class StreamJobSpec:
     roll_interval_ms: int = 60_000  # longest a row waits in an open part file (see file_sink_options)
     rest_port: int | None = None  # the mini-cluster's web UI / REST API (metrics) port; None: a random one
     restart_attempts: int = 3  # restarts from the last checkpoint after a failure, then the job fails
+    lake: Path | None = None  # its run log gets a row per checkpoint (stream_jobs/monitor.py); None: no rows
+    metrics_port: int | None = None  # live metrics for Prometheus at :PORT/metrics (monitor.py); None: none
 
 
 def create_feature_log(t_env: StreamTableEnvironment, out_dir: Path, catalog: Catalog, roll_interval_ms: int) -> str:
@@ -60,6 +62,9 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     Checkpoints go to ``OUT/_checkpoints`` and are kept when the job dies; a
     run over the same ``OUT`` resumes from the newest complete one, so a
     killed job restarted with the same arguments loses and repeats nothing.
+
+    With ``spec.lake`` or ``spec.metrics_port``, a :class:`~stream_jobs.monitor.StreamMonitor` (``result.monitor``)
+    watches the job until it ends: a run log row per checkpoint, live metrics for Prometheus.
     """
     online = None
     if spec.redis:  # an unreachable online store is the user's to fix: say so before Flink starts
@@ -77,8 +82,6 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     if spec.restart_attempts < 0:
         raise UserError("--restarts must be 0 or more")
     configure_checkpoints(t_env, spec)
-    if spec.rest_port is not None:
-        t_env.get_config().set("rest.port", str(spec.rest_port))
     create_source(t_env, SourceSpec(spec.source, spec.out_dir / "_input", spec.follow_ms, spec.kafka_group,
                                     spec.kafka_start, spec.kafka_until_latest))
     outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms, max_future_ms=spec.max_future_ms)
@@ -92,13 +95,61 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
         from stream_jobs.online_table import online_write_sql
 
         statements.add_insert_sql(online_write_sql(t_env, outputs.features, online, spec.catalog))
-    result = statements.execute()
+    monitor = _monitor(t_env, spec)  # binds the metrics port: one in use fails before Flink starts
+    if monitor is None and spec.rest_port is not None:
+        t_env.get_config().set("rest.port", str(spec.rest_port))
+    try:
+        result = statements.execute()
+    except BaseException:
+        if monitor is not None:
+            monitor.close()
+        raise
+    if monitor is not None:
+        result.monitor = monitor.watch(result.get_job_client())  # it stops by itself when the job ends
     if wait:
+        failure = None
         try:
             result.wait()
         except Py4JJavaError as e:
-            raise JobFailed(f"the Flink job failed: {root_cause(e)}") from e
+            failure = e
+        except BaseException:
+            if monitor is not None:
+                monitor.stop()
+            raise
+        if monitor is not None:
+            monitor.join()  # its last row is in the run log before run() returns
+        if failure is not None:
+            raise JobFailed(f"the Flink job failed: {root_cause(failure)}") from failure
     return result
+
+
+def _monitor(t_env: StreamTableEnvironment, spec: StreamJobSpec):
+    """The job's :class:`~stream_jobs.monitor.StreamMonitor` when it has a lake or a metrics port, else None.
+
+    It reads Flink's REST API: on the local mini-cluster the job gets a REST port (a free one unless the
+    spec names one); submitted by ``flink run`` to a cluster, the cluster's (the address the client submits
+    to). Flink's metric fetcher refreshes every 100 ms (its default, 10 s, would blur each checkpoint's figures).
+    """
+    if spec.lake is None and spec.metrics_port is None:
+        return None
+    from local_services import free_port
+    from stream_jobs.flink_env import context_settings
+    from stream_jobs.monitor import StreamMonitor
+
+    config = t_env.get_config()
+    context = context_settings()
+    if context.get("execution.target", "local") == "local":
+        port = spec.rest_port if spec.rest_port is not None else free_port()
+        config.set("rest.port", str(port))
+        rest_url = f"http://127.0.0.1:{port}"
+    else:
+        rest_url = f"http://{context.get('rest.address', 'localhost')}:{context.get('rest.port', '8081')}"
+    config.set("metrics.fetcher.update-interval", "100 ms")
+    return StreamMonitor(pipeline=f"stream:{spec.catalog.schema.name}", rest_url=rest_url,
+                         allowed_lateness_ms=spec.allowed_lateness_ms, event_time=spec.catalog.schema.event_time,
+                         lake=spec.lake, metrics_port=spec.metrics_port, out_dir=spec.out_dir,
+                         dead_letter_files=dead_letters.parse_target(spec.dead_letters) is None,
+                         checkpoint_interval_ms=spec.checkpoint_interval_ms, source_table=SOURCE)
 
 
 class JobFailed(UserError):

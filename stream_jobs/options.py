@@ -4,7 +4,9 @@ take exactly these, with these defaults and help texts, and turn them into a job
 
 ``--project`` and ``--catalog`` come first (the project's catalog is what the
 job runs); an option whose default is None and that the project defines
-(allowed lateness, max future) takes the project's value.
+(allowed lateness, max future) takes the project's value. ``tandem stream`` also gives the project's lake
+when ``--lake`` is not given, so every run it starts is in the project's run log; ``python -m stream_jobs.job``
+writes run log rows only where ``--lake`` says.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ OPTIONS: tuple[Option, ...] = (
                             "checkpoint).", "1m", "duration"),
     Option("restarts", "Restarts from the last checkpoint after a failure (e.g. Redis unreachable through every "
                        "retry) before the job fails.", 3, "int"),
+    Option("lake", "Lake whose run log gets a row per checkpoint and per failure (tandem stream: the project's "
+                   "lake unless given; the Flink main: none unless given).", kind="path"),
+    Option("metrics_port", "Serve the job's live metrics for Prometheus at http://HOST:PORT/metrics "
+                           "(omit: none).", kind="int"),
 )
 
 
@@ -75,9 +81,9 @@ def argument_parser(prog: str = "stream") -> argparse.ArgumentParser:
     return parser
 
 
-def job_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
+def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict[str, Any]:
     """The :class:`~stream_jobs.job.StreamJobSpec` arguments of parsed option values (by name); bad values are
-    UserErrors."""
+    UserErrors. ``project_lake``: no ``--lake`` means the project's lake (``tandem stream``), else none."""
     from runtime.project import find_project
 
     project = find_project(values.get("project"))
@@ -100,4 +106,6 @@ def job_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
         follow_ms=duration("follow_interval") if values["follow"] else None,
         dead_letters=values["dead_letters"], max_future_ms=duration("max_future", project.max_future_ms),
         checkpoint_interval_ms=duration("checkpoint_interval"), rest_port=values.get("rest_port"),
-        roll_interval_ms=duration("roll_interval"), restart_attempts=values["restarts"])
+        roll_interval_ms=duration("roll_interval"), restart_attempts=values["restarts"],
+        lake=Path(values["lake"]) if values.get("lake") is not None else project.lake_root if project_lake else None,
+        metrics_port=values.get("metrics_port"))

@@ -30,11 +30,21 @@ def file_sink_options(folder: Path, roll_interval_ms: int) -> dict[str, str]:
             "sink.rolling-policy.check-interval": f"{min(roll_interval_ms, 60_000)} ms"}
 
 
-def committed_rows(folder: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def committed_files(folder: Path) -> list[Path]:
+    """The committed part files under ``folder`` (in-progress ones are hidden), in name order."""
     if not folder.exists():
-        return rows
-    for part in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def committed_rows(folder: Path) -> list[dict[str, Any]]:
+    return rows_of(committed_files(folder))
+
+
+def rows_of(files: list[Path]) -> list[dict[str, Any]]:
+    """The rows of JSON Lines part files."""
+    rows: list[dict[str, Any]] = []
+    for part in files:
         with part.open(encoding="utf-8") as fh:
             rows.extend(json.loads(line) for line in fh if line.strip())
     return rows

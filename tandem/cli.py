@@ -404,6 +404,7 @@ def stream(**values) -> None:
     """Run the Flink stream job on the local mini-cluster (a real cluster: see README, flink run).
 
     A bounded run ends with the feature rows and the dead letters per reason, read from the committed outputs.
+    Each checkpoint (and a failure) is a row of the run log (stream:<source>); --metrics-port serves live metrics.
     """
     from stream_jobs import dead_letters as dl
     from stream_jobs.flink_env import build_table_env
@@ -411,13 +412,15 @@ def stream(**values) -> None:
     from stream_jobs.options import job_arguments
     from stream_jobs.outputs import feature_rows
 
-    spec = StreamJobSpec(**job_arguments(values))
+    spec = StreamJobSpec(**job_arguments(values, project_lake=True))  # every run in the project's run log
     kafka = dl.parse_target(spec.dead_letters)
     started_ms = time.time_ns() // 1_000_000
     with console.status("starting Flink"):
         t_env = build_table_env(parallelism=1)
     if spec.rest_port is not None:
         console.print(f"Flink REST API and web UI: http://localhost:{spec.rest_port}", highlight=False)
+    if spec.metrics_port is not None:
+        console.print(f"Prometheus metrics: http://localhost:{spec.metrics_port}/metrics", highlight=False)
     with console.status(f"streaming {spec.source}"):
         run(t_env, spec)
     with console.status("counting dead letters"):

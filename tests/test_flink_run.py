@@ -20,6 +20,7 @@ import yaml
 
 from stream_jobs.outputs import dead_letters, feature_rows
 from runtime.events_io import write_events
+from runtime.run_log import RunLog
 from examples.transactions.features.generate import StreamSpec, generate
 from local_services import free_port
 from tests.factories import jobs_project_dir
@@ -87,11 +88,13 @@ def test_flink_run_on_a_standalone_cluster_equals_the_reference(standalone_clust
     out = tmp_path / "out"
     command = [str(FLINK), "run", "-m", address, "-pyclientexec", sys.executable, "-pyexec", sys.executable,
                "-py", "stream_jobs/job.py", "--project", str(jobs_project_dir()), "--source", f"file:{events}",
-               "--out", str(out)]
+               "--out", str(out), "--lake", str(tmp_path / "lake")]
     done = subprocess.run(command, cwd=ROOT, env=env | {"TZ": "UTC"}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert [j["state"] for j in rest_get(address, "/jobs/overview")["jobs"]] == ["FINISHED"]  # ran there
-    assert_matches_reference(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000)
+    expected = assert_matches_reference(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000)
+    runs = RunLog(tmp_path / "lake").read("stream:transactions")  # watched through the cluster's REST API
+    assert runs and (sum(r.rows_in for r in runs), sum(r.rows_out for r in runs)) == (len(records), len(expected.rows))
 
 
 def test_flink_run_with_a_local_target_equals_the_reference(tmp_path):

@@ -19,6 +19,7 @@ from stream_jobs.outputs import dead_letters, feature_rows
 from stream_jobs.sources import stage_file_input
 from runtime.errors import UserError
 from runtime.events_io import read_events, write_events
+from runtime.run_log import RunLog
 from examples.transactions.features.generate import PARQUET_INVALID_KINDS, StreamSpec, generate
 from tandem.reference import evaluate
 from local_services import free_port
@@ -293,8 +294,9 @@ def test_dead_letters_go_to_a_kafka_topic_with_reason_and_raw_record(kafka_broke
     with events.open("a") as fh:
         fh.write("not json at all\n")
     records = list(read_events(events))  # as the reference reads the file: the last line is undecodable
-    out = tmp_path / "out"
-    result = tandem("stream", "--source", f"file:{events}", "--out", str(out), "--dead-letters", f"kafka:{brokers}/{topic}")
+    out, lake = tmp_path / "out", tmp_path / "lake"  # not the example project's own lake
+    result = tandem("stream", "--source", f"file:{events}", "--out", str(out), "--dead-letters", f"kafka:{brokers}/{topic}",
+                    "--lake", str(lake))
     assert result.returncode == 0, result.stderr[-3000:]
 
     expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=5_000)
@@ -305,6 +307,8 @@ def test_dead_letters_go_to_a_kafka_topic_with_reason_and_raw_record(kafka_broke
     assert_matches_reference(records, feature_rows(out, TRANSACTIONS), got, 5_000)
     summary = ", ".join(f"{reason} {expected.counts[reason]:,}" for reason in ("duplicate", "invalid", "late"))
     assert f"{len(expected.rows):,} feature rows, dead letters: {summary}" in result.stdout, result.stdout
+    runs = RunLog(lake).read("stream:transactions")  # its run log rows: the feature rows it committed
+    assert runs and sum(r.rows_out for r in runs) == len(expected.rows)
 
 
 @pytest.mark.parametrize("option, message", [
