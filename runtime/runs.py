@@ -91,7 +91,7 @@ def recorded_run(lake_root: str | Path, pipeline: str, trigger: str = "cli",
         raise
     finally:
         rec.ended_at = max(utc_now(), rec.started_at)
-        _alert(run)
+        alert_record(rec, operations)
         if operations is not None:
             from runtime.metrics import export
 
@@ -105,13 +105,17 @@ def recorded_run(lake_root: str | Path, pipeline: str, trigger: str = "cli",
                 raise
 
 
-def _alert(run: Run) -> None:
-    """Tell the project's channels; what was sent, suppressed or not delivered goes into the row."""
-    if run.operations is None:
+def alert_record(rec: RunRecord, ops: Operations | None, degraded: dict[str, list[str]] | None = None) -> None:
+    """Tell the project's channels about ``rec``; what was sent, suppressed or not delivered goes into it.
+
+    A failed run, a blocking gate that failed (``gate_blocked``; on the stream, which cannot block,
+    ``stream_degraded``, naming the groups ``degraded`` lists per gate) and a ``warn`` gate that failed
+    (``distribution_anomaly``) alert; a clean success ends the pipeline's ongoing failures.
+    """
+    if ops is None:
         return
     from runtime.alerts import Alert, resolve, send
 
-    rec, ops = run.record, run.operations
     owner = ops.pipeline(rec.pipeline).owner
     alerts = []
     if rec.status == "failed":
@@ -120,8 +124,13 @@ def _alert(run: Run) -> None:
     for g in rec.gates:
         if g.verdict == "pass":
             continue
-        kind = "gate_blocked" if g.blocks else "distribution_anomaly"
-        outcome = "the write was blocked" if g.blocks else "written anyway (warn)"
+        if not g.blocks:
+            kind, outcome = "distribution_anomaly", "written anyway (warn)"
+        elif degraded is None:
+            kind, outcome = "gate_blocked", "the write was blocked"
+        else:
+            groups = ", ".join(degraded.get(g.gate, [])) or "none"
+            kind, outcome = "stream_degraded", f"already served; feature group(s) {groups} marked degraded"
         alerts.append(Alert(kind, rec.pipeline, owner, f"{g.gate}: {g.why}; {outcome}",
                             {"figure": g.figure, "threshold": g.threshold}, rec.run_id, subject=g.gate))
     try:

@@ -23,6 +23,7 @@ from stream_jobs.outputs import file_sink_options
 from stream_jobs.pipeline import build
 from stream_jobs.sources import SOURCE, SourceSpec, create_source, require_kafka_topics, sql_options
 from runtime.errors import UserError
+from runtime.operations import Operations
 from transforms import Catalog
 from transforms.schema import DEFAULT_MAX_FUTURE_MS
 
@@ -47,6 +48,7 @@ class StreamJobSpec:
     restart_attempts: int = 3  # restarts from the last checkpoint after a failure, then the job fails
     lake: Path | None = None  # its run log gets a row per checkpoint (stream_jobs/monitor.py); None: no rows
     metrics_port: int | None = None  # live metrics for Prometheus at :PORT/metrics (monitor.py); None: none
+    operations: Operations | None = None  # the project's SLAs and alert channels: the monitor's gates alert there
 
 
 def create_feature_log(t_env: StreamTableEnvironment, out_dir: Path, catalog: Catalog, roll_interval_ms: int) -> str:
@@ -134,8 +136,12 @@ def _monitor(t_env: StreamTableEnvironment, spec: StreamJobSpec):
         return None
     from local_services import free_port
     from stream_jobs.flink_env import context_settings
+    from stream_jobs.gatekeeper import Gatekeeper
     from stream_jobs.monitor import StreamMonitor
 
+    pipeline = f"stream:{spec.catalog.schema.name}"
+    gatekeeper = Gatekeeper(catalog=spec.catalog, pipeline=pipeline, project=spec.project, lake=spec.lake,
+                            redis=spec.redis, operations=spec.operations)  # a missing reference table fails here
     config = t_env.get_config()
     context = context_settings()
     if context.get("execution.target", "local") == "local":
@@ -145,7 +151,7 @@ def _monitor(t_env: StreamTableEnvironment, spec: StreamJobSpec):
     else:
         rest_url = f"http://{context.get('rest.address', 'localhost')}:{context.get('rest.port', '8081')}"
     config.set("metrics.fetcher.update-interval", "100 ms")
-    return StreamMonitor(pipeline=f"stream:{spec.catalog.schema.name}", rest_url=rest_url,
+    return StreamMonitor(pipeline=pipeline, rest_url=rest_url, gatekeeper=gatekeeper,
                          allowed_lateness_ms=spec.allowed_lateness_ms, event_time=spec.catalog.schema.event_time,
                          lake=spec.lake, metrics_port=spec.metrics_port, out_dir=spec.out_dir,
                          dead_letter_files=dead_letters.parse_target(spec.dead_letters) is None,

@@ -63,6 +63,7 @@ from typing import Any
 from runtime.errors import UserError, one_line
 from runtime.run_log import RunLog, RunRecord, utc_now
 from stream_jobs.dead_letters import COUNTING_FUNCTION
+from stream_jobs.gatekeeper import Gatekeeper
 from stream_jobs.outputs import committed_files, rows_of
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ log = logging.getLogger(__name__)
 #: aggregated metrics endpoint returns doubles, so they are compared by magnitude.
 _NO_WATERMARK, _END_OF_TIME = -(2**62), 2**62
 #: The JVM online sink's counters (jvm/udf OnlineWriter.java), which Flink reports as tandem.<name>.
-ONLINE_COUNTERS = ("online_rows_written", "online_rows_stale", "online_rows_superseded", "online_write_retries")
+ONLINE_COUNTERS = ("online_rows_written", "online_rows_stale", "online_rows_superseded", "online_write_retries",
+                   "online_write_errors", "online_write_batches", "online_write_micros")
 DRAIN_POLL_S = 0.05
 
 
@@ -197,11 +199,14 @@ class StreamMonitor:
 
     def __init__(self, *, pipeline: str, rest_url: str, allowed_lateness_ms: int, event_time: str,
                  lake: Path | None = None, metrics_port: int | None = None, out_dir: Path | None = None,
-                 dead_letter_files: bool = True, checkpoint_interval_ms: int = 0, source_table: str = "tandem_source"):
+                 dead_letter_files: bool = True, checkpoint_interval_ms: int = 0, source_table: str = "tandem_source",
+                 gatekeeper: Gatekeeper | None = None):
         self.pipeline, self.rest_url, self.lateness_ms = pipeline, rest_url, allowed_lateness_ms
         self.event_time = event_time  # the feature rows' event time column (epoch ms)
         self.out_dir, self.dead_letter_files = out_dir, dead_letter_files  # where a finished job's outputs are
         self._before: dict[str, set[Path]] = {}  # the part files there before the job (earlier runs')
+        self.gatekeeper = gatekeeper  # judges each row's interval of feature rows (stream_jobs.gatekeeper)
+        self._gated: set[Path] = set()  # the feature part files already judged
         self.run_log = RunLog(lake) if lake is not None else None
         self.poll_s = min(1.0, max(0.2, checkpoint_interval_ms / 2000)) if checkpoint_interval_ms > 0 else 1.0
         self._source_table = source_table
@@ -248,6 +253,8 @@ class StreamMonitor:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self.gatekeeper is not None:
+            self.gatekeeper.close()
 
     # --- the thread ----------------------------------------------------------------------------
 
@@ -346,6 +353,7 @@ class StreamMonitor:
                            newest_event=newest, error=error)
         self._recorded, self._since = counted, record.ended_at
         self.rows_appended += 1
+        self._gate(record)
         if self.run_log is None:
             return
         try:
@@ -353,6 +361,20 @@ class StreamMonitor:
         except Exception as e:  # a run log that cannot be written never stops the job
             log.error("%s: could not append a checkpoint row to the run log at %s: %s", self.pipeline,
                       self.run_log.path, one_line(e))
+
+
+    def _gate(self, record: RunRecord) -> None:
+        """Judge the feature rows committed since the previous row (files the sink commits just after the
+        checkpoint completes go to the next row)."""
+        if self.gatekeeper is None:
+            return
+        try:
+            files = [f for f in self._new_files("features") if f not in self._gated] if self.out_dir else []
+            self._gated.update(files)
+            self.gatekeeper.judge(record, rows_of(files) if record.status == "success" else [])
+        except Exception as e:  # the row is still appended, saying so
+            record.alerts.append(f"quality gates not judged: {one_line(e)}")
+            log.error("%s: the quality gates of a checkpoint were not judged: %s", self.pipeline, one_line(e))
 
 
 def _counts(reading: Reading) -> tuple:
@@ -391,7 +413,7 @@ class _Collector:
         self.monitor = monitor
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
         m, now_s = self.monitor, time.time()
         r, labels = m.latest, [m.pipeline]
@@ -435,7 +457,20 @@ class _Collector:
         checkpoints.add_metric([m.pipeline, "failed"], r.failed)
         yield checkpoints
         yield counter("tandem_stream_restarts", "Job restarts (Flink's numRestarts)", r.restarts)
+        if m.gatekeeper is not None:
+            degraded = GaugeMetricFamily("tandem_stream_group_degraded", "1 while a failing quality gate has the "
+                                         "feature group marked degraded", labels=["pipeline", "group"])
+            for group in m.gatekeeper.catalog.groups:
+                degraded.add_metric([m.pipeline, group.entity], float(group.entity in m.gatekeeper.degraded))
+            yield degraded
+        if "online_write_batches" in t:  # a summary: rate(sum) / rate(count) is the mean write latency
+            latency = SummaryMetricFamily("tandem_stream_online_write_seconds", "Redis write latency per batch, "
+                                          "retries included (tandem.online_write_batches, online_write_micros)",
+                                          labels=["pipeline"])
+            latency.add_metric(labels, count_value=t["online_write_batches"],
+                               sum_value=t.get("online_write_micros", 0) / 1e6)
+            yield latency
         for name in ONLINE_COUNTERS:
-            if name in t:
+            if name in t and name not in ("online_write_batches", "online_write_micros"):
                 what = name.replace("_", " ")
                 yield counter(f"tandem_stream_{name}", f"The online sink's {what} (tandem.{name})", t[name])

@@ -233,7 +233,7 @@ def load_repo_config(project: str) -> RepoConfig:
     return RepoConfig(**yaml.safe_load(feature_store_yaml(project)))
 
 
-def _connect(address: str, socket_timeout: float, connect_timeout: float) -> tuple[redis.Redis, str]:
+def connect_redis(address: str, socket_timeout: float, connect_timeout: float) -> tuple[redis.Redis, str]:
     """A client for ``redis://...`` or Feast's ``host:port[,db=N,password=...,ssl=true]``; and its display name."""
     opts = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
     if "://" in address:
@@ -304,7 +304,7 @@ class OnlineWriter:
         self.backoff, self.max_backoff = backoff, max_backoff
         self.stats = WriteStats()
         self._hash_keys: dict[tuple[tuple[str, ...], Any], bytes] = {}
-        self._client, self.address = _connect(address, socket_timeout, connect_timeout)
+        self._client, self.address = connect_redis(address, socket_timeout, connect_timeout)
         try:
             self._client.ping()
             self._load_script(self.stats)

@@ -108,4 +108,4 @@ def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict
         checkpoint_interval_ms=duration("checkpoint_interval"), rest_port=values.get("rest_port"),
         roll_interval_ms=duration("roll_interval"), restart_attempts=values["restarts"],
         lake=Path(values["lake"]) if values.get("lake") is not None else project.lake_root if project_lake else None,
-        metrics_port=values.get("metrics_port"))
+        metrics_port=values.get("metrics_port"), operations=project.operations)

@@ -132,6 +132,12 @@ def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_e
                            "the online sink to account for every feature row")
         assert metrics[("tandem_stream_online_rows_written_total", pipeline)] > 0
         assert metrics[("tandem_stream_online_write_retries_total", pipeline)] == 0
+        assert metrics[("tandem_stream_online_write_errors_total", pipeline)] == 0
+        batches = metrics[("tandem_stream_online_write_seconds_count", pipeline)]
+        assert batches >= 1 and 0 < metrics[("tandem_stream_online_write_seconds_sum", pipeline)] < 60 * batches
+        # each group's degraded gauge (tests/test_stream_gates.py checks what sets it)
+        degraded = {dict(k)["group"]: v for (name, k), v in metrics.items() if name == "tandem_stream_group_degraded"}
+        assert set(degraded) == {g.entity for g in CATALOG.groups} and set(degraded.values()) <= {0.0, 1.0}
 
         # 2. a row per checkpoint, adding up to the reference's counts
         log = RunLog(lake)

@@ -13,9 +13,10 @@ that column's default of the same kind.
 
 Where each gate runs: a gate on a field checks the ingested events; on a
 feature, the feature rows of a backfill (and, completeness and range, the
-latest rows a materialisation serves). A row function is stored by no table,
-so a gate guards a feature of it instead. ``Freshness`` checks ingests (and
-the stream), ``Volume`` ingests and backfills. The engines compute every
+latest rows a materialisation serves; and each interval of the stream's feature
+rows, which carry the keys, the event time and the features). A row function is
+stored by no table, so a gate guards a feature of it instead. ``Freshness``
+checks ingests (and the stream, where declared), ``Volume`` ingests and backfills. The engines compute every
 figure of one table in one aggregation; the verdicts are judged in
 ``runtime.gates``, once for both engines.
 """

@@ -94,6 +94,9 @@ final class OnlineWriter implements SinkWriter<RowData> {
     private final Counter stale;
     private final Counter superseded;
     private final Counter retries;
+    private final Counter errors;
+    private final Counter batches;
+    private final Counter micros;
     private final String where;
     private Jedis jedis;
     private int buffered;
@@ -113,6 +116,9 @@ final class OnlineWriter implements SinkWriter<RowData> {
         stale = g.counter("online_rows_stale");
         superseded = g.counter("online_rows_superseded");
         retries = g.counter("online_write_retries");
+        errors = g.counter("online_write_errors"); // failed round trips: each retried, the last one fails the job
+        batches = g.counter("online_write_batches"); // batches acknowledged, and the time they took in all
+        micros = g.counter("online_write_micros"); // (retries and backoff included): a Prometheus summary
     }
 
     @Override
@@ -238,8 +244,11 @@ final class OnlineWriter implements SinkWriter<RowData> {
                     }
                     pending = again;
                 }
+                batches.inc();
+                micros.inc((System.nanoTime() - began) / 1_000);
                 return;
             } catch (JedisConnectionException | Retryable e) {
+                errors.inc();
                 disconnect(); // the pipeline's replies are lost: its rows count as not written
                 if (attempt >= s.maxTries) {
                     throw new IOException(String.format(
