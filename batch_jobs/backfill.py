@@ -34,7 +34,7 @@ from runtime.errors import UserError
 from runtime.gates import Figures, reference_edges
 from runtime.lake import Lake
 from runtime.operations import Operations
-from runtime.runs import Run, recorded_run
+from runtime.runs import Run, Trigger, recorded_run
 from transforms import Catalog
 from transforms.quality import Drift, Freshness, Gate
 
@@ -77,7 +77,7 @@ def compute_features(spark: SparkSession, lake: Lake, catalog: Catalog, start: d
     return rows.where(date_range_predicate(start, end))
 
 
-def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: Catalog, trigger: str = "cli",
+def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: Catalog, trigger: str | Trigger = "cli",
              operations: Operations | None = None, gates: bool = True) -> BackfillResult:
     """Recompute, check, gate and commit; the run is one row of the lake's run log (``runtime.runs``),
     and ``operations`` (the project's alert channels and SLAs) hear of a failure or a gate. ``gates=False``

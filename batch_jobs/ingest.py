@@ -38,7 +38,7 @@ from runtime.events_io import events_files, raw_text, read_events
 from runtime.gates import reference_edges
 from runtime.lake import Lake, SourceTables
 from runtime.operations import Operations
-from runtime.runs import GateBlocked, Run, recorded_run
+from runtime.runs import GateBlocked, Run, Trigger, recorded_run
 from transforms import Catalog, FieldType, Invalid
 from transforms.quality import Drift
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now, record_shape, schema_drift
@@ -61,7 +61,7 @@ def input_files(path: str | Path) -> list[Path]:
 
 
 def ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,
-           max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS, trigger: str = "cli",
+           max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS, trigger: str | Trigger = "cli",
            operations: Operations | None = None) -> IngestResult:
     """Validate, deduplicate, gate and append the records under ``path`` to the lake.
 

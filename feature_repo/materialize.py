@@ -28,7 +28,7 @@ from datetime import date
 from runtime.errors import UserError
 from runtime.lake import EVENT_DATE, Lake
 from runtime.operations import Operations
-from runtime.runs import GateBlocked, Run, recorded_run
+from runtime.runs import GateBlocked, Run, Trigger, recorded_run
 from transforms import Catalog
 from transforms.quality import Completeness, Range
 
@@ -55,7 +55,7 @@ def check_groups(catalogs: list[Catalog], groups: Iterable[str] | None) -> set[s
 
 def materialize(spark, lake: Lake, catalogs: Iterable[Catalog], address: str, project: str,
                 first: date | None = None, last: date | None = None,
-                groups: Iterable[str] | None = None, trigger: str = "cli",
+                groups: Iterable[str] | None = None, trigger: str | Trigger = "cli",
                 operations: Operations | None = None) -> list[Materialized]:
     """Write each group's latest row per entity among event dates ``first`` .. ``last`` (inclusive, UTC;
     default: all) into the Redis at ``address``, in project ``project``'s Feast layout. ``groups``: only

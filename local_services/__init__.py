@@ -77,7 +77,8 @@ def _die_with_parent() -> None:  # runs in the child, between fork and exec
 
 
 def popen(cmd: list[str], log_path, **kwargs) -> subprocess.Popen:
-    """Start a service process with stdout+stderr to ``log_path``, tied to our lifetime."""
+    """Start a service process with stdout+stderr to ``log_path``, tied to our lifetime: it gets SIGTERM when
+    the *thread* that started it ends (Linux's PR_SET_PDEATHSIG), so start it from one that outlives it."""
     with open(log_path, "ab") as log:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,

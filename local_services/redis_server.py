@@ -21,10 +21,10 @@ class RedisServer:
             redis.Redis.from_url(r.url).ping()
     """
 
-    def __init__(self, startup_timeout: float = 15.0):
+    def __init__(self, startup_timeout: float = 15.0, port: int | None = None):
         self.startup_timeout = startup_timeout
         self.host = "127.0.0.1"
-        self.port: int | None = None
+        self.port: int | None = port  # None: a free one, chosen at start
         self.workdir: Path | None = None
         self._proc: subprocess.Popen | None = None
 
@@ -39,7 +39,7 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not on PATH: run ./dev setup (installs Debian's redis-server)")
         self.workdir = Path(tempfile.mkdtemp(prefix="tandem-redis-"))
-        self.port = free_port()
+        self.port = self.port or free_port()
         log = self.workdir / "redis.log"
         self._proc = popen(
             [binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.workdir),

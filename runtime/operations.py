@@ -13,6 +13,16 @@ From ``tandem.yaml`` (every key optional; the defaults hold without any)::
     metrics:
       textfile: metrics              # batch runs write <pipeline>.prom here (default <lake>/_tandem/metrics)
       pushgateway: localhost:9091    # also push them there (optional)
+    orchestration:                   # tandem orchestrate (Dagster): see orchestrate/definitions.py
+      start: 2024-05-01              # the first daily partition (default: 30 days before today)
+      landing: landing               # new event files land in landing/<source>/ (default: landing)
+      daily: "0 2 * * *"             # cron (UTC) of the daily run, for yesterday's partition
+      hourly: "15 * * * *"           # cron of the incremental run, for today's partition
+      retries: 3                     # a transient failure's retries, with exponential backoff
+      backoff: 30s                   # the first retry's delay
+      lock_wait: 10m                 # a second run of one pipeline waits this long, then is refused
+      streams:                       # stream jobs kept alive (tandem stream's options, per source)
+        transactions: {source: "kafka:localhost:9092/tx", out: stream/tx, redis: "localhost:6379"}
 
 A pipeline's settings are the first of: its own entry, its source's entry,
 ``defaults``, Tandem's defaults (owner ``unowned``, availability 99 %,
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +45,7 @@ ENV_WEBHOOK = "TANDEM_ALERT_WEBHOOK"
 _PIPELINE_KEYS = {"owner", "availability", "freshness"}
 _ALERT_KEYS = {"webhook", "file", "repeat_after"}
 _METRIC_KEYS = {"textfile", "pushgateway"}
+_ORCHESTRATION_KEYS = {"start", "landing", "daily", "hourly", "retries", "backoff", "lock_wait", "streams"}
 _BATCH_FRESHNESS_MS = 26 * 3_600_000  # a daily pipeline, with two hours' slack
 _STREAM_FRESHNESS_MS = 15 * 60_000
 
@@ -64,10 +76,25 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class OrchestrationSettings:
+    """How ``tandem orchestrate`` runs the pipelines (the cron strings are checked there, by Dagster)."""
+
+    start: date
+    landing: Path  # new files of source S land in landing/S/
+    daily: str = "0 2 * * *"
+    hourly: str = "15 * * * *"
+    retries: int = 3
+    backoff_ms: int = 30_000
+    lock_wait_ms: int = 600_000
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> tandem stream's options
+
+
+@dataclass(frozen=True)
 class Operations:
     alerts: AlertSettings
     metrics: MetricsSettings
     pipelines: dict[str, PipelineSettings] = field(default_factory=dict)  # name or source -> overrides
+    orchestration: OrchestrationSettings | None = None  # None: Tandem's defaults (see parse_operations)
 
     def pipeline(self, name: str) -> PipelineSettings:
         """``name``'s settings: its entry, else its source's, else ``defaults``."""
@@ -94,6 +121,7 @@ def parse_operations(path: Path, doc: dict[str, Any], lake_root: Path) -> Operat
     alerts = _section(path, doc, "alerts", _ALERT_KEYS)
     metrics = _section(path, doc, "metrics", _METRIC_KEYS)
     return Operations(
+        orchestration=_orchestration(path, _section(path, doc, "orchestration", _ORCHESTRATION_KEYS)),
         pipelines=parsed,
         alerts=AlertSettings(
             file=_path(root, alerts.get("file"), lake_root / "_tandem" / "alerts.jsonl", path, "alerts.file"),
@@ -103,6 +131,39 @@ def parse_operations(path: Path, doc: dict[str, Any], lake_root: Path) -> Operat
             textfile=_path(root, metrics.get("textfile"), lake_root / "_tandem" / "metrics", path, "metrics.textfile"),
             pushgateway=_text(path, metrics, "pushgateway", "metrics")),
     )
+
+
+def _orchestration(path: Path, section: dict) -> OrchestrationSettings:
+    where = f"{path}: orchestration"
+    start = section.get("start")
+    if start is None:
+        start = datetime.now(timezone.utc).date() - timedelta(days=30)
+    elif isinstance(start, str):
+        try:
+            start = date.fromisoformat(start)
+        except ValueError:
+            raise UserError(f"{where}.start must be a date, e.g. 2024-05-01 (got {start!r})") from None
+    elif isinstance(start, datetime) or not isinstance(start, date):  # YAML reads an unquoted date as a date
+        raise UserError(f"{where}.start must be a date, e.g. 2024-05-01 (got {start!r})")
+    retries = section.get("retries", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
+        raise UserError(f"{where}.retries must be a whole number from 0 to 20 (got {retries!r})")
+    crons = {}
+    for key in ("daily", "hourly"):
+        value = section.get(key, OrchestrationSettings.__dataclass_fields__[key].default)
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f"{where}.{key} must be a cron string, e.g. \"0 2 * * *\" (got {value!r})")
+        crons[key] = value.strip()
+    streams = section.get("streams") or {}
+    if not isinstance(streams, dict) or not all(isinstance(v, dict) for v in streams.values()):
+        raise UserError(f"{where}.streams must map a source to tandem stream's options, e.g. "
+                        "{transactions: {source: kafka:HOST:9092/TOPIC, out: stream/tx}}")
+    return OrchestrationSettings(
+        streams={str(k): dict(v) for k, v in streams.items()},
+        start=start, landing=_path(path.parent, section.get("landing"), path.parent / "landing", path,
+                                   "orchestration.landing"),
+        retries=retries, backoff_ms=_duration(path, section, "backoff", "30s", "orchestration"),
+        lock_wait_ms=_duration(path, section, "lock_wait", "10m", "orchestration"), **crons)
 
 
 def _section(path: Path, doc: dict, key: str, allowed: set[str] | None) -> dict:

@@ -12,8 +12,8 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
     defaults:
       allowed_lateness: 5s        # the stream's allowed lateness
       max_future: 1h              # an event time further ahead of the clock is invalid
-    pipelines: ...                # owners and SLAs; alerts: ... channels; metrics: ... output
-                                  # (``runtime.operations`` says how)
+    pipelines: ...                # owners and SLAs; alerts: ... channels; metrics: ... output;
+                                  # orchestration: ... schedules (``runtime.operations`` says how)
 
 Paths are relative to ``tandem.yaml``. Only ``project`` and ``catalogs`` are
 required. An unknown key, a wrong type or a catalog that does not load is one
@@ -43,7 +43,8 @@ from transforms import Catalog, parse_duration
 CONFIG = "tandem.yaml"
 ENV_PROJECT = "TANDEM_PROJECT"  # a project folder, for processes started elsewhere (feast, spark-submit)
 ENV_OVERRIDES = {"lake": "TANDEM_LAKE", "online_store": "TANDEM_REDIS", "kafka": "TANDEM_KAFKA"}
-_KEYS = {"project", "catalogs", "lake", "online_store", "kafka", "defaults", "pipelines", "alerts", "metrics"}
+_KEYS = {"project", "catalogs", "lake", "online_store", "kafka", "defaults", "pipelines", "alerts", "metrics",
+         "orchestration"}
 _DEFAULT_KEYS = {"allowed_lateness", "max_future"}
 
 

@@ -34,7 +34,7 @@ from runtime.errors import UserError
 
 KINDS = ("ingest", "backfill", "materialize", "stream")
 STATUSES = ("success", "failed", "blocked")  # blocked: a quality gate refused the write; nothing was published
-TRIGGERS = ("cli", "schedule", "sensor", "backfill", "retry", "checkpoint", "test")
+TRIGGERS = ("cli", "schedule", "sensor", "backfill", "manual", "retry", "checkpoint", "test")  # manual: started in the orchestrator's UI
 VERDICTS = ("pass", "warn", "fail")
 ACTIONS = ("block", "warn")
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.errors import UserError, one_line
+from runtime.errors import UserError, one_line, transient
 from runtime.gates import Figures, judge
 from runtime.operations import Operations
 from runtime.run_log import RunLog, RunRecord, utc_now
@@ -75,14 +76,36 @@ class Run:
                               f"{blocking[0].why}{more}", blocking)
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """What started a run: ``name`` (``cli``, or the orchestrator's ``schedule``, ``sensor``, ``backfill``,
+    ``manual``), and from an orchestrator the run log row's id and the retries before this attempt."""
+
+    name: str = "cli"
+    run_id: str | None = None  # one per pipeline run
+    retries: int = 0
+    retries_left: int = 0  # a transient failure with retries left alerts nobody: the next attempt may pass
+
+
 @contextlib.contextmanager
-def recorded_run(lake_root: str | Path, pipeline: str, trigger: str = "cli",
+def recorded_run(lake_root: str | Path, pipeline: str, trigger: str | Trigger = "cli",
                  operations: Operations | None = None) -> Iterator[Run]:
-    """Run the body as ``pipeline``'s run; append its row to the lake's run log however it ends."""
-    run = Run(RunRecord(pipeline, trigger, utc_now()), RunLog(lake_root), operations)
+    """Run the body as ``pipeline``'s run; append its row to the lake's run log however it ends.
+
+    The body holds the pipeline's lock (``runtime.locks``): a second run of the same pipeline on this lake
+    waits for the first (``orchestration.lock_wait``), then is refused, recorded as failed."""
+    from runtime.locks import pipeline_lock
+
+    t = trigger if isinstance(trigger, Trigger) else Trigger(trigger)
+    record = RunRecord(pipeline, t.name, utc_now(), retries=t.retries)
+    if t.run_id is not None:
+        record.run_id = t.run_id
+    run = Run(record, RunLog(lake_root), operations)
     rec = run.record
+    wait_ms = operations.orchestration.lock_wait_ms if operations and operations.orchestration else 600_000
     try:
-        yield run
+        with pipeline_lock(lake_root, pipeline, wait_ms):
+            yield run
     except GateBlocked:
         rec.status = "blocked"
         raise
@@ -91,7 +114,10 @@ def recorded_run(lake_root: str | Path, pipeline: str, trigger: str = "cli",
         raise
     finally:
         rec.ended_at = max(utc_now(), rec.started_at)
-        alert_record(rec, operations)
+        if rec.status == "failed" and t.retries_left > 0 and transient(sys.exc_info()[1]):
+            rec.alerts.append(f"no alert: a transient failure, {t.retries_left} retr(ies) left")
+        else:
+            alert_record(rec, operations)
         if operations is not None:
             from runtime.metrics import export
 

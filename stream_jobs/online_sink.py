@@ -183,6 +183,8 @@ class OnlineStoreError(RuntimeError):
 class RedisUnreachable(OnlineStoreError, UserError):
     """Redis did not answer PING when the writer was created: a wrong address or a stopped server."""
 
+    transient = True  # a stopped server may come back: an orchestrator retries (runtime.errors.transient)
+
 
 @dataclass
 class WriteStats:
