@@ -664,6 +664,41 @@ def status(
             out.print(send(a, proj.operations.alerts).line(), highlight=False)
 
 
+@app.command()
+def orchestrate(
+    port: Annotated[int, typer.Option(help="The Dagster UI's port.")] = 3000,
+    host: Annotated[str, typer.Option(help="The address the UI listens on (loopback by default).")] = "127.0.0.1",
+    project: ProjectOption = None,
+) -> None:
+    """Run the project's pipelines on Dagster: its UI, schedules, sensors and retries (`dagster dev`).
+
+    The Dagster home (runs, schedules' ticks, SQLite storage) is the project's .dagster folder; the
+    definitions come from the project (orchestrate/definitions.py). Stop with Ctrl-C.
+    """
+    import os
+    import subprocess
+
+    from orchestrate.definitions import orchestration
+    from runtime.project import ENV_PROJECT
+
+    proj = _project(project)
+    orchestration(proj)  # a bad cron or a missing landing folder: one line, before Dagster starts
+    home = proj.root / ".dagster"
+    home.mkdir(exist_ok=True)
+    if not (home / "dagster.yaml").exists():  # no telemetry: nothing leaves the machine
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, ENV_PROJECT: str(proj.root), "DAGSTER_HOME": str(home)}
+    dagster = Path(sys.executable).with_name("dagster")
+    console.print(f"Dagster UI: http://{host}:{port} (home {home}); Ctrl-C stops it", highlight=False)
+    try:
+        code = subprocess.call([str(dagster), "dev", "-m", "orchestrate.repo", "-h", host, "-p", str(port)],
+                               env=env, cwd=proj.root)
+    except KeyboardInterrupt:
+        code = 130
+    if code:
+        raise typer.Exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn user mistakes into one line and a non-zero exit."""
     try:

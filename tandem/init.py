@@ -1,8 +1,9 @@
 """``tandem init DIR``: a new project, copied from the example project shipped with Tandem.
 
 Like ``feast init``: the folder gets ``tandem.yaml``, a ``features/`` package
-holding the example transactions catalog as a starting point, a short README
-and the generated Feast repository (``feast_repo/``). Nothing is overwritten:
+holding the example transactions catalog as a starting point, a short README,
+the generated Feast repository (``feast_repo/``) and ``landing/<source>/``, where
+``tandem orchestrate`` looks for new event files. Nothing is overwritten:
 the folder must be new or empty.
 """
 
@@ -43,6 +44,7 @@ def init(folder: Path, name: str | None = None) -> Path:
     config.write_text(re.sub(r"^project: .*$", f"project: {name}", config.read_text(encoding="utf-8"), count=1,
                              flags=re.M), encoding="utf-8")
     project = load_project(config)
-    project.catalogs()  # the copy must load: fail here, not at the first verb
+    for source in project.catalogs():  # the copy must load: fail here, not at the first verb
+        (folder / "landing" / source).mkdir(parents=True, exist_ok=True)  # where tandem orchestrate looks
     write_repo(project)
     return config

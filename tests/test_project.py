@@ -177,6 +177,7 @@ def test_init_makes_a_project_that_loads_and_refuses_a_folder_with_files(tmp_pat
     assert project.catalog().schema.name == "transactions"
     assert (tmp_path / "shop" / "feast_repo" / "feature_store.yaml").read_text().count("project: shop") == 1
     assert not (tmp_path / "shop" / "__init__.py").exists()
+    assert (tmp_path / "shop" / "landing" / "transactions").is_dir()  # tandem orchestrate's landing folder
     assert_one_line_error(tandem("init", str(tmp_path / "shop"), cwd=tmp_path), "is not an empty folder")
 
 

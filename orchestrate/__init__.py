@@ -1,0 +1,1 @@
+"""Tandem's pipelines on Dagster: definitions generated from a project (``orchestrate.definitions``)."""

@@ -1,0 +1,560 @@
+"""The project's pipelines on Dagster (orchestrate/): generated definitions executed in process on the real
+Spark, Delta lake and Redis, checked against the reference evaluator; late data re-run into the tables and
+Redis; retries, a blocked gate, the landing sensor, the one-writer lock; and a real ``dagster dev`` (daemon
+and webserver) whose schedule ticks and whose UI answers over HTTP.
+
+The main project holds the rides catalog (a user's module unlike the example) beside the example's; a
+second, the example's alone, is retried through a Redis that comes up only after the first attempt.
+Oracles: the reference evaluator's rows, and each entity's latest reference row for what Redis serves
+(decoded with Feast's own protobuf); the stale partitions from the rule in orchestrate/late_data.py,
+worked out by hand from the dates of the events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import redis as redis_client
+
+from local_services import free_port
+from local_services.redis_server import RedisServer
+from runtime.errors import UserError
+from runtime.events_io import write_events
+from runtime.lake import Lake
+from runtime.project import load_project
+from runtime.run_log import RunLog, RunRecord
+from tandem.parity.compare import same
+from tandem.reference import evaluate
+from tests.catalogs.rides import rides
+from tests.factories import T0
+from tests.shell import shell_env
+
+REDIS_DB = 14  # a logical database of the session's Redis that no other test module uses
+DAY_MS = 86_400_000
+RANGE = {"dagster/asset_partition_range_start": "2024-05-01", "dagster/asset_partition_range_end": "2024-05-03"}
+
+
+def make_project(root: Path, online_store: str | None, name: str, catalogs: list[str], **orchestration) -> Path:
+    """A user's project: rides as their own module (copied in), landing folders, owners, alerts, orchestration."""
+    (root / "features").mkdir(parents=True)
+    (root / "features" / "__init__.py").write_text("")
+    module = (Path(__file__).parent / "catalogs" / "rides.py").read_text()
+    # this user's ingests are trickles (a late file may hold one event): their volume gate only warns
+    module += ("\nfrom transforms import Volume\n\n"
+               "CATALOG = Catalog(RIDES, CATALOG.row_functions, CATALOG.groups, GATES + (Volume(action='warn'),))\n")
+    (root / "features" / "rides.py").write_text(module)
+    settings = {"start": "2024-05-01", "retries": 2, "backoff": "1s", "lock_wait": "2s", **orchestration}
+    doc = {"project": name, "catalogs": catalogs, "lake": "lake",
+           "pipelines": {"defaults": {"owner": "rides-oncall"}}, "alerts": {"file": "alerts.jsonl"},
+           "orchestration": settings}
+    if online_store:
+        doc["online_store"] = online_store
+    (root / "tandem.yaml").write_text(json.dumps(doc))  # JSON is YAML
+    for source in ("rides", "transactions"):
+        (root / "landing" / source).mkdir(parents=True)
+    return root / "tandem.yaml"
+
+
+def execute(defs: dg.Definitions, job: str, **kw) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def(job).execute_in_process(raise_on_error=False, **kw)
+
+
+def steps(result, kind: str) -> set[str]:
+    return {e.step_key for e in result.all_events if e.event_type_value == kind}
+
+
+def feature_tables(spark, lake: Lake, catalog) -> dict[str, dict[str, dict]]:
+    """group -> event id -> the stored row, read back from the Delta feature tables."""
+    out = {}
+    for g in catalog.groups:
+        df = spark.read.format("delta").load(lake.tables(catalog).features(g.entity))
+        out[g.entity] = {r[catalog.schema.event_id]: r.asDict() for r in df.collect()}
+    return out
+
+
+def assert_tables_equal_reference(spark, lake, catalog, records):
+    expected = evaluate(records, catalog).rows
+    got = feature_tables(spark, lake, catalog)
+    s = catalog.schema
+    for g in catalog.groups:
+        assert set(got[g.entity]) == {r[s.event_id] for r in expected}, g.entity
+        for r in expected:
+            row = got[g.entity][r[s.event_id]]
+            for f in g.features:
+                assert same(row[f.name], r[f.name]), (g.entity, r[s.event_id], f.name, row[f.name], r[f.name])
+
+
+def served(address: str, project: str, catalog, group, key: tuple) -> dict:
+    """What Redis serves for one entity of ``group``: Feast's hash key and field hashes, values decoded with
+    Feast's ValueProto (what get_online_features reads)."""
+    from feast.infra.online_stores.helpers import _mmh3, _redis_key
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    from runtime.feast_layout import value_type
+    from stream_jobs.online_sink import entity_key_proto, load_repo_config
+
+    config = load_repo_config(project)
+    types = tuple(value_type(catalog.schema.get_field(k).type) for k in group.key)
+    hkey = _redis_key(project, entity_key_proto(group.key, types, key),
+                      entity_key_serialization_version=config.entity_key_serialization_version)
+    host, port, db = address.split(":")[0], int(address.split(":")[1].split(",")[0]), int(address.split("db=")[1])
+    with redis_client.Redis(host, port, db=db) as r:
+        fields = r.hgetall(hkey)
+    out = {}
+    for f in group.features:
+        raw = fields.get(_mmh3(f"{group.entity}:{f.name}"))
+        out[f.name] = None if raw is None else feast_value_type_to_python_type(Value.FromString(raw))
+    return out
+
+
+def latest(rows, catalog, group) -> dict[tuple, dict]:
+    s = catalog.schema
+    out = {}
+    for r in sorted(rows, key=lambda r: (r[s.event_time], r[s.event_id])):
+        out[tuple(r[k] for k in group.key)] = r
+    return out
+
+
+def assert_redis_equals_reference(address, project, catalog, records, skip=()):
+    expected = evaluate(records, catalog).rows
+    for g in catalog.groups:
+        for key, row in latest(expected, catalog, g).items():
+            if (g.entity, key) in skip:
+                continue
+            got = served(address, project, catalog, g, key)
+            for f in g.features:
+                want = row[f.name]
+                want = None if isinstance(want, float) and want != want else want  # NaN is stored as null
+                assert same(got[f.name], want), (g.entity, key, f.name, got[f.name], want)
+
+
+def _row(pipeline: str, hour: int, dates: list[str], status: str = "success") -> RunRecord:
+    began = datetime(2024, 5, 10, tzinfo=timezone.utc) + timedelta(hours=hour)
+    return RunRecord(pipeline, "schedule", began, began + timedelta(minutes=10), status=status, partitions=dates)
+
+
+def test_stale_partitions_follow_the_rule():
+    """By hand: an ingest's dates and the days the windows reach forward, where events are, not backfilled since."""
+    from orchestrate.late_data import ranges, stale_dates
+
+    history = [_row("ingest:s", 0, ["2024-05-01", "2024-05-02", "2024-05-04"]),
+               _row("backfill:s", 1, ["2024-05-01", "2024-05-02", "2024-05-04"]),  # everything fresh
+               _row("ingest:s", 2, ["2024-05-01"]),  # late events on 05-01: its rows and 05-02's may change
+               _row("ingest:s", 3, ["2024-05-04"], status="blocked"),  # wrote nothing: changes nothing
+               _row("backfill:s", 4, ["2024-05-02"], status="failed"),  # repaired nothing
+               _row("ingest:t", 5, ["2024-05-03"])]  # another source
+    d = [date(2024, 5, day) for day in range(1, 6)]
+    assert stale_dates(history, "s", 1, d[0], d[4]) == [d[0], d[1]]
+    assert stale_dates(history, "s", 2, d[0], d[4]) == [d[0], d[1]]  # 05-03 holds no events
+    assert stale_dates(history, "s", 3, d[0], d[4]) == [d[0], d[1], d[3]]  # 05-04 is 3 days on
+    assert stale_dates(history, "s", 1, d[1], d[4]) == [d[1]]  # before the first partition: not asked
+    assert stale_dates(history + [_row("backfill:s", 6, ["2024-05-01"])], "s", 1, d[0], d[4]) == [d[1]]
+    assert stale_dates(history + [_row("backfill:s", 6, ["2024-05-01", "2024-05-02"])], "s", 1, d[0], d[4]) == []
+    assert stale_dates(history, "t", 1, d[0], d[4]) == [d[2]]  # never backfilled
+    assert ranges([d[0], d[1], d[3]]) == [(d[0], d[1]), (d[3], d[3])]
+
+
+@pytest.fixture(scope="module")
+def world(spark, redis_server, tmp_path_factory):
+    """The rides pipeline run once over 2024-05-01 .. 05-03 (one Spark job per step, in this process)."""
+    from orchestrate.definitions import definitions
+
+    root = tmp_path_factory.mktemp("orchestrated")
+    address = f"{redis_server.host}:{redis_server.port},db={REDIS_DB}"
+    redis_client.Redis(redis_server.host, redis_server.port, db=REDIS_DB).flushdb()
+    project = load_project(make_project(root / "project", address, "orchestrated",
+                                        ["features.rides", "examples.transactions.features.transactions"]))
+    catalog = project.catalog("rides")
+    records = rides(300, seed=5, start_ms=T0)
+    write_events(records, project.root / "landing" / "rides" / "part-1.jsonl", catalog)
+    defs = definitions(project)
+    result = execute(defs, "rides_pipeline", tags=RANGE)
+    return {"project": project, "catalog": catalog, "records": records, "defs": defs, "result": result,
+            "address": address, "lake": Lake.at(project.lake_root)}
+
+
+def test_the_definitions_follow_the_project(world):
+    defs, catalog = world["defs"], world["catalog"]
+    keys = {s.key.to_user_string() for s in defs.resolve_all_asset_specs()}
+    for source, groups in (("rides", [g.entity for g in catalog.groups]), ("transactions", ["user", "merchant"])):
+        assert {f"{source}/events", f"{source}/online", *(f"{source}/{g}" for g in groups)} <= keys
+    checks = {(c.asset_key.to_user_string(), c.name): c for c in defs.resolve_asset_graph().asset_check_keys}
+    specs = {(s.asset_key.to_user_string(), s.name): s
+             for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs}
+    assert set(checks) == set(specs)
+    # the rides gates where their writes are: promo (a field) on the events, blocking; the fare range warns
+    assert specs[("rides/events", "completeness_promo")].blocking
+    assert not specs[("rides/events", "range_fare")].blocking
+    assert not specs[("rides/driver", "drift_driver_fare_per_km_avg_30m")].blocking  # a feature's, warn
+    assert specs[("rides/city_driver", "completeness_cd_tip_sum_1h")].blocking
+    assert ("rides/online", "completeness_cd_tip_sum_1h") in specs  # what would be served, checked again
+    assert {("rides/events", "volume"), ("rides/driver", "volume")} <= set(specs)
+    schedules = {s.name: s for s in defs.schedules}
+    assert schedules["rides_daily"].cron_schedule == "0 2 * * *"
+    assert schedules["rides_hourly"].cron_schedule == "15 * * * *"
+    assert {s.name for s in defs.sensors} == {"rides_landing", "transactions_landing"}
+
+
+def test_the_asset_graph_equals_the_reference_and_every_step_is_one_run_log_row(world, spark):
+    result = world["result"]
+    assert result.success, steps(result, "STEP_FAILURE")
+    assert steps(result, "STEP_SUCCESS") == {"rides__events", "rides_features", "rides__online"}
+    assert_tables_equal_reference(spark, world["lake"], world["catalog"], world["records"])
+    assert_redis_equals_reference(world["address"], "orchestrated", world["catalog"], world["records"])
+    rows = RunLog(world["project"].lake_root).read()
+    assert [(r.pipeline, r.trigger, r.status) for r in rows] == [
+        ("ingest:rides", "manual", "success"), ("backfill:rides", "manual", "success"),
+        ("materialize:rides", "manual", "success")]
+    event_dates = sorted({datetime.fromtimestamp(r["ts"] / 1000, timezone.utc).date().isoformat()
+                          for r in evaluate(world["records"], world["catalog"]).rows})
+    assert rows[0].partitions == rows[1].partitions == event_dates  # a three-day range, one backfill run
+    metadata = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+                for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert metadata["rides/driver"]["run log row"].value == rows[1].run_id  # the Dagster run names its row
+
+
+def test_a_late_event_reruns_exactly_its_partitions_and_replaces_the_served_row(world, spark):
+    from stream_jobs.online_sink import OnlineWriter
+
+    project, catalog, records, defs = world["project"], world["catalog"], world["records"], world["defs"]
+    reference = evaluate(records, catalog).rows
+    hot = [r for r in reference if r["driver"] == "d-hot"]
+    newest = max(hot, key=lambda r: (r["ts"], r["ride_id"]))
+    late = {"ride_id": "late-1", "driver": "d-hot", "city": newest["city"], "vehicle": 12, "fare": 99.5,
+            "km": 321.0, "riders": 6, "surge": True, "promo": "LATE", "tip": 2.5,  # complete: passes the gates
+            "ts": newest["ts"] - 1}  # the driver's newest row changes
+    late_day = datetime.fromtimestamp(late["ts"] / 1000, timezone.utc).date()
+    write_events([late], project.root / "landing" / "rides" / "part-2-late.jsonl", catalog)
+    # a newer row than any batch row, as the stream would have written: the re-run must not overwrite it
+    vehicle = catalog.group("vehicle")
+    stream_row = {**max((r for r in reference if r["vehicle"] == 0), key=lambda r: r["ts"]),
+                  "ts": T0 + 30 * DAY_MS, "vehicle_rides_1h": 424242}
+    with OnlineWriter(world["address"], catalog=catalog, project="orchestrated", groups=["vehicle"]) as w:
+        w.write([stream_row])
+
+    today = execute(defs, "rides_pipeline", partition_key="2024-05-03")  # the hourly run: ingests the late file
+    assert today.success, steps(today, "STEP_FAILURE")
+    ingest = RunLog(project.lake_root).read(pipeline="ingest:rides")[-1]
+    assert ingest.partitions == [late_day.isoformat()] and ingest.rows_out == 1
+
+    # the rule by hand: rides' longest window is 1 day, so the late day and the next, where they hold events
+    event_days = {datetime.fromtimestamp(r["ts"] / 1000, timezone.utc).date() for r in reference}
+    stale = [d for d in (late_day, late_day + timedelta(days=1)) if d in event_days]
+    tick = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 5, 4, 2, 0, tzinfo=timezone.utc),
+                                     repository_def=defs.get_repository_def())
+    requests = defs.resolve_schedule_def("rides_daily").evaluate_tick(tick).run_requests
+    assert [r.partition_key for r in requests] == ["2024-05-03", None]
+    assert (requests[1].tags["dagster/asset_partition_range_start"],
+            requests[1].tags["dagster/asset_partition_range_end"]) == (stale[0].isoformat(), stale[-1].isoformat())
+
+    rerun = execute(defs, "rides_pipeline", tags=dict(requests[1].tags))
+    assert rerun.success, steps(rerun, "STEP_FAILURE")
+    everything = [*records, late]
+    assert_tables_equal_reference(spark, world["lake"], catalog, everything)
+    assert_redis_equals_reference(world["address"], "orchestrated", catalog, everything,
+                                  skip={("vehicle", (0,))})
+    changed = evaluate(everything, catalog).rows
+    driver = latest(changed, catalog, catalog.group("driver_day"))[("d-hot",)]
+    assert driver["ts"] == newest["ts"] and driver["driver_km_sum_1d"] != newest["driver_km_sum_1d"]
+    assert served(world["address"], "orchestrated", catalog, catalog.group("driver_day"), ("d-hot",)) == {
+        f.name: driver[f.name] for f in catalog.group("driver_day").features}  # same event time, corrected value
+    assert served(world["address"], "orchestrated", catalog, vehicle, (0,))["vehicle_rides_1h"] == 424242
+    again = defs.resolve_schedule_def("rides_daily").evaluate_tick(tick).run_requests
+    assert [r.partition_key for r in again] == ["2024-05-03"]  # nothing stale any more
+
+
+def test_a_blocked_gate_stops_downstream_alerts_and_leaves_tables_and_redis_unchanged(world, spark):
+    project, catalog, defs = world["project"], world["catalog"], world["defs"]
+    lake = world["lake"]
+    bad = [{"ride_id": f"nopromo-{i}", "driver": "d-x", "city": "NY", "vehicle": 1, "fare": 5.0, "km": 1.0,
+            "riders": 1, "surge": False, "promo": None, "tip": 1.0, "ts": T0 + 2 * DAY_MS + i * 1_000}
+           for i in range(20)]  # promo 0 % non-null: below the catalog's 20 % minimum
+    path = project.root / "landing" / "rides" / "part-3-bad.jsonl"
+    write_events(bad, path, catalog)
+    versions = {g.entity: _version(spark, lake.tables(catalog).features(g.entity)) for g in catalog.groups}
+    events_version = _version(spark, lake.tables(catalog).events)
+    db = redis_client.Redis(*world["address"].split(",")[0].split(":"), db=REDIS_DB)
+    before = {k: db.hgetall(k) for k in db.keys()}
+    try:
+        result = execute(defs, "rides_pipeline", partition_key="2024-05-03")
+    finally:
+        path.unlink()
+    assert not result.success
+    assert steps(result, "STEP_FAILURE") == {"rides__events"}
+    assert not steps(result, "STEP_SUCCESS") & {"rides_features", "rides__online"}  # downstream never ran
+    failed_checks = {e.asset_check_evaluation_data.check_name for e in result.all_events
+                     if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed}
+    assert "completeness_promo" in failed_checks
+    assert _version(spark, lake.tables(catalog).events) == events_version
+    assert {g.entity: _version(spark, lake.tables(catalog).features(g.entity)) for g in catalog.groups} == versions
+    assert {k: db.hgetall(k) for k in db.keys()} == before
+    db.close()
+    blocked = [r for r in RunLog(project.lake_root).read(pipeline="ingest:rides") if r.status == "blocked"]
+    assert len(blocked) == 1 and blocked[0].retries == 0  # a blocked gate is not retried
+    alerts = [json.loads(line) for line in project.operations.alerts.file.read_text().splitlines()]
+    gate = [a for a in alerts if a.get("kind") == "gate_blocked" and a["subject"] == "completeness(promo)"]
+    assert gate and gate[0]["owner"] == "rides-oncall" and gate[0]["pipeline"] == "ingest:rides"
+
+
+def _version(spark, path):
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).history(1).first()["version"]
+
+
+def test_a_second_writer_of_a_pipeline_waits_then_is_refused_and_recorded(world, spark):
+    from batch_jobs.backfill import backfill
+    from runtime.locks import pipeline_lock
+
+    project, catalog, lake = world["project"], world["catalog"], world["lake"]
+    versions = {g.entity: _version(spark, lake.tables(catalog).features(g.entity)) for g in catalog.groups}
+    began = time.monotonic()
+    with pipeline_lock(project.lake_root, "backfill:rides", 0):  # another run holds it
+        with pytest.raises(UserError, match=r"backfill:rides is already running \(pid \d+ since .*\); this run "
+                                            r"waited 2 s and was refused, nothing was written"):
+            backfill(spark, lake, date(2024, 5, 1), date(2024, 5, 1), catalog, operations=project.operations)
+    assert time.monotonic() - began >= 2  # it waited lock_wait first
+    row = RunLog(project.lake_root).read(pipeline="backfill:rides")[-1]
+    assert row.status == "failed" and "already running" in row.error
+    assert {g.entity: _version(spark, lake.tables(catalog).features(g.entity)) for g in catalog.groups} == versions
+
+
+def test_the_landing_sensor_starts_a_run_per_new_file(world, tmp_path):
+    project = world["project"]
+    sensor = world["defs"].resolve_sensor_def("transactions_landing")
+    instance, repo = dg.DagsterInstance.ephemeral(), world["defs"].get_repository_def()
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo))
+    assert not first.run_requests  # the folder is empty
+    landing = project.root / "landing" / "transactions"
+    (landing / "a.jsonl").write_text('{"transaction_id": "t1"}\n')
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo))
+    (request,) = tick.run_requests
+    assert request.partition_key == datetime.now(timezone.utc).date().isoformat()
+    assert request.tags["tandem/new_files"] == "a.jsonl"
+    same_files = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor,
+                                                               repository_def=repo))
+    assert not same_files.run_requests
+    (landing / "b.jsonl").write_text('{"transaction_id": "t2"}\n')
+    more = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor,
+                                                         repository_def=repo))
+    assert [r.tags["tandem/new_files"] for r in more.run_requests] == ["b.jsonl"]
+    for f in ("a.jsonl", "b.jsonl"):
+        (landing / f).unlink()
+
+
+def test_a_transient_failure_is_retried_and_the_example_graph_equals_the_reference(spark, tmp_path):
+    """The example project's pipeline with its Redis down at first: the online step fails, is retried after
+    the backoff (Redis came up meanwhile) and succeeds; nobody was alerted for the passing failure."""
+    from examples.transactions.features.generate import StreamSpec, generate
+    from orchestrate.definitions import definitions
+
+    port = free_port()
+    address = f"127.0.0.1:{port},db=0"
+    project = load_project(make_project(tmp_path / "project", address, "retried",
+                                        ["examples.transactions.features.transactions"], backoff="3s"))
+    catalog = project.catalog("transactions")
+    records = generate(StreamSpec(users=20, merchants=5, rate_per_s=0.02, duration="30h",
+                                  start="2024-05-01T03:00:00Z", seed=13))
+    write_events(records, project.root / "landing" / "transactions" / "day.jsonl", catalog)
+    server = RedisServer(port=port)
+    log = RunLog(project.lake_root)
+
+    def start_redis_after_the_first_failure():
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                failed = any(r.status == "failed" for r in log.read(pipeline="materialize:transactions"))
+            except Exception:  # the run log is being appended to: read it again
+                failed = False
+            if failed:
+                server.start()
+                done.wait()  # the server dies with the thread that started it (PR_SET_PDEATHSIG)
+                return
+            time.sleep(0.2)
+
+    done = threading.Event()
+    helper = threading.Thread(target=start_redis_after_the_first_failure, daemon=True)
+    helper.start()
+    try:
+        result = execute(definitions(project), "transactions_pipeline", tags=RANGE)
+        assert result.success, steps(result, "STEP_FAILURE")
+        attempts = log.read(pipeline="materialize:transactions")
+        assert [(r.status, r.retries) for r in attempts] == [("failed", 0), ("success", 1)]
+        assert "unreachable" in attempts[0].error
+        assert attempts[0].alerts == ["no alert: a transient failure, 2 retr(ies) left"]
+        assert not project.operations.alerts.file.exists() or "pipeline_failed" not in \
+            project.operations.alerts.file.read_text()
+        assert_tables_equal_reference(spark, Lake.at(project.lake_root), catalog, records)
+        assert_redis_equals_reference(address, "retried", catalog, records)
+    finally:
+        done.set()
+        helper.join(10)
+        server.stop()
+
+
+def test_bad_orchestration_settings_are_one_line_each(tmp_path):
+    from orchestrate.definitions import definitions
+
+    cases = {"daily": ("every day", r"orchestration\.daily: 'every day' is not a cron schedule"),
+             "start": ("May 1st", r"orchestration\.start must be a date"),
+             "retries": (-1, r"orchestration\.retries must be a whole number from 0 to 20"),
+             "landing": ("nowhere", r"orchestration\.landing: no folder .*nowhere/rides for source 'rides': create it")}
+    for i, (key, (value, message)) in enumerate(cases.items()):
+        path = make_project(tmp_path / str(i), "127.0.0.1:6379", "bad", ["features.rides"], **{key: value})
+        with pytest.raises(UserError, match=message):
+            definitions(load_project(path))
+    path = make_project(tmp_path / "cli", "127.0.0.1:6379", "bad", ["features.rides"], hourly="* * *")
+    done = subprocess.run([sys.executable, "-m", "tandem.cli", "orchestrate", "--project", str(path.parent)],
+                          capture_output=True, text=True, env=shell_env(), timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {path}: orchestration.hourly: '* * *' is not a cron schedule (five fields, e.g. \"0 2 * * *\")"]
+
+
+def test_dagster_dev_runs_a_schedule_tick_and_its_ui_answers(tmp_path):
+    """``tandem orchestrate``: the real webserver and daemon; a schedule every minute launches a run (in its
+    own process, as Dagster does) that lands in the run log as ``schedule``; the UI answers over HTTP."""
+    path = make_project(tmp_path / "project", None, "scheduled",
+                        ["examples.transactions.features.transactions"], hourly="* * * * *", daily="0 0 1 1 *",
+                        lock_wait="5m")  # the landing sensor's run and the schedule's meet at the lock: one waits
+    records = [{"transaction_id": f"t{i}", "user_id": "u1", "merchant_id": "m1", "amount": 1.0 + i,
+                "currency": "USD", "event_time": T0 + i * 60_000} for i in range(5)]
+    write_events(records, path.parent / "landing" / "transactions" / "a.jsonl",
+                 load_project(path).catalog("transactions"))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tandem.cli", "orchestrate", "--project", str(path.parent),
+                             "--port", str(port)], env=shell_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log = RunLog(path.parent / "lake")
+    try:
+        deadline = time.monotonic() + 120
+        info = None
+        while info is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as r:
+                    info = json.load(r)
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("the Dagster UI never answered") from None
+                time.sleep(1)
+        assert info["dagster_webserver_version"] == dg.__version__
+        deadline = time.monotonic() + 300
+        while not [r for r in log.read(pipeline="ingest:transactions") if r.trigger == "schedule"]:
+            assert proc.poll() is None, "tandem orchestrate stopped"
+            assert time.monotonic() < deadline, "no scheduled run reached the run log"
+            time.sleep(2)
+        ingests = log.read(pipeline="ingest:transactions")
+        assert [r.status for r in ingests if r.trigger == "schedule"][:1] == ["success"]
+        # the landing sensor may have run first (its run and the schedule's share the file): one ingest of it
+        assert sum(r.rows_out for r in ingests) == len(records)
+        query = json.dumps({"query": "{ runsOrError { ... on Runs { results { jobName status tags { key value } } } } }"})
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query.encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            runs = json.load(r)["data"]["runsOrError"]["results"]
+        assert any(run["jobName"] == "transactions_pipeline" and
+                   {"key": "dagster/schedule_name", "value": "transactions_hourly"} in run["tags"] for run in runs)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_a_killed_stream_job_is_restarted_from_its_checkpoint_with_nothing_lost_and_alerted_once(tmp_path):
+    """The keeper sensor starts the rides stream job, which is then killed twice: each time the next tick
+    restarts it from its last checkpoint (the rows and dead letters in the end: the reference's, each once)
+    and alerts the owner, the second time as a repeat of the ongoing failure (suppressed)."""
+    import psutil
+
+    from orchestrate.definitions import definitions
+    from stream_jobs.outputs import dead_letters, feature_rows
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    streams = {"rides": {"source": f"file:{inbox}", "out": str(out), "follow": True, "follow_interval": "200ms",
+                         "checkpoint_interval": "500ms", "roll_interval": "500ms", "allowed_lateness": "5s"}}
+    project = load_project(make_project(tmp_path / "project", None, "kept", ["features.rides"], streams=streams))
+    catalog = project.catalog("rides")
+    defs = definitions(project)
+    keeper, job = defs.resolve_sensor_def("rides_stream_keeper"), defs.resolve_job_def("rides_stream")
+    instance, repo = dg.DagsterInstance.ephemeral(), defs.get_repository_def()
+    log = RunLog(project.lake_root)
+
+    def tick():
+        return keeper.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo)).run_requests
+
+    def start(request) -> threading.Thread:
+        thread = threading.Thread(target=job.execute_in_process,
+                                  kwargs={"instance": instance, "tags": request.tags, "raise_on_error": False})
+        thread.start()
+        return thread
+
+    def kill_stream(thread):
+        pids = [p.pid for p in psutil.Process().children(recursive=True)
+                if "tandem.cli" in " ".join(p.cmdline()) and "stream" in p.cmdline()]
+        assert len(pids) == 1, pids
+        os.killpg(pids[0], signal.SIGKILL)
+        thread.join(60)
+        assert not thread.is_alive()
+
+    first = rides(120, seed=31, start_ms=T0)
+    newest = max(r["ts"] for r in first if isinstance(r.get("ts"), int))
+    second = rides(80, seed=32, start_ms=newest + 60_000)
+    last = {**second[0], "ride_id": "last", "ts": newest + 30 * DAY_MS}  # moves the watermark past everything
+    (request,) = tick()
+    running = start(request)
+    try:
+        write_events(first, inbox / "part-1.jsonl", catalog)
+        wait_for_value(lambda: sum(r.rows_in for r in log.read(pipeline="stream:rides")) >= len(first), 240,
+                       "a checkpoint row counting the first file")
+        assert not tick()  # alive: nothing to do
+        kill_stream(running)
+        (request,) = tick()  # dead: restarted, and the owner told
+        running = start(request)
+        write_events([*second, last], inbox / "part-2.jsonl", catalog)
+        expected = evaluate([*first, *second, last], catalog, allowed_lateness_ms=5_000)
+        want = {r["ride_id"]: r for r in expected.rows if r["ride_id"] != "last"}
+        wait_for_value(lambda: len(feature_rows(out, catalog)) >= len(want), 240, "every row but the held one")
+        time.sleep(1.5)  # more checkpoints: anything counted twice would be committed by now
+        kill_stream(running)
+        assert tick()  # restarted again ...
+    finally:
+        for p in psutil.Process().children(recursive=True):
+            if "tandem.cli" in " ".join(p.cmdline()):
+                os.killpg(p.pid, signal.SIGKILL)
+        running.join(60)
+    rows = feature_rows(out, catalog)
+    assert sorted(r["ride_id"] for r in rows) == sorted(want)  # each once: nothing lost, nothing repeated
+    for r in rows:
+        for column, _ in catalog.feature_row_columns():
+            assert same(r[column], want[r["ride_id"]][column]), (r["ride_id"], column)
+    assert Counter((d["ride_id"], d["reason"]) for d in dead_letters(out)) == Counter(
+        (r.event_id, r.reason) for r in expected.rejected)
+    alerts = [json.loads(line) for line in project.operations.alerts.file.read_text().splitlines()]
+    stopped = [a for a in alerts if a.get("subject") == "stream stopped"]
+    assert [(a["kind"], a["pipeline"], a["owner"], a["suppressed"]) for a in stopped] == [
+        ("pipeline_failed", "stream:rides", "rides-oncall", False),  # ... and alerted once
+        ("pipeline_failed", "stream:rides", "rides-oncall", True)]
+
+
+def wait_for_value(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        time.sleep(0.5)
