@@ -66,7 +66,7 @@ def definitions(project: Project) -> dg.Definitions:
         assets += source.assets
         jobs.append(source.job)
         schedules += source.schedules()
-        sensors.append(source.landing_sensor())
+        sensors += [source.landing_sensor(), source.schedule_watch()]
     for name, options in settings.streams.items():
         if name not in project.catalogs():
             raise UserError(f"{project.config_path}: orchestration.streams: {name!r} is no source of the project "
@@ -382,3 +382,37 @@ class SourcePipeline:
             return dg.RunRequest(run_key=f"landing:{':'.join(new)}:{files[new[-1]]}", partition_key=today,
                                  tags={"tandem/new_files": ", ".join(new)[:200]})
         return landing
+
+    def schedule_watch(self) -> dg.SensorDefinition:
+        """Alerts ``schedule_missed`` when the daily run has not started ``missed_after`` past its tick (the
+        daemon was down, the schedule stopped, its run stuck in a queue): no scheduled backfill row since."""
+        pipeline = f"backfill:{self.source}"
+
+        @dg.sensor(name=f"{self.source}_schedule_watch", minimum_interval_seconds=60,
+                   default_status=dg.DefaultSensorStatus.RUNNING,
+                   description=f"Alerts when {self.source}_daily has not run {self.settings.missed_after_ms // 60_000} "
+                               "min after its tick")
+        def watch(context):
+            from dagster._utils.schedules import get_latest_completed_cron_tick
+
+            now = datetime.now(timezone.utc)
+            due = get_latest_completed_cron_tick(self.settings.daily, now, "UTC").astimezone(timezone.utc)
+            if (now - due).total_seconds() * 1000 < self.settings.missed_after_ms:
+                return dg.SkipReason(f"the daily run due at {due:%Y-%m-%d %H:%M}Z may still start")
+            if any(r.trigger == "schedule" and r.started_at >= due
+                   for r in RunLog(self.lake.root).read(pipeline=pipeline, since=due)):
+                return dg.SkipReason(f"the daily run due at {due:%Y-%m-%d %H:%M}Z ran")
+            self._alert_missed(pipeline, due, now)
+            return dg.SkipReason(f"the daily run due at {due:%Y-%m-%d %H:%M}Z did not start: alerted")
+
+        return watch
+
+    def _alert_missed(self, pipeline: str, due: datetime, now: datetime) -> None:
+        from runtime.alerts import Alert, send
+
+        ops = self.project.operations
+        minutes = (now - due).total_seconds() / 60
+        send(Alert("schedule_missed", pipeline, ops.pipeline(pipeline).owner,
+                   f"{self.source}_daily, due at {due:%Y-%m-%d %H:%M}Z, has not started {minutes:.0f} min later",
+                   {"due": due.isoformat()}, subject=f"{self.source}_daily {due:%Y-%m-%dT%H:%M}Z"), ops.alerts)
+

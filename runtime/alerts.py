@@ -47,7 +47,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from runtime.errors import one_line
 from runtime.operations import AlertSettings
 
-ALERT_KINDS = ("pipeline_failed", "sla_breach", "gate_blocked", "distribution_anomaly", "stream_degraded")
+ALERT_KINDS = ("pipeline_failed", "sla_breach", "gate_blocked", "distribution_anomaly", "stream_degraded",
+               "schedule_missed")
 
 # The RUNBOOK.md section an on-call engineer opens for each kind (GitHub's heading anchors).
 RUNBOOK = {
@@ -56,6 +57,7 @@ RUNBOOK = {
     "gate_blocked": "RUNBOOK.md#a-quality-gate-blocked-a-write",
     "distribution_anomaly": "RUNBOOK.md#a-feature-distribution-moved",
     "stream_degraded": "RUNBOOK.md#a-stream-is-degraded",
+    "schedule_missed": "RUNBOOK.md#a-scheduled-run-did-not-start",
 }
 
 TIMEOUT_S = 5.0

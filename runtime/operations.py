@@ -21,6 +21,7 @@ From ``tandem.yaml`` (every key optional; the defaults hold without any)::
       retries: 3                     # a transient failure's retries, with exponential backoff
       backoff: 30s                   # the first retry's delay
       lock_wait: 10m                 # a second run of one pipeline waits this long, then is refused
+      missed_after: 1h               # a daily run not started this long after its tick: schedule_missed
       streams:                       # stream jobs kept alive (tandem stream's options, per source)
         transactions: {source: "kafka:localhost:9092/tx", out: stream/tx, redis: "localhost:6379"}
 
@@ -45,7 +46,8 @@ ENV_WEBHOOK = "TANDEM_ALERT_WEBHOOK"
 _PIPELINE_KEYS = {"owner", "availability", "freshness"}
 _ALERT_KEYS = {"webhook", "file", "repeat_after"}
 _METRIC_KEYS = {"textfile", "pushgateway"}
-_ORCHESTRATION_KEYS = {"start", "landing", "daily", "hourly", "retries", "backoff", "lock_wait", "streams"}
+_ORCHESTRATION_KEYS = {"start", "landing", "daily", "hourly", "retries", "backoff", "lock_wait", "missed_after",
+                       "streams"}
 _BATCH_FRESHNESS_MS = 26 * 3_600_000  # a daily pipeline, with two hours' slack
 _STREAM_FRESHNESS_MS = 15 * 60_000
 
@@ -86,6 +88,7 @@ class OrchestrationSettings:
     retries: int = 3
     backoff_ms: int = 30_000
     lock_wait_ms: int = 600_000
+    missed_after_ms: int = 3_600_000  # a daily run not started this long after its tick alerts schedule_missed
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> tandem stream's options
 
 
@@ -163,7 +166,8 @@ def _orchestration(path: Path, section: dict) -> OrchestrationSettings:
         start=start, landing=_path(path.parent, section.get("landing"), path.parent / "landing", path,
                                    "orchestration.landing"),
         retries=retries, backoff_ms=_duration(path, section, "backoff", "30s", "orchestration"),
-        lock_wait_ms=_duration(path, section, "lock_wait", "10m", "orchestration"), **crons)
+        lock_wait_ms=_duration(path, section, "lock_wait", "10m", "orchestration"),
+        missed_after_ms=_duration(path, section, "missed_after", "1h", "orchestration"), **crons)
 
 
 def _section(path: Path, doc: dict, key: str, allowed: set[str] | None) -> dict:

@@ -8,7 +8,8 @@ reaches its commit. On the way out, whatever happened (success, a blocked
 gate, any error), the row is appended to the run log, its metrics are written
 (``runtime.metrics``), and the project's alert channels hear about a failure, a blocked gate or a warning gate, and about a
 success ending an ongoing failure. A channel that is down is recorded in the
-row, never hides the failure, and never fails the run.
+row, never hides the failure, and never fails the run. One run of a pipeline
+writes at a time (``runtime.locks``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Run:
 @dataclass(frozen=True)
 class Trigger:
     """What started a run: ``name`` (``cli``, or the orchestrator's ``schedule``, ``sensor``, ``backfill``,
-    ``manual``), and from an orchestrator the run log row's id and the retries before this attempt."""
+    ``retry``, ``manual``), and from an orchestrator the run log row's id and the retries before this attempt."""
 
     name: str = "cli"
     run_id: str | None = None  # one per pipeline run

@@ -256,6 +256,10 @@ def test_an_unknown_kind_is_a_value_error():
 def test_every_kind_has_a_runbook_section():
     assert set(RUNBOOK) == set(ALERT_KINDS)
     assert all(v.startswith("RUNBOOK.md#") for v in RUNBOOK.values())
+    headings = [line[3:] for line in (Path(__file__).parent.parent / "RUNBOOK.md").read_text().splitlines()
+                if line.startswith("## ")]
+    anchors = {"-".join(h.lower().replace("`", "").split()) for h in headings}  # GitHub's anchors, these headings
+    assert {v.removeprefix("RUNBOOK.md#") for v in RUNBOOK.values()} <= anchors
     assert Alert("stream_degraded", "stream:rides", "o", "s").runbook == RUNBOOK["stream_degraded"]
 
 

@@ -205,7 +205,8 @@ def test_the_definitions_follow_the_project(world):
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["rides_daily"].cron_schedule == "0 2 * * *"
     assert schedules["rides_hourly"].cron_schedule == "15 * * * *"
-    assert {s.name for s in defs.sensors} == {"rides_landing", "transactions_landing"}
+    assert {s.name for s in defs.sensors} == {"rides_landing", "transactions_landing", "rides_schedule_watch",
+                                              "transactions_schedule_watch"}
 
 
 def test_the_asset_graph_equals_the_reference_and_every_step_is_one_run_log_row(world, spark):
@@ -353,6 +354,33 @@ def test_the_landing_sensor_starts_a_run_per_new_file(world, tmp_path):
     assert [r.tags["tandem/new_files"] for r in more.run_requests] == ["b.jsonl"]
     for f in ("a.jsonl", "b.jsonl"):
         (landing / f).unlink()
+
+
+def test_a_daily_run_that_did_not_start_alerts_once(tmp_path):
+    """The daily schedule ticks every minute here and may be 1 s late: no scheduled backfill since the tick
+    alerts schedule_missed once (a repeat of the same tick is suppressed); a scheduled row since is no alarm."""
+    from orchestrate.definitions import definitions
+
+    project = load_project(make_project(tmp_path / "project", None, "watched", ["features.rides"],
+                                        daily="* * * * *", missed_after="1s"))
+    watch = definitions(project).resolve_sensor_def("rides_schedule_watch")
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral())
+    if datetime.now(timezone.utc).second < 2:
+        time.sleep(2)  # at least 1 s past this minute's tick
+    due = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    for _ in range(2):
+        watch.evaluate_tick(context)
+    alerts = [json.loads(line) for line in project.operations.alerts.file.read_text().splitlines()]
+    assert [(a["kind"], a["pipeline"], a["owner"], a["subject"], a["suppressed"]) for a in alerts] == [
+        ("schedule_missed", "backfill:rides", "rides-oncall", f"rides_daily {due:%Y-%m-%dT%H:%M}Z", False),
+        ("schedule_missed", "backfill:rides", "rides-oncall", f"rides_daily {due:%Y-%m-%dT%H:%M}Z", True)]
+    assert alerts[0]["runbook"] == "RUNBOOK.md#a-scheduled-run-did-not-start"
+    if datetime.now(timezone.utc).second > 50:
+        time.sleep(12)  # into the next minute, so that the row below and the check share one tick
+    RunLog(project.lake_root).append(RunRecord("backfill:rides", "schedule", datetime.now(timezone.utc),
+                                               datetime.now(timezone.utc)))
+    watch.evaluate_tick(context)
+    assert len(project.operations.alerts.file.read_text().splitlines()) == len(alerts)  # the run came: no alarm
 
 
 def test_a_transient_failure_is_retried_and_the_example_graph_equals_the_reference(spark, tmp_path):
