@@ -29,14 +29,14 @@ from pyspark.sql import functions as F
 
 from batch_jobs.compile_catalog import EVENT_DATE, feature_rows, group_table
 from batch_jobs.delta_tables import date_range_predicate, replace_partitions, table_exists
-from batch_jobs.quality import figures, measure
+from batch_jobs.quality import figures, measure, partition_rows
 from runtime.errors import UserError
 from runtime.gates import Figures, reference_edges
 from runtime.lake import Lake
 from runtime.operations import Operations
 from runtime.runs import Run, Trigger, recorded_run
 from transforms import Catalog
-from transforms.quality import Drift, Freshness, Gate
+from transforms.quality import Drift, Freshness, Gate, Volume
 
 DAY_MS = 86_400_000
 
@@ -95,6 +95,8 @@ def backfill(spark: SparkSession, lake: Lake, start: date, end: date, catalog: C
                 n, figures = _check_staged(spark, staged, lake, catalog, start, end, checked, run)
             run.record.rows_in = run.record.rows_out = n
             run.record.partitions = sorted(d.isoformat() for d in figures.dates)
+            if any(isinstance(g, Volume) for g in checked):  # the staged rows are each date's whole partition
+                figures.partition_rows = partition_rows(spark, staged, figures.dates)
             run.gate(checked, figures)
             tables = {}
             with run.stage("write"):

@@ -31,7 +31,7 @@ from pyspark.sql.types import IntegerType, LongType, StringType, StructField, St
 
 from batch_jobs.compile_catalog import EVENT_DATE, SPARK_TYPES
 from batch_jobs.delta_tables import table_exists
-from batch_jobs.quality import figures, measure
+from batch_jobs.quality import figures, measure, partition_rows
 from runtime.dead_letters import DUPLICATE, DUPLICATE_DETAIL, INVALID, dead_letter_columns
 from runtime.errors import UserError
 from runtime.events_io import events_files, raw_text, read_events
@@ -40,7 +40,7 @@ from runtime.lake import Lake, SourceTables
 from runtime.operations import Operations
 from runtime.runs import GateBlocked, Run, Trigger, recorded_run
 from transforms import Catalog, FieldType, Invalid
-from transforms.quality import Drift
+from transforms.quality import Drift, Volume
 from transforms.schema import DEFAULT_MAX_FUTURE_MS, not_after_now, record_shape, schema_drift
 
 SOURCE_COLUMNS = [("_source", StringType()), ("_source_sha256", StringType()), ("_position", LongType())]
@@ -118,6 +118,8 @@ def _ingest(spark: SparkSession, path: str | Path, lake: Lake, catalog: Catalog,
     result.accepted = figs.rows
     result.rejected.update({r["reason"]: r["n"] for r in dead.groupBy("reason").agg(F.count("*").alias("n")).collect()})
     run.record.partitions = [d.isoformat() for d in figs.dates]
+    if any(isinstance(g, Volume) for g in gates):
+        figs.partition_rows = partition_rows(spark, events, figs.dates, tables.events)
     if result.accepted:
         try:
             run.gate(gates, figs)

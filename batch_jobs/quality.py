@@ -141,3 +141,25 @@ def figures(spark: SparkSession, m: Measure, row, catalog: Catalog, gates: tuple
         for col, e, p in bootstrap:
             fig.histograms[col] = [counts[f"{p}_{i}"] for i in range(len(e) + 1)]
     return fig
+
+
+def partition_rows(spark: SparkSession, new_rows: DataFrame, dates, table_path: str | None = None) -> dict:
+    """The volume gate's counts: each complete date's rows after the write (``runtime.gates`` says why
+    complete only), ``new_rows``' plus, when they are appended to the Delta table at ``table_path``, its
+    rows of that date already there. Small jobs: grouped by date over the new rows and the pruned partitions."""
+    from datetime import datetime, timezone
+
+    from batch_jobs.delta_tables import table_exists
+
+    today = datetime.now(timezone.utc).date()
+    complete = [d for d in dates if d < today]
+    if not complete:
+        return {}
+    counts = {r[0]: r[1] for r in new_rows.where(F.col(EVENT_DATE).isin(complete)).groupBy(EVENT_DATE).count()
+              .collect()}
+    if table_path is not None and table_exists(spark, table_path):
+        there = spark.read.format("delta").load(table_path).where(F.col(EVENT_DATE).isin(complete))
+        for r in there.groupBy(EVENT_DATE).count().collect():
+            counts[r[0]] = counts.get(r[0], 0) + r[1]
+    return counts
+

@@ -12,8 +12,11 @@ Rules, as computed:
 
 - completeness: non-null values / rows >= ``min`` (no rows: passes, nothing to judge);
 - freshness: (run end - newest event time) <= ``max_age`` (default: the pipeline's freshness SLA);
-- volume: rows per partition >= (1 - ``max_drop``) x the least rows per partition of the pipeline's last
-  ``runs`` successful runs;
+- volume: the mean rows of the complete partitions a run wrote, counted in the table after the write (the
+  partition's total, not the run's share of it; a partition is complete once its UTC day is over: today's
+  is still filling and is not judged) >= (1 - ``max_drop``) x the least such figure among the pipeline's
+  last ``runs`` successful runs that had one. So a late file of a few events into a complete day is judged
+  by the day's total, and an hourly run of today is not judged at all;
 - range: values outside ``[min, max]`` / non-null values <= ``max_outside``;
 - drift: the column's histogram over the reference's decile edges (recorded by the pipeline's first
   successful run holding the column, and kept by every later run) against the mean histogram of the last
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from runtime.run_log import GateResult, RunRecord
 from transforms.quality import WARN, Completeness, Drift, Freshness, Gate, Range, References, Volume
@@ -48,6 +51,7 @@ class Figures:
     missing_refs: dict[str, int] = field(default_factory=dict)  # references gate name -> values not found
     newest_event: datetime | None = None
     summaries: dict[str, dict[str, float]] = field(default_factory=dict)  # column -> mean, min, max
+    partition_rows: dict = field(default_factory=dict)  # event date -> the partition's rows after the write
 
     @property
     def partitions(self) -> int:
@@ -108,14 +112,17 @@ def _judge(gate, fig: Figures, ok: list[RunRecord], ended_at: datetime, sla_ms: 
     if isinstance(gate, Volume):
         if not fig.partitions:
             return None
-        per = fig.rows / fig.partitions
-        past = [r.rows_out / len(r.partitions) for r in ok[-gate.runs:] if r.partitions]
+        complete = [n for d, n in fig.partition_rows.items() if _date(d) < ended_at.date()]
+        if not complete:
+            return None, None, True, "no complete partition written (today's is still filling): nothing to judge"
+        per = sum(complete) / len(complete)
+        past = [v.figure for r in ok if (v := _volume(r)) is not None][-gate.runs:]
         if not past:
             return per, None, True, f"{per:,.0f} rows per partition; no earlier successful run to compare with"
         floor = (1 - gate.max_drop) * min(past)
         return per, floor, per >= floor, (
-            f"{per:,.0f} rows per partition against at least {min(past):,.0f} in the last {len(past)} successful "
-            f"run(s): {'within' if per >= floor else 'a drop beyond'} the {_pct(gate.max_drop)} allowed")
+            f"{per:,.0f} rows per complete partition against at least {min(past):,.0f} in the last {len(past)} "
+            f"successful run(s): {'within' if per >= floor else 'a drop beyond'} the {_pct(gate.max_drop)} allowed")
     if isinstance(gate, Range):
         if gate.name not in fig.outside:
             return None
@@ -148,6 +155,15 @@ def _judge(gate, fig: Figures, ok: list[RunRecord], ended_at: datetime, sla_ms: 
         return float(n), 0.0, n == 0, (f"{n:,} {gate.column} value(s) not in {gate.table}.{gate.key_column}"
                                         if n else f"every {gate.column} value is in {gate.table}.{gate.key_column}")
     raise TypeError(f"unknown gate {gate!r}")
+
+
+def _volume(run: RunRecord) -> GateResult | None:
+    """The run's judged volume figure, if it had one."""
+    return next((g for g in run.gates if g.kind == "volume" and g.figure is not None), None)
+
+
+def _date(d) -> date:
+    return d if isinstance(d, date) else date.fromisoformat(str(d))
 
 
 def _shares(counts: list[int]) -> list[float] | None:

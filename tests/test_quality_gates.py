@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.errors import UserError
 from runtime.gates import Figures, judge, ks, psi
-from runtime.run_log import RunLog, RunRecord
+from runtime.run_log import GateResult, RunLog, RunRecord
 from transforms import (Agg, Catalog, Completeness, Drift, EventSchema, Feature, FeatureGroup, Field, FieldType,
                         Freshness, Range, References, Volume, row_function)
 
@@ -115,14 +115,29 @@ def test_freshness_against_max_age_or_the_pipeline_sla():
     assert verdicts([Freshness()], fig, sla_ms=3_600_000)["freshness"] == ("fail", 5400.0, 3600.0)
 
 
+def volume_run(figure, status="success"):
+    """An earlier run whose volume gate measured ``figure`` rows per complete partition (None: not judged)."""
+    gate = GateResult("volume", "volume", None, figure, None, "pass", "block", "")
+    return RunRecord("ingest:payments", "schedule", NOW - timedelta(days=1), NOW - timedelta(days=1),
+                     status=status, gates=[gate])
+
+
 def test_volume_against_the_least_of_the_recent_successful_runs():
-    history = [ok_run(300, ["a", "b"]), ok_run(100, ["c"]),  # 150 and 100 rows per partition
-               RunRecord("ingest:payments", "cli", NOW, NOW, status="failed", error="x", rows_out=1, partitions=["d"])]
-    got = verdicts([Volume()], Figures(rows=49, dates=["e"]), history)
-    assert got["volume"] == ("fail", 49.0, 50.0)  # (1 - 0.5) x 100; the failed run does not count
-    assert verdicts([Volume()], Figures(rows=100, dates=["e", "f"]), history)["volume"][0] == "pass"  # 50 per
-    assert verdicts([Volume(runs=1)], Figures(rows=60, dates=["e"]), history)["volume"] == ("pass", 60.0, 50.0)
-    assert verdicts([Volume()], Figures(rows=1, dates=["e"]))["volume"][0] == "pass"  # nothing to compare yet
+    history = [volume_run(150.0), volume_run(100.0), volume_run(None),  # not judged: no figure to compare with
+               volume_run(1.0, status="failed")]  # a failed run does not count
+    day, today = date(2026, 12, 2), NOW.date()
+
+    def fig(**partitions):
+        return Figures(rows=sum(partitions.values()), dates=list(partitions), partition_rows=partitions)
+
+    assert verdicts([Volume()], fig(**{str(day): 49}), history)["volume"] == ("fail", 49.0, 50.0)  # .5 x 100
+    two = {str(day): 40, str(day - timedelta(days=1)): 60}
+    assert verdicts([Volume()], fig(**two), history)["volume"] == ("pass", 50.0, 50.0)  # 50 per partition
+    assert verdicts([Volume(runs=1)], fig(**{str(day): 60}), history)["volume"] == ("pass", 60.0, 50.0)
+    assert verdicts([Volume()], fig(**{str(day): 1}))["volume"][0] == "pass"  # nothing to compare yet
+    # today's partition is still filling: not judged, and not averaged in with complete ones
+    assert verdicts([Volume()], fig(**{str(today): 1}), history)["volume"] == ("pass", None, None)
+    assert verdicts([Volume()], fig(**{str(today): 1, str(day): 90}), history)["volume"] == ("pass", 90.0, 50.0)
 
 
 def test_drift_psi_and_ks_against_the_recorded_reference():
@@ -260,6 +275,29 @@ def test_volume_and_drift_block_against_the_run_history(spark, tmp_path, project
     volume = assert_blocked(lake.root, project_ops, "volume")
     assert (volume.figure, volume.threshold) == (100.0, 150.0)  # (1 - 0.5) x 300 rows in the one partition
     assert events_versions(spark, lake, catalog) == versions
+
+
+def test_volume_judges_a_late_trickle_by_its_days_total_and_a_run_of_today_not_at_all(spark, tmp_path, project_ops):
+    """A file of one late event into a complete day: the day's partition holds 301 rows after it, not 1, so
+    the default volume gate lets it through; events of today are not judged (the day is still filling)."""
+    from batch_jobs.ingest import ingest
+    from runtime.lake import Lake
+
+    catalog, lake = payments(), Lake.at(tmp_path / "lake")
+    day = 1_714_521_600_000
+    for i in range(2):
+        ingest(spark, write_batch(tmp_path / f"day{i}.jsonl", 300, start_ms=day + i * DAY_MS, seed=40 + i), lake,
+               catalog, operations=project_ops)
+    ingest(spark, write_batch(tmp_path / "late.jsonl", 1, start_ms=day + 3_600_000, seed=50, tag="late"), lake,
+           catalog, operations=project_ops)
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    ingest(spark, write_batch(tmp_path / "today.jsonl", 2, start_ms=now_ms, seed=51, tag="now"), lake, catalog,
+           operations=project_ops)
+    runs = RunLog(lake.root).read()
+    assert [r.status for r in runs] == ["success"] * 4
+    volume = [next(g for g in r.gates if g.gate == "volume") for r in runs]
+    assert [v.figure for v in volume] == [300.0, 300.0, 301.0, None]  # the late day's total; today: not judged
+    assert volume[2].threshold == 150.0 and "nothing to judge" in volume[3].why
 
 
 def test_a_feature_gate_blocks_the_backfill_and_the_materialisation(spark, redis_server, tmp_path, project_ops):

@@ -85,7 +85,8 @@ class Freshness(Gate):
 
 @dataclass(frozen=True, kw_only=True)
 class Volume(Gate):
-    """Rows per partition no lower than ``1 - max_drop`` times the least of the last ``runs`` successful runs."""
+    """Rows per complete partition written (the day's total after the write; today's is not judged) no lower
+    than ``1 - max_drop`` times the least of the last ``runs`` successful runs (``runtime.gates``)."""
 
     max_drop: float = 0.5
     runs: int = 7
