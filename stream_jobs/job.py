@@ -19,6 +19,7 @@ from pyflink.table import StreamTableEnvironment
 
 from stream_jobs import dead_letters
 from stream_jobs.compile_catalog import SQL_TYPES
+from stream_jobs.failures import root_cause
 from stream_jobs.outputs import file_sink_options
 from stream_jobs.pipeline import build
 from stream_jobs.sources import SOURCE, SourceSpec, create_source, require_kafka_topics, sql_options
@@ -160,19 +161,6 @@ def _monitor(t_env: StreamTableEnvironment, spec: StreamJobSpec):
 
 class JobFailed(UserError):
     """The job failed for good (its restarts used up): the root cause, in one line, is the user's to fix."""
-
-
-def root_cause(error: Py4JJavaError) -> str:
-    """The innermost cause of a Flink failure in one line; for a Python UDF, its exception's last line."""
-    cause = error.java_exception
-    while cause.getCause() is not None:
-        cause = cause.getCause()
-    text = str(cause.getMessage() or cause.toString())
-    if "Traceback (most recent call last)" in text:  # the worker's Python traceback: the exception is last
-        lines = [line.strip() for line in text.split("Traceback (most recent call last)")[-1].splitlines()]
-        exception = [line for line in lines if line and not line.startswith(("File ", "^", "~"))]
-        text = exception[-1] if exception else text
-    return " ".join(text.split())
 
 
 def configure_checkpoints(t_env: StreamTableEnvironment, spec: StreamJobSpec) -> None:

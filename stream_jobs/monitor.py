@@ -63,6 +63,7 @@ from typing import Any
 from runtime.errors import UserError, one_line
 from runtime.run_log import RunLog, RunRecord, utc_now
 from stream_jobs.dead_letters import COUNTING_FUNCTION
+from stream_jobs.failures import cancelled, root_cause
 from stream_jobs.gatekeeper import Gatekeeper
 from stream_jobs.outputs import committed_files, rows_of
 
@@ -296,12 +297,11 @@ class StreamMonitor:
     def _end(self, outcome) -> None:
         from py4j.protocol import Py4JJavaError
 
-        from stream_jobs.job import root_cause
 
         try:
             outcome.result()
         except Py4JJavaError as e:
-            if _cancelled(e):
+            if cancelled(e):
                 return
             self._append(self._since, utc_now(), self.latest, status="failed", error=root_cause(e))
             return
@@ -379,16 +379,6 @@ class StreamMonitor:
 
 def _counts(reading: Reading) -> tuple:
     return tuple(sorted(reading.totals.items())), reading.restarts
-
-
-def _cancelled(error) -> bool:
-    """Whether a job's failure is its cancellation (Flink's JobCancellationException in the cause chain)."""
-    cause = error.java_exception
-    while cause is not None:
-        if cause.getClass().getName().endswith("JobCancellationException"):
-            return True
-        cause = cause.getCause()
-    return False
 
 
 # --- the Prometheus endpoint ---------------------------------------------------------------------

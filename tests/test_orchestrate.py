@@ -41,6 +41,7 @@ from tandem.reference import evaluate
 from tests.catalogs.rides import rides
 from tests.factories import T0
 from tests.shell import shell_env
+from tests.test_stream_sources import wait_for
 
 REDIS_DB = 14  # a logical database of the session's Redis that no other test module uses
 DAY_MS = 86_400_000
@@ -550,7 +551,7 @@ def test_a_killed_stream_job_is_restarted_from_its_checkpoint_with_nothing_lost_
     running = start(request)
     try:
         write_events(first, inbox / "part-1.jsonl", catalog)
-        wait_for_value(lambda: sum(r.rows_in for r in log.read(pipeline="stream:rides")) >= len(first), 240,
+        wait_for(lambda: sum(r.rows_in for r in log.read(pipeline="stream:rides")) >= len(first), 240,
                        "a checkpoint row counting the first file")
         assert not tick()  # alive: nothing to do
         kill_stream(running)
@@ -559,7 +560,7 @@ def test_a_killed_stream_job_is_restarted_from_its_checkpoint_with_nothing_lost_
         write_events([*second, last], inbox / "part-2.jsonl", catalog)
         expected = evaluate([*first, *second, last], catalog, allowed_lateness_ms=5_000)
         want = {r["ride_id"]: r for r in expected.rows if r["ride_id"] != "last"}
-        wait_for_value(lambda: len(feature_rows(out, catalog)) >= len(want), 240, "every row but the held one")
+        wait_for(lambda: len(feature_rows(out, catalog)) >= len(want), 240, "every row but the held one")
         time.sleep(1.5)  # more checkpoints: anything counted twice would be committed by now
         kill_stream(running)
         assert tick()  # restarted again ...
@@ -580,10 +581,3 @@ def test_a_killed_stream_job_is_restarted_from_its_checkpoint_with_nothing_lost_
     assert [(a["kind"], a["pipeline"], a["owner"], a["suppressed"]) for a in stopped] == [
         ("pipeline_failed", "stream:rides", "rides-oncall", False),  # ... and alerted once
         ("pipeline_failed", "stream:rides", "rides-oncall", True)]
-
-
-def wait_for_value(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        time.sleep(0.5)

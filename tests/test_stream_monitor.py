@@ -30,6 +30,7 @@ from stream_jobs.monitor import RunningTotals
 from tandem.reference import evaluate
 from tests.catalogs import rides
 from tests.factories import T0, TEST_PROJECT, example_project
+from tests.test_stream_sources import wait_for
 from transforms import Catalog, FieldType, row_function
 
 LATENESS_MS = 5_000
@@ -58,15 +59,6 @@ def drop_file(folder, name, records):
     """Write a file under a hidden name, then rename it: the follower never sees it half-written."""
     write_events(records, folder / f".{name}", CATALOG)
     os.replace(folder / f".{name}", folder / name)
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return value
 
 
 def scrape(port: int) -> dict[tuple, float]:
