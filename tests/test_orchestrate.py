@@ -12,6 +12,7 @@ worked out by hand from the dates of the events.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -536,9 +537,20 @@ def test_a_killed_stream_job_is_restarted_from_its_checkpoint_with_nothing_lost_
         thread.start()
         return thread
 
+    def streams() -> list[int]:
+        """The running ``tandem stream`` processes this test started (a reaped or dying one has no command line)."""
+        out = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                command = p.cmdline()
+            except psutil.Error:  # a zombie, or gone already
+                continue
+            if "tandem.cli" in " ".join(command) and "stream" in command:
+                out.append(p.pid)
+        return out
+
     def kill_stream(thread):
-        pids = [p.pid for p in psutil.Process().children(recursive=True)
-                if "tandem.cli" in " ".join(p.cmdline()) and "stream" in p.cmdline()]
+        pids = streams()
         assert len(pids) == 1, pids
         os.killpg(pids[0], signal.SIGKILL)
         thread.join(60)
@@ -567,9 +579,9 @@ def test_a_killed_stream_job_is_restarted_from_its_checkpoint_with_nothing_lost_
         assert tick()  # restarted again ...
         assert tick()  # ... and seen dead once more before it came back: a restart loop
     finally:
-        for p in psutil.Process().children(recursive=True):
-            if "tandem.cli" in " ".join(p.cmdline()):
-                os.killpg(p.pid, signal.SIGKILL)
+        for pid in streams():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         running.join(60)
     rows = feature_rows(out, catalog)
     assert sorted(r["ride_id"] for r in rows) == sorted(want)  # each once: nothing lost, nothing repeated
