@@ -24,7 +24,7 @@ from pathlib import Path
 
 from runtime.errors import UserError, one_line, transient
 from runtime.gates import Figures, judge
-from runtime.operations import Operations
+from runtime.operations import Operations, PipelineSettings
 from runtime.run_log import RunLog, RunRecord, utc_now
 from transforms.quality import Gate
 
@@ -63,7 +63,7 @@ class Run:
     def gate(self, gates: tuple[Gate, ...], figures: Figures) -> None:
         """Judge ``gates`` on ``figures`` into the record; raise :class:`GateBlocked` when one blocks."""
         settings = self.operations.pipeline(self.record.pipeline) if self.operations else None
-        sla = settings.freshness_for(self.record.pipeline) if settings else 26 * 3_600_000
+        sla = (settings or PipelineSettings()).freshness_for(self.record.pipeline)
         results = judge(gates, figures, self.history(), utc_now(), sla)
         self.record.gates += results
         self.record.null_rates.update(figures.null_rates())

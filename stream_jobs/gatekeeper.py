@@ -19,7 +19,7 @@ from typing import Any
 from runtime.degraded import clear_degraded, mark, mark_degraded
 from runtime.errors import one_line
 from runtime.gates import judge, reference_edges
-from runtime.operations import Operations
+from runtime.operations import Operations, PipelineSettings
 from runtime.run_log import RunLog, RunRecord
 from runtime.runs import alert_record
 from stream_jobs.quality import guarded_groups, measure, reference_keys, stream_gates
@@ -28,8 +28,6 @@ from transforms.quality import Drift
 
 log = logging.getLogger(__name__)
 
-#: The freshness SLA of a stream pipeline nobody configured (runtime.operations' default for a stream).
-_DEFAULT_SLA_MS = 15 * 60_000
 #: Earlier rows kept in memory: more than any gate looks back at (runtime.gates.REFERENCE_RUNS, Volume.runs).
 _KEPT_RUNS = 50
 
@@ -61,8 +59,8 @@ class Gatekeeper:
         row is appended (its alerts are said in it)."""
         if record.status == "success" and rows:
             figures = measure(rows, self.catalog, self.gates, self._edges(), self.references)
-            settings = self.operations.pipeline(self.pipeline) if self.operations else None
-            sla = settings.freshness_for(self.pipeline) if settings else _DEFAULT_SLA_MS
+            settings = self.operations.pipeline(self.pipeline) if self.operations else PipelineSettings()
+            sla = settings.freshness_for(self.pipeline)
             record.gates += judge(self.gates, figures, self.history, record.ended_at, sla)
             record.null_rates.update(figures.null_rates())
             record.distributions.update(figures.distributions())
