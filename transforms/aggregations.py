@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
+from transforms.budgets import Budget, duration_ms, resolve
 from transforms.durations import parse_duration
 
 
@@ -51,16 +53,28 @@ class Agg(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Feature:
-    """One feature: ``agg`` of column ``of`` over the trailing ``window`` (e.g. ``"24h"``)."""
+    """One feature: ``agg`` of column ``of`` over the trailing ``window`` (e.g. ``"24h"``).
+
+    Serving (``transforms.budgets``): ``fresh_for`` and ``max_staleness`` (durations; the group's when not
+    given here) bound how old a served value may be; ``default``, a value of the feature's type, is served
+    in place of one that is too old, absent or degraded (None: no default, the value is then null and
+    ``missing``).
+    """
 
     name: str
     agg: Agg
     window: str
     of: str | None = None
     critical: bool = False  # its completeness gate defaults to 99 %, not 95 % (transforms.quality)
+    default: Any = None
+    fresh_for: str | None = None
+    max_staleness: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agg", Agg(self.agg))
+        owner = f"feature {self.name}"
+        resolve(owner, duration_ms(owner, "fresh_for", self.fresh_for),
+                duration_ms(owner, "max_staleness", self.max_staleness))
         if self.agg is Agg.COUNT and self.of is not None:
             raise ValueError(f"feature {self.name}: count takes no column (got of={self.of!r})")
         if self.agg is not Agg.COUNT and self.of is None:
@@ -78,13 +92,17 @@ class FeatureGroup:
     """Features aggregated per entity key (e.g. all ``user_*`` features per ``user_id``).
 
     ``key`` is one field name or a tuple of them (a composite key); it is kept
-    as a tuple, in the order given.
+    as a tuple, in the order given. ``fresh_for`` and ``max_staleness`` are the
+    serving budget of every feature of the group that declares none of its own
+    (:meth:`budget`).
     """
 
     entity: str
     key: str | tuple[str, ...]
     features: tuple[Feature, ...]
     description: str = ""
+    fresh_for: str | None = None
+    max_staleness: str | None = None
 
     def __post_init__(self) -> None:
         key = (self.key,) if isinstance(self.key, str) else tuple(self.key) if isinstance(self.key, (tuple, list)) else ()
@@ -93,6 +111,18 @@ class FeatureGroup:
                              f"not {self.key!r}")
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "features", tuple(self.features))
+        owner = f"group {self.entity}"
+        resolve(owner, duration_ms(owner, "fresh_for", self.fresh_for),
+                duration_ms(owner, "max_staleness", self.max_staleness))
+        for feature in self.features:
+            self.budget(feature)  # a feature's own fresh_for beyond the group's max_staleness, or the reverse
+
+    def budget(self, feature: Feature) -> Budget:
+        """``feature``'s serving budget: each duration its own, else the group's, else no bound."""
+        owner = f"feature {feature.name} (group {self.entity})"
+        fresh = feature.fresh_for if feature.fresh_for is not None else self.fresh_for
+        oldest = feature.max_staleness if feature.max_staleness is not None else self.max_staleness
+        return resolve(owner, duration_ms(owner, "fresh_for", fresh), duration_ms(owner, "max_staleness", oldest))
 
     def key_of(self, row) -> tuple:
         """The entity of a row (any mapping of column -> value): its key values, as a tuple."""

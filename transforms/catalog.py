@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transforms.aggregations import Agg, Feature, FeatureGroup
+from transforms.budgets import check_default
 from transforms.quality import Drift, Freshness, Gate, Range, References, Volume, default_gates
 from transforms.rows import RowFunction
 from transforms.schema import EventSchema, FieldType
@@ -56,6 +57,7 @@ class Catalog:
                     raise ValueError(f"feature {feature.name}: {feature.agg.value} of {feature.of!r}, a "
                                      f"{columns[feature.of].value} column; features aggregate "
                                      f"{', '.join(t.value for t in FEATURE_TYPES)} columns")
+                check_default(feature.name, feature.default, self.feature_dtype(feature))
         object.__setattr__(self, "gates", tuple(self.gates))
         self._check_gates()
 

@@ -6,7 +6,8 @@ key; optional fields (a string and a float) with null windows; a BOOL field;
 features of every type: int sums, max and last, a float min, a string and a
 bool last, distinct counts of a string and of an optional string; a numpy
 row function of two columns; an integer row expression; windows from 5
-minutes to a day. It lives in a user's project (``features/rides.py``), so
+minutes to a day; serving budgets on groups and features (overridden both
+ways) and defaults of every type, with a group that declares none. It lives in a user's project (``features/rides.py``), so
 nothing of Tandem imports it: the engines' workers get its row functions by
 value.
 """
@@ -50,33 +51,33 @@ def minute_of_hour(ts):
     return ts // 60_000 % 60
 
 
-DRIVER = FeatureGroup("driver", "driver", (
-    Feature("driver_rides_5m", Agg.COUNT, "5m"),
-    Feature("driver_riders_30m", Agg.SUM, "30m", of="riders"),
-    Feature("driver_max_riders_2h", Agg.MAX, "2h", of="riders"),
-    Feature("driver_min_fare_30m", Agg.MIN, "30m", of="fare"),
+DRIVER = FeatureGroup("driver", "driver", (  # serving: fresh for 10 minutes, served up to an hour old
+    Feature("driver_rides_5m", Agg.COUNT, "5m", default=0),
+    Feature("driver_riders_30m", Agg.SUM, "30m", of="riders", default=-1),
+    Feature("driver_max_riders_2h", Agg.MAX, "2h", of="riders", max_staleness="3h"),  # overrides the group's
+    Feature("driver_min_fare_30m", Agg.MIN, "30m", of="fare", default=0.0),
     Feature("driver_last_riders_2h", Agg.LAST, "2h", of="riders"),
-    Feature("driver_cities_2h", Agg.DISTINCT_COUNT, "2h", of="city"),
-    Feature("driver_fare_per_km_avg_30m", Agg.MEAN, "30m", of="fare_per_km"),
-), description="Driver activity")
+    Feature("driver_cities_2h", Agg.DISTINCT_COUNT, "2h", of="city", default=0),
+    Feature("driver_fare_per_km_avg_30m", Agg.MEAN, "30m", of="fare_per_km", fresh_for="90s", default=-1.5),
+), description="Driver activity", fresh_for="10m", max_staleness="1h")
 
-DRIVER_DAY = FeatureGroup("driver_day", "driver", (  # a second group over the same key
-    Feature("driver_km_sum_1d", Agg.SUM, "1d", of="km"),
+DRIVER_DAY = FeatureGroup("driver_day", "driver", (  # a second group over the same key; no fresh_for: fresh
+    Feature("driver_km_sum_1d", Agg.SUM, "1d", of="km"),  # until aged out at 2 days, no default
     Feature("driver_last_minute_1d", Agg.LAST, "1d", of="minute_of_hour"),
-))
+), max_staleness="2d")
 
-CITY_DRIVER = FeatureGroup("city_driver", ("city", "driver"), (  # a composite key
-    Feature("cd_rides_10m", Agg.COUNT, "10m"),
-    Feature("cd_fare_sum_1h", Agg.SUM, "1h", of="fare"),
+CITY_DRIVER = FeatureGroup("city_driver", ("city", "driver"), (  # a composite key; stale after 30 minutes, never
+    Feature("cd_rides_10m", Agg.COUNT, "10m"),                     # aged out (no max_staleness)
+    Feature("cd_fare_sum_1h", Agg.SUM, "1h", of="fare", default=0.0),
     Feature("cd_tip_sum_1h", Agg.SUM, "1h", of="tip"),  # optional: null over a window of nulls
     Feature("cd_tip_avg_1h", Agg.MEAN, "1h", of="tip"),
     Feature("cd_tip_min_10m", Agg.MIN, "10m", of="tip"),
-    Feature("cd_last_promo_1h", Agg.LAST, "1h", of="promo"),  # the latest non-null string
+    Feature("cd_last_promo_1h", Agg.LAST, "1h", of="promo", default="none"),  # the latest non-null string
     Feature("cd_promos_1h", Agg.DISTINCT_COUNT, "1h", of="promo"),  # 0 over a window of nulls
-    Feature("cd_last_surge_10m", Agg.LAST, "10m", of="surge"),  # a bool
-), description="A driver in a city")
+    Feature("cd_last_surge_10m", Agg.LAST, "10m", of="surge", default=False, max_staleness="1d"),  # a bool
+), description="A driver in a city", fresh_for="30m")
 
-VEHICLE = FeatureGroup("vehicle", "vehicle", (  # an int64 key
+VEHICLE = FeatureGroup("vehicle", "vehicle", (  # an int64 key; no serving declarations: always fresh
     Feature("vehicle_rides_1h", Agg.COUNT, "1h"),
     Feature("vehicle_max_riders_1h", Agg.MAX, "1h", of="riders"),
     Feature("vehicle_last_driver_1h", Agg.LAST, "1h", of="driver"),
