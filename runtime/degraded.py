@@ -47,8 +47,13 @@ def clear_degraded(client: redis.Redis, project: str, groups: list[str]) -> list
 
 def degraded_groups(client: redis.Redis, project: str) -> dict[str, dict[str, Any]]:
     """The project's degraded groups: entity -> what failed (a value that is not JSON is shown as text)."""
+    return parse_marks(client.hgetall(degraded_key(project)))
+
+
+def parse_marks(hash_value: dict) -> dict[str, dict[str, Any]]:
+    """The marks of an ``HGETALL`` of :func:`degraded_key` (serving reads it in its own pipelined round trip)."""
     out = {}
-    for field, value in client.hgetall(degraded_key(project)).items():
+    for field, value in hash_value.items():
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         try:
             info = json.loads(text)

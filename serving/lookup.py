@@ -1,0 +1,246 @@
+"""The lookup: a batch of entities' features from the online store, each value with its event time, age and status.
+
+``OnlineLookup.lookup`` is what ``tandem serve`` answers with, and a Python
+function of its own (a model server in the same process calls it directly)::
+
+    from runtime.project import find_project
+    from serving import OnlineLookup
+
+    lookup = OnlineLookup.for_project(find_project("path/to/project"))
+    result = lookup.lookup({"driver": ["d1", "d2"]}, features=["driver:driver_rides_5m"])
+    # or feature_service="rides_all"; composite keys: {"city": [...], "driver": [...]}
+    for row in result.rows():
+        served = row["driver:driver_rides_5m"]  # .value, .status, .event_time_ms, .age_ms
+
+It reads what Feast's ``get_online_features`` reads (``serving.online_store``),
+in one pipelined round trip, and judges each value by the one rule of
+``serving.statuses``: the value served is the stored one when ``fresh`` or
+``stale``, the declared default when ``defaulted``, null when ``missing``. The
+response says which of the requested groups a stream gate marked degraded, and
+why; a view whose read failed for one entity (an error reply) is named in
+``errors`` and its values are served as absent, never dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
+
+from runtime.errors import UserError, one_line
+from serving.errors import BadRequest, TooLarge
+from serving.features import Features, HashKeys, Plan, Requested, entity_columns
+from serving.metrics import ServeMetrics
+from serving.online_store import OnlineStore, event_ms, value_of
+from serving.statuses import Status, status
+from transforms import Catalog
+from transforms.durations import format_duration
+
+DEFAULT_MAX_ENTITIES = 1_000
+_SERVED = (Status.FRESH, Status.STALE)
+
+
+class Served(NamedTuple):
+    """One served value: the value (the default when defaulted, None when missing), its status, and the event
+    time and age of the stored value it judged (None when the store holds none)."""
+
+    value: Any
+    status: Status
+    event_time_ms: int | None
+    age_ms: int | None
+
+
+@dataclass
+class FeatureColumn:
+    """One requested feature over the lookup's entities (columnar, as Feast's response is)."""
+
+    feature: Requested
+    values: list = field(default_factory=list)
+    statuses: list[Status] = field(default_factory=list)
+    event_times_ms: list[int | None] = field(default_factory=list)
+    ages_ms: list[int | None] = field(default_factory=list)
+
+    def __getitem__(self, i: int) -> Served:
+        return Served(self.values[i], self.statuses[i], self.event_times_ms[i], self.ages_ms[i])
+
+
+@dataclass
+class LookupResult:
+    now_ms: int  # the serving time every age is measured from
+    entities: dict[str, list]  # the key columns, as requested (checked)
+    features: list[FeatureColumn]  # in request order
+    degraded: dict[str, dict]  # requested group -> its mark (since, pipeline, run_id, gates, why)
+    errors: dict[str, str]  # view -> the error reply that made its values absent for some entity
+
+    def __len__(self) -> int:
+        return len(next(iter(self.entities.values()), []))
+
+    def column(self, ref: str) -> FeatureColumn:
+        """The column of ``"view:feature"``."""
+        for c in self.features:
+            if c.feature.ref == ref:
+                return c
+        raise KeyError(ref)
+
+    def rows(self) -> list[dict[str, Served]]:
+        """Per entity: ``"view:feature"`` -> :class:`Served`."""
+        return [{c.feature.ref: c[i] for c in self.features} for i in range(len(self))]
+
+    def to_json(self, full_feature_names: bool = False) -> dict[str, Any]:
+        """The HTTP response body: Feast's feature server shape (``metadata.feature_names`` and one ``results``
+        entry per column, entity key columns first), with each value's status, event time and age.
+
+        Feature names are bare (``trips_1h``) or, with ``full_feature_names``, ``view__feature`` as Feast
+        writes them. Non-finite floats are the strings ``"Infinity"``, ``"-Infinity"``, ``"NaN"`` (protobuf's
+        JSON mapping; JSON has no such numbers); int64 values are JSON integers, exact in any client that
+        reads integers exactly (JavaScript's ``JSON.parse`` rounds beyond 2**53).
+        """
+        names = [f"{c.feature.view}__{c.feature.name}" if full_feature_names else c.feature.name
+                 for c in self.features]
+        if len(set(names)) != len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise BadRequest(f"two requested features are named {twice!r}: set full_feature_names to tell them "
+                             "apart (view__feature)")
+        results: list[dict[str, Any]] = [{"values": list(v)} for v in self.entities.values()]
+        for c in self.features:
+            results.append({"values": [_json_value(v) for v in c.values],
+                            "statuses": [s.value for s in c.statuses],
+                            "event_timestamps": [_iso(t) for t in c.event_times_ms],
+                            "ages_ms": list(c.ages_ms)})
+        return {
+            "metadata": {
+                "feature_names": [*self.entities, *names],
+                "served_at": _iso(self.now_ms),
+                "features": [_describe(c.feature) for c in self.features],
+                "degraded": self.degraded,
+                "errors": self.errors,
+            },
+            "results": results,
+        }
+
+
+class OnlineLookup:
+    """Looks up features of ``catalogs`` (the project's) in the Redis at ``redis`` (Feast's connection string).
+
+    ``max_entities`` bounds one lookup (:class:`~serving.errors.TooLarge` beyond); ``timeout`` bounds its Redis
+    round trip (seconds); ``metrics`` counts the served statuses; ``clock`` gives the serving time in UTC
+    epoch ms (the wall clock by default).
+    """
+
+    def __init__(self, catalogs: Sequence[Catalog], project: str, redis: str, *,
+                 max_entities: int = DEFAULT_MAX_ENTITIES, timeout: float = 1.0,
+                 metrics: ServeMetrics | None = None, clock=None):
+        if max_entities < 1:
+            raise UserError(f"max_entities must be at least 1 (got {max_entities})")
+        self.features = Features(catalogs)
+        self.project = project
+        self.max_entities = max_entities
+        self.metrics = metrics
+        self.clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self.store = OnlineStore(redis, project, timeout=timeout)
+        self._hash_keys = {g.entity: HashKeys(project, g.key, tuple(c.schema.get_field(k).type for k in g.key))
+                           for c in catalogs for g in c.groups}
+
+    @classmethod
+    def for_project(cls, project, redis: str | None = None, **kw) -> "OnlineLookup":
+        """The lookup of a ``runtime.project.Project``: its catalogs, its online store (or ``redis``)."""
+        address = redis or project.online_store
+        if not address:
+            raise UserError(f"{project.config_path}: no online store to serve from: set online_store, "
+                            "$TANDEM_REDIS or --redis")
+        kw.setdefault("max_entities", project.serving.max_entities)
+        return cls(list(project.catalogs().values()), project.name, address, **kw)
+
+    def lookup(self, entities: Mapping[str, Sequence], features: Sequence[str] | None = None,
+               feature_service: str | None = None, now_ms: int | None = None) -> LookupResult:
+        """The values of ``features`` (``"view:feature"`` refs) or ``feature_service`` for ``entities`` (key
+        column -> one value per entity), as of ``now_ms`` (default: the clock when Redis answered)."""
+        plan = self.features.plan(features, feature_service)
+        count, columns = entity_columns(plan, entities)
+        if count > self.max_entities:
+            raise TooLarge(f"{count} entities in one lookup; this server takes at most {self.max_entities} "
+                           "(split the batch, or raise serving.max_entities)")
+        commands, slots = self._commands(plan, count, columns)
+        replies, marks = self.store.round_trip(commands)
+        now = self.clock() if now_ms is None else now_ms
+        result = LookupResult(now, columns, [], {v.name: marks[v.name] for v in plan.views if v.name in marks}, {})
+        counts: dict[tuple[str, str], int] = {}
+        for view, view_slots in zip(plan.views, slots):
+            degraded = view.name in marks
+            rows = []
+            for slot in view_slots:
+                reply = replies[slot]
+                if isinstance(reply, Exception):
+                    result.errors.setdefault(view.name, one_line(reply))
+                    reply = [None] * (len(view.features) + 1)
+                rows.append((reply, event_ms(reply[-1])))
+            for j, feature in enumerate(view.features):
+                column = FeatureColumn(feature)
+                has_default = feature.default is not None
+                for reply, t in rows:
+                    stored = reply[j]
+                    age = None if t is None or stored is None else now - t
+                    s = status(age, feature.budget, degraded, has_default)
+                    column.values.append(value_of(stored) if s in _SERVED else feature.default)
+                    column.statuses.append(s)
+                    column.event_times_ms.append(None if age is None else t)
+                    column.ages_ms.append(age)
+                    counts[(view.name, s.value)] = counts.get((view.name, s.value), 0) + 1
+                result.features.append(column)
+        order = {f.ref: i for i, f in enumerate(plan.features)}
+        result.features.sort(key=lambda c: order[c.feature.ref])
+        if self.metrics is not None:
+            self.metrics.served(counts)
+            self.metrics.groups_read([v.name for v in plan.views], marks)
+        return result
+
+    def _commands(self, plan: Plan, count: int, columns: dict[str, list]):
+        """One HMGET per distinct entity of each view (a batch may name an entity twice); and, per view, the
+        command each entity's row comes from."""
+        commands: list[tuple[bytes, tuple[bytes, ...]]] = []
+        slots = []
+        for view in plan.views:
+            hash_key, fields = self._hash_keys[view.name], view.fields
+            parts = [columns[k] for k in view.key]
+            seen: dict[Any, int] = {}
+            view_slots = []
+            for i in range(count):
+                values = tuple(p[i] for p in parts)
+                slot = seen.get(values)
+                if slot is None:
+                    slot = seen[values] = len(commands)
+                    commands.append((hash_key(values), fields))
+                view_slots.append(slot)
+            slots.append(view_slots)
+        return commands, slots
+
+    def close(self) -> None:
+        self.store.close()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _iso(ms: int | None) -> str | None:
+    """UTC epoch ms as ISO 8601 with milliseconds and ``Z`` (exact: no float on the way)."""
+    if ms is None:
+        return None
+    try:
+        t = _EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:  # beyond year 9999: no writer of Tandem stores such a time
+        return None
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
+    return v
+
+
+def _describe(f: Requested) -> dict[str, Any]:
+    show = lambda ms: None if ms is None else format_duration(ms)  # noqa: E731
+    return {"name": f.name, "view": f.view, "type": f.dtype.value, "fresh_for": show(f.budget.fresh_ms),
+            "max_staleness": show(f.budget.max_ms), "default": _json_value(f.default)}

@@ -1,0 +1,103 @@
+"""The online store as serving reads it: Feast's Redis layout, one pipelined round trip per lookup.
+
+What Feast's ``RedisOnlineStore.online_read`` reads (feast 0.67,
+``feast/infra/online_stores/redis.py``), read the same way: per entity of a
+feature view, ``HMGET <hash key> <field of view:feature>... _ts:<view>``, all
+in one non-transactional pipeline. The hash key is Feast's
+(``serving.features.HashKeys``), a field's value a serialized
+``feast.types.Value`` (an empty message: null), ``_ts:<view>`` a serialized
+``google.protobuf.Timestamp`` (absent: the entity has no row in the view). The
+same pipeline also reads the project's degraded marks (``runtime.degraded``), so
+a lookup costs exactly one round trip.
+
+:meth:`OnlineStore.round_trip` is the only place that talks to Redis, so a
+circuit breaker can wrap it. A connection that fails or times out is
+:class:`~serving.errors.Unavailable` (nothing read); an error reply to one
+command (a key that holds no hash) is returned in its place, for the caller to
+report against that view alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from runtime.degraded import degraded_key, parse_marks
+from runtime.errors import UserError, one_line
+from serving.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class OnlineStore:
+    """A Redis client for one project's online rows (``address``: Feast's ``host:port[,db=N,password=...]``
+    or ``redis://...``). ``timeout`` bounds a round trip, in seconds: a slow server fails the lookup
+    rather than holding it."""
+
+    def __init__(self, address: str, project: str, *, timeout: float = 1.0, connect_timeout: float = 1.0):
+        from stream_jobs.online_sink import connect_redis  # Feast's own connection string parser
+
+        self.project = project
+        self._degraded_key = degraded_key(project)
+        try:
+            self._client, self.address = connect_redis(address, timeout, connect_timeout)
+        except (UserError, ValueError, redis.exceptions.RedisError):  # never the text: it may hold a password
+            raise UserError("the online store address is not a Redis address: expected host:port[,db=N,...] "
+                            "or redis://host:port/db") from None
+
+    def ping(self) -> str | None:
+        """None when Redis answers; else why not, in one line."""
+        try:
+            self._client.ping()
+            return None
+        except redis.exceptions.RedisError as e:
+            return f"Redis at {self.address} does not answer: {one_line(e)}"
+
+    def round_trip(self, commands: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[list, dict[str, dict]]:
+        """One pipelined round trip: ``HMGET key *fields`` per command, and the degraded marks.
+
+        Returns each command's reply (a list with one ``bytes`` or None per field, or the error reply) and the
+        marks (group -> what failed). Raises :class:`Unavailable` when Redis cannot be reached or times out.
+        """
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for key, fields in commands:
+                    pipe.hmget(key, fields)
+                pipe.hgetall(self._degraded_key)
+                replies = pipe.execute(raise_on_error=False)
+        except redis.exceptions.RedisError as e:
+            raise Unavailable(f"the online store (Redis at {self.address}) did not answer: {one_line(e)}") from None
+        marks = replies.pop()
+        for reply in replies:  # a lost connection mid-reply is every command's error, not one view's
+            if isinstance(reply, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+                raise Unavailable(f"the online store (Redis at {self.address}) did not answer: {one_line(reply)}")
+        if isinstance(marks, Exception):
+            log.warning("cannot read the degraded marks %s: %s", self._degraded_key, one_line(marks))
+            raise Unavailable(f"the online store's degraded marks ({self._degraded_key}) are unreadable: "
+                              f"{one_line(marks)}")
+        return replies, parse_marks(marks)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def event_ms(stored: bytes | None) -> int | None:
+    """A stored ``_ts:<view>`` as UTC epoch milliseconds (None: no row). Feast reads it as seconds + nanos;
+    Tandem's writers store whole milliseconds, so nothing is lost."""
+    if stored is None:
+        return None
+    ts = Timestamp.FromString(stored)
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
+def value_of(stored: bytes | None):
+    """A stored ``feast.types.Value`` as the Python value Feast's ``to_dict`` gives (an empty message: None)."""
+    if not stored:
+        return None
+    message = ValueProto.FromString(stored)
+    which = message.WhichOneof("val")
+    return None if which is None or which == "null_val" else getattr(message, which)
