@@ -18,7 +18,17 @@ The declarations it serves by (``fresh_for``, ``max_staleness``, ``default``)
 live in the catalog (``transforms.budgets``).
 """
 
-from serving.lookup import LookupResult, OnlineLookup, Served
-from serving.statuses import Status
-
 __all__ = ["LookupResult", "OnlineLookup", "Served", "Status"]
+
+
+def __getattr__(name: str):
+    """Imported on first use: the lookup imports Feast (seconds), which ``tandem serve``'s refusals need not wait for."""
+    if name == "Status":
+        from serving.statuses import Status
+
+        return Status
+    if name in __all__:
+        from serving import lookup
+
+        return getattr(lookup, name)
+    raise AttributeError(f"module 'serving' has no attribute {name!r}")

@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+import redis
+from google.protobuf.message import DecodeError
+
 from runtime.errors import UserError, one_line
 from serving.errors import BadRequest, TooLarge
 from serving.features import Features, HashKeys, Plan, Requested, entity_columns
@@ -72,7 +75,8 @@ class LookupResult:
     entities: dict[str, list]  # the key columns, as requested (checked)
     features: list[FeatureColumn]  # in request order
     degraded: dict[str, dict]  # requested group -> its mark (since, pipeline, run_id, gates, why)
-    errors: dict[str, str]  # view -> the error reply that made its values absent for some entity
+    errors: dict[str, str]  # view -> why some of its values were unreadable (an error reply, corrupt bytes):
+    # those are served as absent (defaulted or missing), never dropped
 
     def __len__(self) -> int:
         return len(next(iter(self.entities.values()), []))
@@ -164,6 +168,7 @@ class OnlineLookup:
                            "(split the batch, or raise serving.max_entities)")
         commands, slots = self._commands(plan, count, columns)
         replies, marks = self.store.round_trip(commands)
+        absent = {v.name: [None] * (len(v.features) + 1) for v in plan.views}
         now = self.clock() if now_ms is None else now_ms
         result = LookupResult(now, columns, [], {v.name: marks[v.name] for v in plan.views if v.name in marks}, {})
         counts: dict[tuple[str, str], int] = {}
@@ -172,10 +177,13 @@ class OnlineLookup:
             rows = []
             for slot in view_slots:
                 reply = replies[slot]
-                if isinstance(reply, Exception):
-                    result.errors.setdefault(view.name, one_line(reply))
-                    reply = [None] * (len(view.features) + 1)
-                rows.append((reply, event_ms(reply[-1])))
+                try:
+                    if isinstance(reply, Exception):
+                        raise reply
+                    rows.append((reply, event_ms(reply[-1])))
+                except (redis.exceptions.ResponseError, DecodeError) as e:  # served as absent, and said so
+                    result.errors.setdefault(view.name, _unreadable(view.name, e))
+                    rows.append((absent[view.name], None))
             for j, feature in enumerate(view.features):
                 column = FeatureColumn(feature)
                 has_default = feature.default is not None
@@ -183,7 +191,15 @@ class OnlineLookup:
                     stored = reply[j]
                     age = None if t is None or stored is None else now - t
                     s = status(age, feature.budget, degraded, has_default)
-                    column.values.append(value_of(stored) if s in _SERVED else feature.default)
+                    if s in _SERVED:
+                        try:
+                            value = value_of(stored)
+                        except DecodeError as e:
+                            result.errors.setdefault(view.name, _unreadable(view.name, e))
+                            age, s = None, status(None, feature.budget, degraded, has_default)
+                    if s not in _SERVED:
+                        value = feature.default
+                    column.values.append(value)
                     column.statuses.append(s)
                     column.event_times_ms.append(None if age is None else t)
                     column.ages_ms.append(age)
@@ -232,6 +248,12 @@ def _iso(ms: int | None) -> str | None:
     except OverflowError:  # beyond year 9999: no writer of Tandem stores such a time
         return None
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _unreadable(view: str, e: Exception) -> str:
+    if isinstance(e, DecodeError):
+        return f"a stored value of view {view!r} is not a protobuf message Feast wrote: {one_line(e)}"
+    return one_line(e)
 
 
 def _json_value(v: Any) -> Any:

@@ -419,3 +419,24 @@ def test_an_address_that_is_not_redis_is_refused_without_echoing_it():
     with pytest.raises(UserError) as e:
         OnlineLookup([RIDES], PROJECT, "no-port-here,password=s3cret-Pa55word")
     assert "s3cret" not in str(e.value) and "expected host:port" in str(e.value)
+
+
+def test_corrupt_stored_bytes_fail_only_those_values_and_say_so(empty):
+    """A field or a _ts that is not the protobuf Feast wrote: served as absent (defaulted or missing), named in
+    errors; the entity's other groups and the other entities are served."""
+    from feast.infra.online_stores.helpers import _mmh3, _redis_key
+    from feast.value_type import ValueType
+
+    from stream_jobs.online_sink import entity_key_proto
+
+    empty["writer"].write([row(d, "c", 1, NOW - MIN, random_values(random.Random(6))) for d in ("ok", "bad", "bad-ts")])
+    key = lambda d: _redis_key(PROJECT, entity_key_proto(("driver",), (ValueType.STRING,), (d,)), 3)  # noqa: E731
+    empty["client"].hset(key("bad"), _mmh3("driver:driver_rides_5m"), b"\xff\xff\xff")
+    empty["client"].hset(key("bad-ts"), "_ts:driver", b"\xff\xff")
+    refs = ["driver:driver_rides_5m", "driver:driver_last_riders_2h", "driver_day:driver_km_sum_1d"]
+    result = empty["lookup"].lookup({"driver": ["ok", "bad", "bad-ts"]}, features=refs, now_ms=NOW)
+    assert set(result.errors) == {"driver"} and "not a protobuf message Feast wrote" in result.errors["driver"]
+    assert [s.value for s in result.column(refs[0]).statuses] == ["fresh", "defaulted", "defaulted"]
+    assert result.column(refs[0]).values == [result.column(refs[0]).values[0], 0, 0]
+    assert [s.value for s in result.column(refs[1]).statuses] == ["fresh", "fresh", "missing"]
+    assert [s.value for s in result.column(refs[2]).statuses] == ["fresh", "fresh", "fresh"]
