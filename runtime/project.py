@@ -14,6 +14,7 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
       max_future: 1h              # an event time further ahead of the clock is invalid
     pipelines: ...                # owners and SLAs; alerts: ... channels; metrics: ... output;
                                   # orchestration: ... schedules (``runtime.operations`` says how)
+    serving: ...                  # tandem serve: token, max_entities, timeout (``runtime.serving_settings``)
 
 Paths are relative to ``tandem.yaml``. Only ``project`` and ``catalogs`` are
 required. An unknown key, a wrong type or a catalog that does not load is one
@@ -38,13 +39,14 @@ from typing import Any
 
 from runtime.errors import UserError, one_line
 from runtime.operations import Operations, parse_operations
+from runtime.serving_settings import ServingSettings, parse_serving
 from transforms import Catalog, parse_duration
 
 CONFIG = "tandem.yaml"
 ENV_PROJECT = "TANDEM_PROJECT"  # a project folder, for processes started elsewhere (feast, spark-submit)
 ENV_OVERRIDES = {"lake": "TANDEM_LAKE", "online_store": "TANDEM_REDIS", "kafka": "TANDEM_KAFKA"}
 _KEYS = {"project", "catalogs", "lake", "online_store", "kafka", "defaults", "pipelines", "alerts", "metrics",
-         "orchestration"}
+         "orchestration", "serving"}
 _DEFAULT_KEYS = {"allowed_lateness", "max_future"}
 
 
@@ -59,6 +61,7 @@ class Project:
     allowed_lateness_ms: int = 5_000
     max_future_ms: int = 3_600_000
     operations: Operations | None = None  # owners, SLAs, alert channels, metrics output (runtime.operations)
+    serving: ServingSettings = ServingSettings()  # tandem serve: token, max_entities, timeout (runtime.serving_settings)
     _catalogs: dict[str, Catalog] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -157,6 +160,7 @@ def load_project(path: Path) -> Project:
     return Project(
         root=root, name=name, catalog_specs=tuple(specs), lake_root=lake_root,
         operations=parse_operations(path, doc, lake_root),
+        serving=parse_serving(path, doc),
         online_store=settings["online_store"], kafka=settings["kafka"],
         allowed_lateness_ms=_duration(path, defaults, "allowed_lateness", "5s"),
         max_future_ms=_duration(path, defaults, "max_future", "1h"),

@@ -699,6 +699,61 @@ def orchestrate(
         raise typer.Exit(code)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="The address to listen on. Not loopback only with an API token "
+                                           "($TANDEM_SERVE_TOKEN or serving.token in tandem.yaml).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.", min=1, max=65535)] = 6566,
+    redis: Annotated[Optional[str], typer.Option(
+        help="Redis host:port (default: the project's online_store; $TANDEM_REDIS overrides it).")] = None,
+    max_entities: Annotated[Optional[int], typer.Option(
+        help="Entities in one lookup, at most (default: serving.max_entities, else 1000).", min=1)] = None,
+    access_log: Annotated[bool, typer.Option(help="Log a line per request (method, path, status).")] = False,
+    project: ProjectOption = None,
+) -> None:
+    """Serve the project's online features over HTTP: each value with its event time, age and status.
+
+    POST /features {"features": ["view:feature", ...] or "feature_service": "<source>_all", "entities": {...}};
+    GET /health; GET /metrics (Prometheus). Statuses: fresh, stale, defaulted, missing (see README "Serving").
+    """
+    import os
+    import socket
+
+    from runtime.serving_settings import ENV_TOKEN
+    from serving.access import check_bind
+
+    proj = _project(project)
+    settings = proj.serving
+    check_bind(host, settings.token)  # before anything listens
+    try:  # a port in use or an address not on this machine: one line, before uvicorn logs its own
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host.strip("[]"), port))
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    import uvicorn
+
+    from serving.http import create_app
+    from serving.lookup import OnlineLookup
+    from serving.metrics import ServeMetrics
+
+    lookup = OnlineLookup.for_project(proj, redis, timeout=settings.timeout_ms / 1000, metrics=ServeMetrics(),
+                                      **({} if max_entities is None else {"max_entities": max_entities}))
+    problem = lookup.store.ping()
+    if problem:  # served anyway: lookups answer 503 until Redis is back
+        console.print(f"warning: {problem}; lookups answer 503 until it does", highlight=False, markup=False)
+    services = ", ".join(lookup.features.services)
+    auth = f"token required (from {ENV_TOKEN if os.environ.get(ENV_TOKEN) else 'tandem.yaml'})" \
+        if settings.token is not None else "no token (loopback only)"
+    console.print(f"serving project {proj.name} (feature services: {services}) from Redis at "
+                  f"{lookup.store.address} on http://{host}:{port}; {auth}; Ctrl-C stops it",
+                  highlight=False, markup=False)
+    app_ = create_app(lookup, settings.token)
+    uvicorn.run(app_, host=host.strip("[]"), port=port, log_level="warning", access_log=access_log,
+                server_header=False, lifespan="off")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn user mistakes into one line and a non-zero exit."""
     try:

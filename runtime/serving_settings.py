@@ -1,0 +1,71 @@
+"""What a project says about serving (``tandem serve``), from ``tandem.yaml``::
+
+    serving:
+      token: ...            # the API token ($TANDEM_SERVE_TOKEN overrides; keep it out of git: prefer the variable)
+      max_entities: 1000    # entities in one lookup, at most (a larger batch is refused: HTTP 413)
+      timeout: 1s           # a lookup's Redis round trip, at most (then HTTP 503)
+
+Every key is optional. Without a token the server binds loopback only; with
+one it may bind any address, and every request must carry
+``Authorization: Bearer <token>``. A token is at least 16 characters (e.g.
+``python -c "import secrets; print(secrets.token_urlsafe(32))"``) and is held
+as a :class:`~runtime.secrets.Secret`: no message or setting prints it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import UserError
+from runtime.secrets import Secret
+from transforms import parse_duration
+
+ENV_TOKEN = "TANDEM_SERVE_TOKEN"
+MIN_TOKEN_LENGTH = 16
+_KEYS = {"token", "max_entities", "timeout"}
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    token: Secret | None = None
+    max_entities: int = 1_000
+    timeout_ms: int = 1_000
+
+
+def serving_token(where: str, value: object) -> Secret | None:
+    """A configured token as a Secret (None: none), refused when not a string of at least 16 characters; the
+    message names where it came from, never the value."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UserError(f"{where} must be a string (a YAML number or list is not a token)")
+    if len(value) < MIN_TOKEN_LENGTH or value != value.strip():
+        raise UserError(f"{where} is too short or has spaces around it: use at least {MIN_TOKEN_LENGTH} characters, "
+                        "e.g. python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+    return Secret(value)
+
+
+def parse_serving(path: Path, doc: dict) -> ServingSettings:
+    """The ``serving`` section of ``tandem.yaml`` at ``path`` (``$TANDEM_SERVE_TOKEN`` overrides its token)."""
+    section = doc.get("serving") or {}
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: 'serving' must be a mapping of {', '.join(sorted(_KEYS))}")
+    unknown = sorted(set(section) - _KEYS)
+    if unknown:
+        raise UserError(f"{path}: serving: unknown key {unknown[0]!r}; the keys are {', '.join(sorted(_KEYS))}")
+    if os.environ.get(ENV_TOKEN):
+        token = serving_token(f"${ENV_TOKEN}", os.environ[ENV_TOKEN])
+    else:
+        token = serving_token(f"{path}: serving.token", section.get("token"))
+    most = section.get("max_entities", ServingSettings.max_entities)
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 1_000_000:
+        raise UserError(f"{path}: serving.max_entities must be a whole number from 1 to 1000000 (got {most!r})")
+    try:
+        timeout_ms = parse_duration(str(section.get("timeout", "1s")))
+    except ValueError as e:
+        raise UserError(f"{path}: serving.timeout: {e}") from None
+    if timeout_ms <= 0:
+        raise UserError(f"{path}: serving.timeout must be longer than 0")
+    return ServingSettings(token=token, max_entities=most, timeout_ms=timeout_ms)
