@@ -163,8 +163,9 @@ def entity_columns(plan: Plan, entities: Any) -> tuple[int, dict[str, list]]:
     count = None
     for column, dtype in needed.items():
         values = entities[column]
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__") or not hasattr(values, "__iter__"):
             raise BadEntities(f"entities: {column!r} must be a list of values, one per entity (got {_show(values)})")
+        values = values if isinstance(values, list) else list(values)  # a tuple, numpy array, pandas Series
         if count is None:
             count = len(values)
         elif len(values) != count:
@@ -177,8 +178,8 @@ def entity_columns(plan: Plan, entities: Any) -> tuple[int, dict[str, list]]:
 
 def _key_value(column: str, dtype: FieldType, i: int, value: Any):
     if dtype is FieldType.STRING:
-        if type(value) is str and value:
-            return value
+        if isinstance(value, str) and value:
+            return value if type(value) is str else str(value)  # numpy's str_ too, in the Python function
         raise BadEntities(f"entities: {column}[{i}] is {_show(value)}, but {column!r} is a string key: "
                           "give a non-empty string")
     if type(value) is int and INT64_MIN <= value <= INT64_MAX:

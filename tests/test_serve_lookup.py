@@ -440,3 +440,18 @@ def test_corrupt_stored_bytes_fail_only_those_values_and_say_so(empty):
     assert result.column(refs[0]).values == [result.column(refs[0]).values[0], 0, 0]
     assert [s.value for s in result.column(refs[1]).statuses] == ["fresh", "fresh", "missing"]
     assert [s.value for s in result.column(refs[2]).statuses] == ["fresh", "fresh", "fresh"]
+
+
+def test_the_python_function_takes_numpy_and_pandas_columns(empty):
+    import numpy as np
+    import pandas as pd
+
+    empty["writer"].write([row("dn", "cn", -(2**63), NOW - MIN, {**random_values(random.Random(8)),
+                                                                  "vehicle_rides_1h": 5, "cd_rides_10m": 6})])
+    result = empty["lookup"].lookup({"vehicle": np.array([-(2**63), 3], dtype=np.int64),
+                                     "city": pd.Series(["cn", "cn"]), "driver": np.array(["dn", "dn"])},
+                                    features=["vehicle:vehicle_rides_1h", "city_driver:cd_rides_10m"], now_ms=NOW)
+    assert result.entities == {"vehicle": [-(2**63), 3], "city": ["cn", "cn"], "driver": ["dn", "dn"]}
+    assert [type(v) for c in result.entities.values() for v in c] == [int, int, str, str, str, str]
+    assert result.column("vehicle:vehicle_rides_1h").values == [5, None]
+    assert result.column("city_driver:cd_rides_10m").values == [6, 6]
