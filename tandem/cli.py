@@ -701,7 +701,7 @@ def orchestrate(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="The address to listen on. Not loopback only with an API token "
+    host: Annotated[str, typer.Option(help="The address to listen on; one that is not loopback needs an API token "
                                            "($TANDEM_SERVE_TOKEN or serving.token in tandem.yaml).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The port to listen on.", min=1, max=65535)] = 6566,
     redis: Annotated[Optional[str], typer.Option(
