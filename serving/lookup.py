@@ -166,29 +166,36 @@ class OnlineLookup:
         if count > self.max_entities:
             raise TooLarge(f"{count} entities in one lookup; this server takes at most {self.max_entities} "
                            "(split the batch, or raise serving.max_entities)")
-        commands, slots = self._commands(plan, count, columns)
+        commands, reads = self._commands(plan, count, columns)
         replies, marks = self.store.round_trip(commands)
-        absent = {v.name: [None] * (len(v.features) + 1) for v in plan.views}
         now = self.clock() if now_ms is None else now_ms
         result = LookupResult(now, columns, [], {v.name: marks[v.name] for v in plan.views if v.name in marks}, {})
-        counts: dict[tuple[str, str], int] = {}
-        for view, view_slots in zip(plan.views, slots):
+        counts: dict[tuple[str, Status], int] = {}
+        for view, (command_of, offset) in zip(plan.views, reads):
             degraded = view.name in marks
+            width = len(view.features) + 1  # the features' fields, then _ts:<view>
+            absent = [None] * width
+            decoded: dict[int, tuple[list, int | None]] = {}  # per command: an entity named twice is read once
             rows = []
-            for slot in view_slots:
-                reply = replies[slot]
-                try:
-                    if isinstance(reply, Exception):
-                        raise reply
-                    rows.append((reply, event_ms(reply[-1])))
-                except (redis.exceptions.ResponseError, DecodeError) as e:  # served as absent, and said so
-                    result.errors.setdefault(view.name, _unreadable(view.name, e))
-                    rows.append((absent[view.name], None))
+            for c in command_of:
+                row = decoded.get(c)
+                if row is None:
+                    reply = replies[c]
+                    try:
+                        if isinstance(reply, Exception):
+                            raise reply
+                        part = reply[offset:offset + width]
+                        row = (part, event_ms(part[-1]))
+                    except (redis.exceptions.ResponseError, DecodeError) as e:  # served as absent, and said so
+                        result.errors.setdefault(view.name, _unreadable(view.name, e))
+                        row = (absent, None)
+                    decoded[c] = row
+                rows.append(row)
             for j, feature in enumerate(view.features):
                 column = FeatureColumn(feature)
                 has_default = feature.default is not None
-                for reply, t in rows:
-                    stored = reply[j]
+                for part, t in rows:
+                    stored = part[j]
                     age = None if t is None or stored is None else now - t
                     s = status(age, feature.budget, degraded, has_default)
                     if s in _SERVED:
@@ -203,34 +210,47 @@ class OnlineLookup:
                     column.statuses.append(s)
                     column.event_times_ms.append(None if age is None else t)
                     column.ages_ms.append(age)
-                    counts[(view.name, s.value)] = counts.get((view.name, s.value), 0) + 1
+                    counts[(view.name, s)] = counts.get((view.name, s), 0) + 1
                 result.features.append(column)
         order = {f.ref: i for i, f in enumerate(plan.features)}
         result.features.sort(key=lambda c: order[c.feature.ref])
         if self.metrics is not None:
-            self.metrics.served(counts)
+            self.metrics.served({(group, s.value): n for (group, s), n in counts.items()})
             self.metrics.groups_read([v.name for v in plan.views], marks)
         return result
 
     def _commands(self, plan: Plan, count: int, columns: dict[str, list]):
-        """One HMGET per distinct entity of each view (a batch may name an entity twice); and, per view, the
-        command each entity's row comes from."""
+        """The HMGETs of a lookup: one per distinct entity hash, asking for the fields of every requested view
+        stored in it; and, per view, the command each entity's row comes from and where its fields start.
+
+        Feast keys a hash by the entity alone (its sorted join keys and their values), so the views over the same
+        key columns (``driver`` and ``driver_day``) keep an entity's rows in one hash: one HMGET reads them all,
+        and an entity named twice in a batch is read once.
+        """
         commands: list[tuple[bytes, tuple[bytes, ...]]] = []
-        slots = []
-        for view in plan.views:
-            hash_key, fields = self._hash_keys[view.name], view.fields
-            parts = [columns[k] for k in view.key]
+        reads: list[tuple[list[int], int]] = [([], 0)] * len(plan.views)
+        sharing: dict[tuple[str, ...], list[int]] = {}
+        for v, view in enumerate(plan.views):
+            sharing.setdefault(tuple(sorted(view.key)), []).append(v)
+        for members in sharing.values():
+            fields: list[bytes] = []
+            for v in members:
+                reads[v] = ([], len(fields))
+                fields.extend(plan.views[v].fields)
+            first = plan.views[members[0]]
+            hash_key, all_fields = self._hash_keys[first.name], tuple(fields)
+            parts = [columns[k] for k in first.key]
+            targets = [reads[v][0] for v in members]
             seen: dict[Any, int] = {}
-            view_slots = []
             for i in range(count):
-                values = tuple(p[i] for p in parts)
-                slot = seen.get(values)
-                if slot is None:
-                    slot = seen[values] = len(commands)
-                    commands.append((hash_key(values), fields))
-                view_slots.append(slot)
-            slots.append(view_slots)
-        return commands, slots
+                values = tuple([p[i] for p in parts])
+                c = seen.get(values)
+                if c is None:
+                    c = seen[values] = len(commands)
+                    commands.append((hash_key(values), all_fields))
+                for target in targets:
+                    target.append(c)
+        return commands, reads
 
     def close(self) -> None:
         self.store.close()

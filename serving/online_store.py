@@ -2,8 +2,10 @@
 
 What Feast's ``RedisOnlineStore.online_read`` reads (feast 0.67,
 ``feast/infra/online_stores/redis.py``), read the same way: per entity of a
-feature view, ``HMGET <hash key> <field of view:feature>... _ts:<view>``, all
-in one non-transactional pipeline. The hash key is Feast's
+feature view, the fields ``<view:feature>... _ts:<view>`` of the entity's
+hash, by ``HMGET``, all in one non-transactional pipeline (Feast sends one
+HMGET per view and entity; views over the same key columns share the entity's
+hash, so the lookup asks for all their fields in one). The hash key is Feast's
 (``serving.features.HashKeys``), a field's value a serialized
 ``feast.types.Value`` (an empty message: null), ``_ts:<view>`` a serialized
 ``google.protobuf.Timestamp`` (absent: the entity has no row in the view). The

@@ -455,3 +455,20 @@ def test_the_python_function_takes_numpy_and_pandas_columns(empty):
     assert [type(v) for c in result.entities.values() for v in c] == [int, int, str, str, str, str]
     assert result.column("vehicle:vehicle_rides_1h").values == [5, None]
     assert result.column("city_driver:cd_rides_10m").values == [6, 6]
+
+
+def test_one_round_trip_reads_each_entity_hash_once(empty):
+    """Redis's own command counts: one HMGET per distinct entity hash (driver and driver_day share the driver's
+    hash, as Feast keys it; an entity named twice is read once) and one HGETALL of the degraded marks."""
+    empty["writer"].write([row(d, "c", 1, NOW - MIN, random_values(random.Random(10))) for d in ("a", "b")])
+    client = empty["client"]
+
+    def calls(command):
+        return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+    client.config_resetstat()
+    result = empty["lookup"].lookup({"driver": ["a", "b", "a", "zz"]}, now_ms=NOW, features=[
+        "driver:driver_rides_5m", "driver_day:driver_km_sum_1d", "driver:driver_cities_2h"])
+    assert calls("hmget") == 3 and calls("hgetall") == 1
+    assert [s.value for s in result.column("driver_day:driver_km_sum_1d").statuses] == ["fresh"] * 3 + ["missing"]
+    assert result.column("driver:driver_rides_5m").values[0] == result.column("driver:driver_rides_5m").values[2]
