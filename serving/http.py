@@ -55,8 +55,9 @@ def body_limit(max_entities: int) -> int:
     return max(1 << 20, max_entities * 1024)
 
 
-def create_app(lookup: OnlineLookup, token: Secret | None = None, metrics: ServeMetrics | None = None) -> FastAPI:
-    """The app serving ``lookup``; with ``token``, every request must carry ``Authorization: Bearer <token>``."""
+def create_app(lookup: OnlineLookup, token: Secret | None = None, metrics: ServeMetrics | None = None) -> "Guard":
+    """The ASGI app serving ``lookup`` (FastAPI's routes inside :class:`Guard`); with ``token``, every request must
+    carry ``Authorization: Bearer <token>``."""
     metrics = metrics or lookup.metrics or ServeMetrics()
     if lookup.metrics is None:
         lookup.metrics = metrics

@@ -108,10 +108,18 @@ class LookupResult:
             raise BadRequest(f"two requested features are named {twice!r}: set full_feature_names to tell them "
                              "apart (view__feature)")
         results: list[dict[str, Any]] = [{"values": list(v)} for v in self.entities.values()]
+        texts: dict[int | None, str | None] = {None: None}  # an entity's features share its row's event time
+        words = {s: s.value for s in Status}
         for c in self.features:
+            stamps = []
+            for t in c.event_times_ms:
+                text = texts.get(t, "")
+                if text == "":
+                    text = texts[t] = _iso(t)
+                stamps.append(text)
             results.append({"values": [_json_value(v) for v in c.values],
-                            "statuses": [s.value for s in c.statuses],
-                            "event_timestamps": [_iso(t) for t in c.event_times_ms],
+                            "statuses": [words[s] for s in c.statuses],
+                            "event_timestamps": stamps,
                             "ages_ms": list(c.ages_ms)})
         return {
             "metadata": {
