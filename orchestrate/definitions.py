@@ -71,7 +71,7 @@ def definitions(project: Project) -> dg.Definitions:
         if name not in project.catalogs():
             raise UserError(f"{project.config_path}: orchestration.streams: {name!r} is no source of the project "
                             f"(its sources: {', '.join(project.catalogs())})")
-        job, keeper = stream_definitions(project, name, options)
+        job, keeper = stream_definitions(project, name, options, settings.stall_after_ms)
         jobs.append(job)
         sensors.append(keeper)
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors)

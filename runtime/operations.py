@@ -47,7 +47,7 @@ _PIPELINE_KEYS = {"owner", "availability", "freshness"}
 _ALERT_KEYS = {"webhook", "file", "repeat_after"}
 _METRIC_KEYS = {"textfile", "pushgateway"}
 _ORCHESTRATION_KEYS = {"start", "landing", "daily", "hourly", "retries", "backoff", "lock_wait", "missed_after",
-                       "streams"}
+                       "stall_after", "streams"}
 _BATCH_FRESHNESS_MS = 26 * 3_600_000  # a daily pipeline, with two hours' slack
 _STREAM_FRESHNESS_MS = 15 * 60_000
 
@@ -89,6 +89,7 @@ class OrchestrationSettings:
     backoff_ms: int = 30_000
     lock_wait_ms: int = 600_000
     missed_after_ms: int = 3_600_000  # a daily run not started this long after its tick alerts schedule_missed
+    stall_after_ms: int = 600_000  # a kept stream with no checkpoint row this long is dead: it is restarted
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> tandem stream's options
 
 
@@ -167,7 +168,8 @@ def _orchestration(path: Path, section: dict) -> OrchestrationSettings:
                                    "orchestration.landing"),
         retries=retries, backoff_ms=_duration(path, section, "backoff", "30s", "orchestration"),
         lock_wait_ms=_duration(path, section, "lock_wait", "10m", "orchestration"),
-        missed_after_ms=_duration(path, section, "missed_after", "1h", "orchestration"), **crons)
+        missed_after_ms=_duration(path, section, "missed_after", "1h", "orchestration"),
+        stall_after_ms=_duration(path, section, "stall_after", "10m", "orchestration"), **crons)
 
 
 def _section(path: Path, doc: dict, key: str, allowed: set[str] | None) -> dict:

@@ -200,6 +200,7 @@ class RunLog:
     def read(self, pipeline: str | None = None, since: datetime | None = None) -> list[RunRecord]:
         """Runs in start order (all, or of ``pipeline``, or started at or after ``since``). Raises
         ``UserError`` naming the row when one is malformed."""
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
         from deltalake import DeltaTable
 
@@ -208,7 +209,13 @@ class RunLog:
         files = DeltaTable(str(self.path)).file_uris()
         if not files:
             return []
-        rows = pq.ParquetDataset(files, schema=SCHEMA).read().to_pylist()
+        wanted = None  # pushed down to the Parquet files' statistics: a long log is not read whole
+        if pipeline is not None:
+            wanted = pc.field("pipeline") == pipeline
+        if since is not None:
+            later = pc.field("started_at") >= pa.scalar(since, type=_TS)
+            wanted = later if wanted is None else wanted & later
+        rows = pq.ParquetDataset(files, schema=SCHEMA, filters=wanted).read().to_pylist()
         out = []
         for row in rows:
             try:

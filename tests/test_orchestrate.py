@@ -443,8 +443,17 @@ def test_bad_orchestration_settings_are_one_line_each(tmp_path):
              "start": ("May 1st", r"orchestration\.start must be a date"),
              "retries": (-1, r"orchestration\.retries must be a whole number from 0 to 20"),
              "landing": ("nowhere", r"orchestration\.landing: no folder .*nowhere/rides for source 'rides': create it")}
-    for i, (key, (value, message)) in enumerate(cases.items()):
-        path = make_project(tmp_path / str(i), "127.0.0.1:6379", "bad", ["features.rides"], **{key: value})
+    kept = {"source": "file:inbox", "out": "out"}
+    cases = [({key: value}, message) for key, (value, message) in cases.items()] + [
+        ({"stall_after": "0s"}, r"orchestration\.stall_after must be longer than 0"),
+        ({"streams": {"rides": {**kept, "checkpoint_interval": "0ms"}}},
+         r"orchestration\.streams\.rides\.checkpoint_interval: a kept stream must checkpoint"),
+        ({"streams": {"rides": {**kept, "checkpoint_interval": "5m"}}},
+         r"checkpoint_interval 5m is too long for orchestration\.stall_after \(600 s\): take at least 3"),
+        ({"streams": {"rides": {**kept, "checkpoint_interval": "soon"}}},
+         r"orchestration\.streams\.rides\.checkpoint_interval: ")]
+    for i, (settings, message) in enumerate(cases):
+        path = make_project(tmp_path / str(i), "127.0.0.1:6379", "bad", ["features.rides"], **settings)
         with pytest.raises(UserError, match=message):
             definitions(load_project(path))
     path = make_project(tmp_path / "cli", "127.0.0.1:6379", "bad", ["features.rides"], hourly="* * *")
@@ -507,82 +516,155 @@ def test_dagster_dev_runs_a_schedule_tick_and_its_ui_answers(tmp_path):
             proc.wait(10)
 
 
-def test_a_killed_stream_job_is_restarted_from_its_checkpoint_with_nothing_lost_and_a_loop_alerts_once(tmp_path):
-    """The keeper sensor starts the rides stream job, which is then killed twice: each time the next tick
-    restarts it from its last checkpoint (the rows and dead letters in the end: the reference's, each once)
-    and alerts the owner; seen dead again before it came back (a restart loop), the alert is a suppressed
-    repeat."""
+_WORKER = """
+import sys
+import dagster as dg
+from orchestrate.definitions import definitions
+from runtime.project import load_project
+from pathlib import Path
+job = definitions(load_project(Path(sys.argv[1]))).resolve_job_def("rides_stream")
+job.execute_in_process(instance=dg.DagsterInstance.from_config(sys.argv[2]), tags={"tandem/stream": "rides"},
+                       raise_on_error=False)
+"""
+
+
+def test_the_keeper_restarts_a_dead_or_stalled_stream_from_its_checkpoint_with_nothing_lost(tmp_path):
+    """The keeper sensor keeps the rides stream job alive, its runs each in a worker process of their own
+    (what Dagster's run launcher starts) on an instance on disk. The stream dies three ways, and each time
+    the keeper restarts it from its last checkpoint and alerts the owner:
+
+    1. its process is killed: the worker fails the run, the next tick restarts it;
+    2. its worker is killed and the stream, orphaned, hangs (SIGSTOP): Dagster still says "started", but
+       the checkpoints stopped; after ``stall_after`` the keeper kills the orphan, marks the run failed,
+       restarts;
+    3. the stream hangs under a live worker: the keeper kills it, the worker fails the run, the next tick
+       restarts it; seen dead again before it came back (a restart loop), the alert is a suppressed repeat.
+
+    In the end the rows and dead letters are the reference's, each once."""
     import psutil
 
-    from orchestrate.definitions import definitions
     from stream_jobs.outputs import dead_letters, feature_rows
 
-    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox, out, home = tmp_path / "inbox", tmp_path / "out", tmp_path / "dagster"
     inbox.mkdir()
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     streams = {"rides": {"source": f"file:{inbox}", "out": str(out), "follow": True, "follow_interval": "200ms",
                          "checkpoint_interval": "500ms", "roll_interval": "500ms", "allowed_lateness": "5s"}}
-    project = load_project(make_project(tmp_path / "project", None, "kept", ["features.rides"], streams=streams))
+    config = make_project(tmp_path / "project", None, "kept", ["features.rides"], streams=streams,
+                          stall_after="15s")
+    project = load_project(config)
     catalog = project.catalog("rides")
+    from orchestrate.definitions import definitions
+
     defs = definitions(project)
-    keeper, job = defs.resolve_sensor_def("rides_stream_keeper"), defs.resolve_job_def("rides_stream")
-    instance, repo = dg.DagsterInstance.ephemeral(), defs.get_repository_def()
+    keeper = defs.resolve_sensor_def("rides_stream_keeper")
+    instance, repo = dg.DagsterInstance.from_config(str(home)), defs.get_repository_def()
     log = RunLog(project.lake_root)
+    workers: list[subprocess.Popen] = []
 
     def tick():
         return keeper.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo)).run_requests
 
-    def start(request) -> threading.Thread:
-        thread = threading.Thread(target=job.execute_in_process,
-                                  kwargs={"instance": instance, "tags": request.tags, "raise_on_error": False})
-        thread.start()
-        return thread
+    def start() -> subprocess.Popen:
+        worker = subprocess.Popen([sys.executable, "-c", _WORKER, str(config), str(home)], env=shell_env(),
+                                  start_new_session=True)
+        workers.append(worker)
+        return worker
 
-    def streams() -> list[int]:
-        """The running ``tandem stream`` processes this test started (a reaped or dying one has no command line)."""
-        out = []
-        for p in psutil.Process().children(recursive=True):
-            try:
-                command = p.cmdline()
-            except psutil.Error:  # a zombie, or gone already
-                continue
-            if "tandem.cli" in " ".join(command) and "stream" in command:
-                out.append(p.pid)
-        return out
+    def stream_of(worker) -> psutil.Process:
+        """The worker's ``tandem stream`` process, once it runs."""
+        def find():
+            for p in psutil.Process(worker.pid).children():
+                with contextlib.suppress(psutil.Error):
+                    if "stream" in p.cmdline():
+                        return p
+            return None
+        wait_for(lambda: find() is not None, 120, "the worker's stream process")
+        return find()
 
-    def kill_stream(thread):
-        pids = streams()
-        assert len(pids) == 1, pids
-        os.killpg(pids[0], signal.SIGKILL)
-        thread.join(60)
-        assert not thread.is_alive()
+    def latest_run():
+        return instance.get_runs(filters=dg.RunsFilter(job_name="rides_stream"), limit=1)[0]
+
+    def checkpoints() -> int:
+        return len(log.read(pipeline="stream:rides"))
+
+    def beating(n_before: int):
+        wait_for(lambda: checkpoints() >= n_before + 2, 240, "checkpoint rows of the restarted stream")
+
+    def restart_when_stalled():
+        requests = []
+        wait_for(lambda: requests.extend(tick()) or requests, 90, "the keeper to see the stall", interval=2)
+        assert len(requests) == 1
+        return requests
 
     first = rides(120, seed=31, start_ms=T0)
     newest = max(r["ts"] for r in first if isinstance(r.get("ts"), int))
     second = rides(80, seed=32, start_ms=newest + 60_000)
     last = {**second[0], "ride_id": "last", "ts": newest + 30 * DAY_MS}  # moves the watermark past everything
-    (request,) = tick()
-    running = start(request)
+    expected = evaluate([*first, *second, last], catalog, allowed_lateness_ms=5_000)
+    want = {r["ride_id"]: r for r in expected.rows if r["ride_id"] != "last"}
     try:
+        assert len(tick()) == 1  # none ran yet
+        worker = start()
         write_events(first, inbox / "part-1.jsonl", catalog)
         wait_for(lambda: sum(r.rows_in for r in log.read(pipeline="stream:rides")) >= len(first), 240,
-                       "a checkpoint row counting the first file")
+                 "a checkpoint row counting the first file")
         assert not tick()  # alive: nothing to do
-        kill_stream(running)
-        (request,) = tick()  # dead: restarted, and the owner told
-        running = start(request)
+
+        # 1. the stream's process is killed: its worker fails the run
+        os.killpg(stream_of(worker).pid, signal.SIGKILL)
+        assert worker.wait(60) == 0
+        assert latest_run().status == dg.DagsterRunStatus.FAILURE
+        assert len(tick()) == 1
+        n = checkpoints()
+        worker = start()
+        beating(n)
+
+        # 2. the worker is killed, the orphaned stream hangs: the run stays "started", the heartbeat stops
+        orphan = stream_of(worker)
+        worker.kill()
+        worker.wait(10)
+        os.killpg(orphan.pid, signal.SIGSTOP)
+        assert latest_run().status == dg.DagsterRunStatus.STARTED
+        restart_when_stalled()
+        assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE  # killed before the restart
+        assert latest_run().status == dg.DagsterRunStatus.FAILURE  # marked by the keeper
+        n = checkpoints()
+        worker = start()
+        beating(n)
         write_events([*second, last], inbox / "part-2.jsonl", catalog)
-        expected = evaluate([*first, *second, last], catalog, allowed_lateness_ms=5_000)
-        want = {r["ride_id"]: r for r in expected.rows if r["ride_id"] != "last"}
         wait_for(lambda: len(feature_rows(out, catalog)) >= len(want), 240, "every row but the held one")
         time.sleep(1.5)  # more checkpoints: anything counted twice would be committed by now
-        kill_stream(running)
-        assert tick()  # restarted again ...
-        assert tick()  # ... and seen dead once more before it came back: a restart loop
+
+        # 3. the stream hangs under a live worker: killed by the keeper, the run fails, the next tick restarts
+        hung, later = stream_of(worker), []
+        os.killpg(hung.pid, signal.SIGSTOP)
+
+        def worker_ended():
+            if worker.poll() is not None:
+                return True
+            later.extend(tick())  # stalled: the stream is killed, the live worker left to end its run
+            return False
+
+        wait_for(worker_ended, 90, "the keeper to kill the hung stream (its worker ends)", interval=2)
+        assert not hung.is_running() or hung.status() == psutil.STATUS_ZOMBIE
+        assert latest_run().status == dg.DagsterRunStatus.FAILURE
+        later += tick()  # restarted ...
+        later += tick()  # ... and seen dead once more before it came back: a restart loop
+        assert len(later) >= 2 and all(r.run_key == later[0].run_key for r in later)
     finally:
-        for pid in streams():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        running.join(60)
+        for worker in workers:
+            with contextlib.suppress(psutil.Error):
+                for p in psutil.Process(worker.pid).children():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(p.pid, signal.SIGKILL)
+            worker.kill()
+            worker.wait(30)
+        for p in psutil.process_iter():  # an orphaned stream of this test (its command names this project)
+            with contextlib.suppress(psutil.Error):
+                if str(config.parent) in " ".join(p.cmdline()):
+                    os.killpg(p.pid, signal.SIGKILL)
     rows = feature_rows(out, catalog)
     assert sorted(r["ride_id"] for r in rows) == sorted(want)  # each once: nothing lost, nothing repeated
     for r in rows:
@@ -592,10 +674,11 @@ def test_a_killed_stream_job_is_restarted_from_its_checkpoint_with_nothing_lost_
         (r.event_id, r.reason) for r in expected.rejected)
     records = [json.loads(line) for line in project.operations.alerts.file.read_text().splitlines()]
     stopped = [i for i, a in enumerate(records) if a.get("subject") == "stream stopped"]
-    assert len(stopped) == 3 and all((records[i]["kind"], records[i]["pipeline"], records[i]["owner"]) ==
+    assert len(stopped) == 2 + len(later) and all((records[i]["kind"], records[i]["pipeline"], records[i]["owner"]) ==
                                      ("pipeline_failed", "stream:rides", "rides-oncall") for i in stopped)
+    assert "stalled: no checkpoint for" in records[stopped[1]]["summary"]
     # the rule: a repeat is suppressed unless the pipeline recovered in between (a clean checkpoint row of the
     # restarted job resolves it: then its next death is a new failure)
-    recovered = any(r.get("type") == "resolved" and r["pipeline"] == "stream:rides"
-                    for r in records[stopped[0]:stopped[1]])
-    assert [records[i]["suppressed"] for i in stopped] == [False, not recovered, True]
+    recovered = [any(r.get("type") == "resolved" and r["pipeline"] == "stream:rides" for r in records[a:b])
+                 for a, b in zip(stopped, stopped[1:])]
+    assert [records[i]["suppressed"] for i in stopped] == [False, *(not r for r in recovered)]

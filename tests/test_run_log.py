@@ -39,6 +39,22 @@ def test_a_row_comes_back_as_written(tmp_path):
     assert log.read(since=T) == [rec]
 
 
+def test_a_read_by_pipeline_and_start_keeps_exactly_those_rows_across_many_files(tmp_path):
+    """The filters are pushed down to the Parquet files: every row of the pipeline started at or after
+    ``since`` comes back (the start itself included, microseconds counted), and no other."""
+    log = RunLog(tmp_path)
+    written = [RunRecord(p, "checkpoint", T + timedelta(seconds=s, microseconds=us), T + timedelta(seconds=s + 1))
+               for s in range(0, 40, 7) for us in (0, 1) for p in ("stream:rides", "stream:rides2", "ingest:rides")]
+    for i in range(0, len(written), 5):  # several commits, several files
+        log.append(*written[i:i + 5])
+    since = T + timedelta(seconds=14, microseconds=1)
+    expected = [r for r in written if r.pipeline == "stream:rides" and r.started_at >= since]
+    assert [r.started_at for r in expected] == [since, T + timedelta(seconds=21), since + timedelta(seconds=7),
+                                                T + timedelta(seconds=28), since + timedelta(seconds=14),
+                                                T + timedelta(seconds=35), since + timedelta(seconds=21)]
+    assert log.read(pipeline="stream:rides", since=since) == expected
+
+
 @pytest.mark.parametrize("change, field", [
     (dict(pipeline="nightly"), "pipeline"),
     (dict(trigger="cron"), "trigger"),
