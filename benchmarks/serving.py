@@ -391,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a smoke run: few iterations, short HTTP runs")
     p.add_argument("--cases", default="driver,rides_all", help=f"comma-separated, of {', '.join(CASES)}")
     p.add_argument("--sizes", default="1,100", help="entities per request, comma-separated")
-    p.add_argument("--iterations", type=int, default=10_000, help="in-process requests per method and size")
+    p.add_argument("--iterations", type=int, default=10_000, help="in-process requests per method, one entity")
+    p.add_argument("--iterations-many", type=int, default=3_000,
+                   help="in-process requests per method, batches of more than one entity")
     p.add_argument("--entities", type=int, default=20_000, help="feature rows written to Redis")
     p.add_argument("--rate", type=float, default=500, help="HTTP requests per second (open loop)")
     p.add_argument("--rate-many", type=lambda t: [float(x) for x in t.split(",") if x], default=[100.0],
@@ -405,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     if args.quick:
-        args.iterations, args.entities, args.http_seconds, args.http_warmup = 300, 2_000, 3, 1
+        args.iterations, args.iterations_many, args.entities, args.http_seconds, args.http_warmup = 300, 100, 2_000, 3, 1
 
     from rich.console import Console
     from rich.table import Table
@@ -448,12 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         profiles = {}
         if not args.no_in_process:
             for (c, n), req in reqs.items():
-                say(f"in process: {c}, {n} entit{'y' if n == 1 else 'ies'}, {args.iterations:,} requests per method")
+                its = args.iterations if n == 1 else args.iterations_many
+                say(f"in process: {c}, {n} entit{'y' if n == 1 else 'ies'}, {its:,} requests per method")
                 results["load"][f"{c}/{n}"] = os.getloadavg()[0]
-                results["in_process"][f"{c}/{n}"] = in_process(req, lookup, store, client, args.iterations,
-                                                               max(50, args.iterations // 20), args.seed)
+                results["in_process"][f"{c}/{n}"] = in_process(req, lookup, store, client, its, max(20, its // 20),
+                                                               args.seed)
                 if args.profile:
-                    profiles[f"{c}/{n}"] = profile_lookup(req, lookup, min(args.iterations, 2000))
+                    profiles[f"{c}/{n}"] = profile_lookup(req, lookup, min(its, 1000))
         if not args.no_http:
             port = free_port()
             env = {**os.environ, "TANDEM_PROJECT": str(folder)}
