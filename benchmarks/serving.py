@@ -181,6 +181,14 @@ def in_process(req: Requests, lookup, store, client, iterations: int, warmup: in
     def feast(batch):
         return store.get_online_features(features=fs_features, entity_rows=batch[1]).to_dict()
 
+    # The same values, untimed: every value the lookup serves equals Feast's for the first batches.
+    for batch in req.batches[:5]:
+        ours_result, theirs = ours(batch), feast(batch)
+        for column in ours_result.features:
+            for i, v in enumerate(column.values):
+                t = theirs[column.feature.name][i]
+                if column.statuses[i].value in ("fresh", "stale") and not (v == t or (v != v and t != t)):
+                    raise SystemExit(f"the lookup and Feast differ: {column.feature.ref} entity {i}: {v!r} vs {t!r}")
     calls = {"raw": raw, "lookup": ours, "feast": feast}
     samples = {m: [] for m in METHODS}
     rng = random.Random(seed)

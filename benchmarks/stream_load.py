@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=60, help="seconds after which memory is 'at start' "
                                                            "(trend slopes are fitted after it)")
     p.add_argument("--tail", type=int, default=5, help="extra seconds of events after the measured period")
+    p.add_argument("--prepare", action="store_true", help="only generate (and cache) the events and probes")
     p.add_argument("--drain", type=float, default=30, help="seconds to wait for the job to catch up at the end")
     args = p.parse_args(argv)
 
@@ -354,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     events, lines = ensure_events(args, say)
     probes, base_ms = choose_probes(events, args.probes, args.rate, say)
     say(f"{lines:,} events, {len(probes):,} probes")
+    if args.prepare:
+        return 0
 
     import numpy as np
 
@@ -406,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             sampler.sample()  # before the first event
             prober.start(), sampler.start()
             plog = work / "producer.log"
-            heap_mb = max(512, int(os.path.getsize(events) * 3 / MIB) + 256)
+            heap_mb = max(512, int(os.path.getsize(events) * 4 / MIB) + 256)
             producer = subprocess.Popen(["java", f"-Xmx{heap_mb}m", "-cp", cp, "PacedProducer",
                                          kafka.bootstrap_servers, topic, str(events), str(args.rate), str(start_ms),
                                          str(shift), str(plog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
