@@ -232,6 +232,7 @@ class Sample:
     produced: int
     monitor_freshness_s: float | None
     redis_rss: float
+    load1: float = 0.0
 
 
 class Sampler(threading.Thread):
@@ -256,7 +257,8 @@ class Sampler(threading.Thread):
         produced = int(min(self.lines, max(0.0, (now_ms - self.start_ms) * self.rate / 1000 + 1)))
         s = Sample((now_ms - self.start_ms) / 1000, self.jvm.memory_info().rss, self.driver.memory_info().rss,
                    used, committed, metrics.get("tandem_stream_records_in"), produced,
-                   metrics.get("tandem_stream_feature_freshness_seconds"), self.redis.memory_info().rss)
+                   metrics.get("tandem_stream_feature_freshness_seconds"), self.redis.memory_info().rss,
+                   os.getloadavg()[0])
         self.samples.append(s)
         return s
 
@@ -567,6 +569,9 @@ def report(console, r: dict, args) -> None:
     console.print(t)
     console.print("heap floor per minute (MiB): " + ", ".join(f"{mm}: {v:,.0f}" for mm, v in
                                                              mem["heap_floor_by_minute"]), highlight=False)
+    loads = [x["load1"] for x in r["samples"]]
+    console.print(f"1-minute load average while it ran: {min(loads):.1f}-{max(loads):.1f} "
+                  f"(median {statistics.median(loads):.1f}) on {m['cpu'].split(' x ')[0]} cores", highlight=False)
     kept = k["read_at_end"] is not None and k["read_at_end"] >= k["produced"]
     console.print(f"Keeping up: produced {k['produced']:,} at {k['producer_rate']:,.0f}/s (send lag p99 "
                   f"{k['producer_send_lag_p99_ms']:.1f} ms); read {k['read_at_end'] or 0:,.0f}; largest sampled "
