@@ -111,14 +111,31 @@ def init(
 @app.command()
 def env(project: ProjectOption = None) -> None:
     """Print the exports the project's Feast repository (feast_repo/) needs: eval "$(tandem env)"."""
+    import os
     import shlex
 
     from feature_repo.store import feast_env
     from runtime.project import ENV_PROJECT
 
     proj = _project(project)
-    for key, value in {ENV_PROJECT: str(proj.root), **feast_env(proj.lake_root, proj.online_store)}.items():
-        out.print(f"export {key}={shlex.quote(value)}", highlight=False, soft_wrap=True)
+    exports = {ENV_PROJECT: str(proj.root), **feast_env(proj.lake_root, proj.online_store)}
+    for key, value in exports.items():
+        if key == "TANDEM_REDIS" and os.environ.get(key):  # yours already: not printed back (it may hold a password)
+            continue
+        if key == "TANDEM_REDIS" and proj.online_store_as_written:  # ${VARS} as written: the shell expands them
+            out.print(f"export {key}={_shell_expanding(proj.online_store_as_written)}", highlight=False,
+                      soft_wrap=True)
+        else:
+            out.print(f"export {key}={shlex.quote(value)}", highlight=False, soft_wrap=True)
+
+
+def _shell_expanding(text: str) -> str:
+    """``text`` double-quoted for a POSIX shell: its ``${VAR}`` references expand, nothing else does."""
+    import re
+
+    quoted = re.sub(r'(["\\`])', r"\\\1", text)
+    quoted = re.sub(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})", r"\\$", quoted)
+    return f'"{quoted}"'
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -381,6 +398,7 @@ def materialize(
     from batch_jobs.spark_session import build_spark
     from feature_repo.materialize import check_groups, materialize as run_materialize
     from runtime.lake import Lake
+    from runtime.secrets import redact_address
 
     proj = _project(project)
     catalogs = [proj.catalog(catalog)] if catalog else list(proj.catalogs().values())
@@ -392,7 +410,7 @@ def materialize(
         raise UserError("no online store: set online_store in tandem.yaml, $TANDEM_REDIS or --redis")
     with console.status("starting Spark"):
         spark = build_spark("tandem-materialize")
-    with console.status(f"materializing into Redis at {address}"):
+    with console.status(f"materializing into Redis at {redact_address(address)}"):
         done = run_materialize(spark, Lake.at(lake or proj.lake_root), catalogs, address, proj.name, first, last,
                                groups=group, operations=proj.operations)
     for m in done:
