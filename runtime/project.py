@@ -14,7 +14,7 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
       max_future: 1h              # an event time further ahead of the clock is invalid
     pipelines: ...                # owners and SLAs; alerts: ... channels; metrics: ... output;
                                   # orchestration: ... schedules (``runtime.operations`` says how)
-    serving: ...                  # tandem serve: token, max_entities, timeout (``runtime.serving_settings``)
+    serving: ...                  # tandem serve: token, max_entities, timeout, breaker (``runtime.serving_settings``)
 
 ``${VAR}`` in ``online_store`` and ``kafka`` is read from the environment
 when the project loads (an unset one is an error), so a password lives in the
@@ -65,7 +65,7 @@ class Project:
     allowed_lateness_ms: int = 5_000
     max_future_ms: int = 3_600_000
     operations: Operations | None = None  # owners, SLAs, alert channels, metrics output (runtime.operations)
-    serving: ServingSettings = ServingSettings()  # tandem serve: token, max_entities, timeout (runtime.serving_settings)
+    serving: ServingSettings = ServingSettings()  # tandem serve (runtime.serving_settings)
     online_store_as_written: str | None = None  # ${VARS} unexpanded (tandem env prints this, not the secret)
     _catalogs: dict[str, Catalog] = field(default_factory=dict, repr=False, compare=False)
 

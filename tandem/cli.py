@@ -732,7 +732,8 @@ def serve(
     """Serve the project's online features over HTTP: each value with its event time, age and status.
 
     POST /features {"features": ["view:feature", ...] or "feature_service": "<source>_all", "entities": {...}};
-    GET /health; GET /metrics (Prometheus). Statuses: fresh, stale, defaulted, missing (see README "Serving").
+    GET /health; GET /metrics (Prometheus). Statuses: fresh, stale, defaulted, missing, and fallback while the
+    circuit breaker around Redis is open (values from the snapshot tandem materialize writes; README "Serving").
     """
     import os
     import socket
@@ -759,8 +760,17 @@ def serve(
     lookup = OnlineLookup.for_project(proj, redis, timeout=settings.timeout_ms / 1000, metrics=ServeMetrics(),
                                       **({} if max_entities is None else {"max_entities": max_entities}))
     problem = lookup.store.ping()
-    if problem:  # served anyway: lookups answer 503 until Redis is back
-        console.print(f"warning: {problem}; lookups answer 503 until it does", highlight=False, markup=False)
+    if problem:  # served anyway: from the fallback snapshot until Redis is back
+        console.print(f"warning: {problem}; lookups are served from the fallback snapshot until it does",
+                      highlight=False, markup=False)
+    # The fallback snapshot is loaded now, so the first lookup of an outage does not pay for reading it
+    # (a newer one written by tandem materialize is picked up on use).
+    loaded = lookup.snapshot.warm(lookup.views)
+    missing = sorted(v for v, snap in loaded.items() if isinstance(snap, str))
+    entities = sum(len(snap) for snap in loaded.values() if not isinstance(snap, str))
+    console.print(f"fallback snapshot: {len(loaded) - len(missing)} of {len(loaded)} views, {entities:,} entities"
+                  + (f"; none for {', '.join(missing)} (run tandem materialize)" if missing else ""),
+                  highlight=False, markup=False)
     services = ", ".join(lookup.features.services)
     auth = f"token required (from {ENV_TOKEN if os.environ.get(ENV_TOKEN) else 'tandem.yaml'})" \
         if settings.token is not None else "no token (loopback only)"
