@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import UserError
+from runtime.operations import duration_setting
 from runtime.secrets import Secret
-from transforms import parse_duration
 
 ENV_TOKEN = "TANDEM_SERVE_TOKEN"
 MIN_TOKEN_LENGTH = 16
@@ -73,20 +73,10 @@ def parse_serving(path: Path, doc: dict) -> ServingSettings:
     most = section.get("max_entities", ServingSettings.max_entities)
     if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 1_000_000:
         raise UserError(f"{path}: serving.max_entities must be a whole number from 1 to 1000000 (got {most!r})")
-    try:
-        timeout_ms = parse_duration(str(section.get("timeout", "1s")))
-    except ValueError as e:
-        raise UserError(f"{path}: serving.timeout: {e}") from None
-    if timeout_ms <= 0:
-        raise UserError(f"{path}: serving.timeout must be longer than 0")
+    timeout_ms = duration_setting(path, section, "timeout", "1s", "serving")
     failures = section.get("breaker_failures", ServingSettings.breaker_failures)
     if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1_000:
         raise UserError(f"{path}: serving.breaker_failures must be a whole number from 1 to 1000 (got {failures!r})")
-    try:
-        reset_ms = parse_duration(str(section.get("breaker_reset", "10s")))
-    except ValueError as e:
-        raise UserError(f"{path}: serving.breaker_reset: {e}") from None
-    if reset_ms <= 0:
-        raise UserError(f"{path}: serving.breaker_reset must be longer than 0")
+    reset_ms = duration_setting(path, section, "breaker_reset", "10s", "serving")
     return ServingSettings(token=token, max_entities=most, timeout_ms=timeout_ms, breaker_failures=failures,
                            breaker_reset_ms=reset_ms)

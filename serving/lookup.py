@@ -274,12 +274,9 @@ class OnlineLookup:
                     column.ages_ms.append(age)
                     counts[(view.name, s)] = counts.get((view.name, s), 0) + 1
                 result.features.append(column)
-        order = {f.ref: i for i, f in enumerate(plan.features)}
-        result.features.sort(key=lambda c: order[c.feature.ref])
         if self.metrics is not None:
-            self.metrics.served({(group, s.value): n for (group, s), n in counts.items()})
             self.metrics.groups_read([v.name for v in plan.views], marks)
-        return result
+        return self._finish(result, plan, counts)
 
     def _fallback(self, plan: Plan, count: int, columns: dict[str, list], now: int, why: str) -> LookupResult:
         """The lookup served from the fallback snapshot: each value ``fallback`` (or defaulted/missing by the
@@ -321,6 +318,10 @@ class OnlineLookup:
                     column.ages_ms.append(age)
                     counts[(view.name, s)] = counts.get((view.name, s), 0) + 1
                 result.features.append(column)
+        return self._finish(result, plan, counts)
+
+    def _finish(self, result: LookupResult, plan: Plan, counts: dict[tuple[str, Status], int]) -> LookupResult:
+        """The columns in request order (they were built view by view), and the served statuses counted."""
         order = {f.ref: i for i, f in enumerate(plan.features)}
         result.features.sort(key=lambda c: order[c.feature.ref])
         if self.metrics is not None:
