@@ -17,6 +17,12 @@ Feast 0.67:
 The latest row per entity is chosen in Spark (greatest event time, ties by
 greatest event id; peers carry equal features), so only one row per entity
 reaches the driver.
+
+Each group's latest rows over every event date are also written, atomically,
+as serving's fallback snapshot (``runtime.serving_snapshot``), after the
+gates pass and before Redis is written: ``tandem serve`` serves them while
+Redis cannot be reached, so refreshing the snapshot must not need Redis (a
+run against a dead Redis refreshes the snapshot, then fails on the write).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Materialized:
     rows: int  # entities read (one latest row each)
     written: int  # rows Redis took; the rest held a newer event of their entity
     stale: int
+    snapshot: str | None = None  # the fallback snapshot written (runtime.serving_snapshot)
 
 
 def check_groups(catalogs: list[Catalog], groups: Iterable[str] | None) -> set[str] | None:
@@ -77,29 +84,28 @@ def _materialize_catalog(spark, lake: Lake, catalog: Catalog, groups: list, addr
     """Every group's latest rows gated first (completeness and range of what would be served); written only
     when no gate blocks."""
     from delta.tables import DeltaTable
-    from pyspark.sql import Window, functions as F
+    from pyspark.sql import functions as F
 
     from batch_jobs.quality import figures, measure
     from stream_jobs.online_sink import OnlineWriter
 
     schema = catalog.schema
     gates = tuple(g for g in catalog.quality_gates if isinstance(g, (Completeness, Range)))
-    staged, blocked = [], None
+    staged, blocked, table_of = [], None, {}
     try:
         with run.stage("read and check"):
             for group in groups:
                 path = lake.tables(catalog).features(group.entity)
                 if not DeltaTable.isDeltaTable(spark, path):
                     raise UserError(f"no feature table of group {group.entity!r} at {path}: run `tandem backfill` first")
-                table = spark.read.format("delta").load(path)
+                table = table_all = spark.read.format("delta").load(path)
                 if first is not None:
                     table = table.where(F.col(EVENT_DATE) >= F.lit(first))
                 if last is not None:
                     table = table.where(F.col(EVENT_DATE) <= F.lit(last))
-                newest = Window.partitionBy(*group.key).orderBy(F.col(schema.event_time).desc(),
-                                                                F.col(schema.event_id).desc())
-                latest = table.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n").persist()
+                latest = _latest_rows(table, group, schema).persist()
                 staged.append((group, latest))
+                table_of[group.entity] = table_all
                 m = measure(spark, latest.select(*group.key, schema.event_time, EVENT_DATE,
                                                  *(f.name for f in group.features)), lake, catalog, gates, {})
                 try:
@@ -108,6 +114,11 @@ def _materialize_catalog(spark, lake: Lake, catalog: Catalog, groups: list, addr
                     blocked = blocked or e
         if blocked:
             raise blocked
+        snapshots = {}
+        with run.stage("snapshot"):
+            for group, latest in staged:
+                snapshots[group.entity] = _write_snapshot(spark, lake, catalog, group, table_of[group.entity],
+                                                          latest if first is None and last is None else None)
         out = []
         with run.stage("write"):
             for group, latest in staged:
@@ -120,10 +131,32 @@ def _materialize_catalog(spark, lake: Lake, catalog: Catalog, groups: list, addr
                         stats = writer.write(batch.to_pylist())
                         rows += batch.num_rows
                         written, stale = written + stats.written, stale + stats.stale
-                out.append(Materialized(schema.name, group.entity, rows, written, stale))
+                out.append(Materialized(schema.name, group.entity, rows, written, stale, snapshots[group.entity]))
                 run.record.rows_in += rows
                 run.record.rows_out += written
         return out
     finally:
         for _, latest in staged:
             latest.unpersist()
+
+
+def _latest_rows(table, group, schema):
+    """One row per entity of ``table``: its latest event's (greatest event time, ties by greatest event id)."""
+    from pyspark.sql import Window, functions as F
+
+    newest = Window.partitionBy(*group.key).orderBy(F.col(schema.event_time).desc(), F.col(schema.event_id).desc())
+    return table.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n")
+
+
+def _write_snapshot(spark, lake: Lake, catalog: Catalog, group, table, latest) -> str:
+    """Write ``group``'s fallback snapshot: the latest row per entity over every event date of its feature
+    table (``latest`` when it already is that, i.e. no date range was given). Returns its path."""
+    from pyspark.sql import functions as F
+
+    from runtime.serving_snapshot import write_snapshot
+
+    schema = catalog.schema
+    rows = latest if latest is not None else _latest_rows(table, group, schema)
+    arrow = rows.select(*group.key, F.unix_millis(schema.event_time).alias(schema.event_time),
+                        *(f.name for f in group.features)).toArrow()
+    return str(write_snapshot(lake.root, group.entity, schema.name, tuple(group.key), schema.event_time, arrow))

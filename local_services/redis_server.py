@@ -21,8 +21,9 @@ class RedisServer:
             redis.Redis.from_url(r.url).ping()
     """
 
-    def __init__(self, startup_timeout: float = 15.0, port: int | None = None):
+    def __init__(self, startup_timeout: float = 15.0, port: int | None = None, password: str | None = None):
         self.startup_timeout = startup_timeout
+        self.password = password  # requirepass: every client must AUTH with it
         self.host = "127.0.0.1"
         self.port: int | None = port  # None: a free one, chosen at start
         self.workdir: Path | None = None
@@ -44,7 +45,7 @@ class RedisServer:
         self._proc = popen(
             [binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.workdir),
              "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-             "--logfile", str(log)],
+             "--logfile", str(log), *(["--requirepass", self.password] if self.password else [])],
             self.workdir / "stdout.log")
         self._wait_ready(log)
         return self
@@ -53,7 +54,7 @@ class RedisServer:
         """Poll PING until PONG; fail with the log when the server dies or is slow."""
         import redis  # imported here so the module loads without redis-py
 
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1)
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, password=self.password)
         deadline = time.monotonic() + self.startup_timeout
         try:
             while True:

@@ -130,7 +130,7 @@ def parse_operations(path: Path, doc: dict[str, Any], lake_root: Path) -> Operat
         alerts=AlertSettings(
             file=_path(root, alerts.get("file"), lake_root / "_tandem" / "alerts.jsonl", path, "alerts.file"),
             webhook=os.environ.get(ENV_WEBHOOK) or _text(path, alerts, "webhook", "alerts"),
-            repeat_after_ms=_duration(path, alerts, "repeat_after", "1h", "alerts")),
+            repeat_after_ms=duration_setting(path, alerts, "repeat_after", "1h", "alerts")),
         metrics=MetricsSettings(
             textfile=_path(root, metrics.get("textfile"), lake_root / "_tandem" / "metrics", path, "metrics.textfile"),
             pushgateway=_text(path, metrics, "pushgateway", "metrics")),
@@ -166,10 +166,10 @@ def _orchestration(path: Path, section: dict) -> OrchestrationSettings:
         streams={str(k): dict(v) for k, v in streams.items()},
         start=start, landing=_path(path.parent, section.get("landing"), path.parent / "landing", path,
                                    "orchestration.landing"),
-        retries=retries, backoff_ms=_duration(path, section, "backoff", "30s", "orchestration"),
-        lock_wait_ms=_duration(path, section, "lock_wait", "10m", "orchestration"),
-        missed_after_ms=_duration(path, section, "missed_after", "1h", "orchestration"),
-        stall_after_ms=_duration(path, section, "stall_after", "10m", "orchestration"), **crons)
+        retries=retries, backoff_ms=duration_setting(path, section, "backoff", "30s", "orchestration"),
+        lock_wait_ms=duration_setting(path, section, "lock_wait", "10m", "orchestration"),
+        missed_after_ms=duration_setting(path, section, "missed_after", "1h", "orchestration"),
+        stall_after_ms=duration_setting(path, section, "stall_after", "10m", "orchestration"), **crons)
 
 
 def _section(path: Path, doc: dict, key: str, allowed: set[str] | None) -> dict:
@@ -203,7 +203,7 @@ def _pipeline(path: Path, name: str, entry: Any, base: PipelineSettings) -> Pipe
             raise UserError(f"{where}.availability must be a share between 0 and 1, e.g. 0.99 (got {a!r})")
         out = replace(out, availability=float(a))
     if "freshness" in entry:
-        out = replace(out, freshness_ms=_duration(path, entry, "freshness", None, f"pipelines.{name}"))
+        out = replace(out, freshness_ms=duration_setting(path, entry, "freshness", None, f"pipelines.{name}"))
     return out
 
 
@@ -214,7 +214,8 @@ def _text(path: Path, section: dict, key: str, where: str) -> str | None:
     return value
 
 
-def _duration(path: Path, section: dict, key: str, default: str | None, where: str) -> int:
+def duration_setting(path: Path, section: dict, key: str, default: str | None, where: str) -> int:
+    """``section[key]`` (else ``default``) of ``tandem.yaml``'s ``where`` section in ms: positive, or one line."""
     try:
         ms = parse_duration(str(section.get(key, default)))
     except ValueError as e:

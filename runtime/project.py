@@ -7,16 +7,19 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
     catalogs:                     # MODULE_OR_FILE[:ATTR], one event source each
       - features.transactions
     lake: lake                    # lake root                    ($TANDEM_LAKE overrides)
-    online_store: localhost:6379  # Redis host:port               ($TANDEM_REDIS overrides)
+    online_store: localhost:6379  # Redis host:port[,db=N,ssl=true,password=${VAR}]  ($TANDEM_REDIS overrides)
     kafka: localhost:9092         # brokers                       ($TANDEM_KAFKA overrides)
     defaults:
       allowed_lateness: 5s        # the stream's allowed lateness
       max_future: 1h              # an event time further ahead of the clock is invalid
     pipelines: ...                # owners and SLAs; alerts: ... channels; metrics: ... output;
                                   # orchestration: ... schedules (``runtime.operations`` says how)
-    serving: ...                  # tandem serve: token, max_entities, timeout (``runtime.serving_settings``)
+    serving: ...                  # tandem serve: token, max_entities, timeout, breaker (``runtime.serving_settings``)
 
-Paths are relative to ``tandem.yaml``. Only ``project`` and ``catalogs`` are
+``${VAR}`` in ``online_store`` and ``kafka`` is read from the environment
+when the project loads (an unset one is an error), so a password lives in the
+environment, not in the file; ``tandem env`` prints the text as written, for
+the shell to expand. Paths are relative to ``tandem.yaml``. Only ``project`` and ``catalogs`` are
 required. An unknown key, a wrong type or a catalog that does not load is one
 :class:`~runtime.errors.UserError` naming the file and the fix.
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,12 +60,13 @@ class Project:
     name: str
     catalog_specs: tuple[str, ...]
     lake_root: Path
-    online_store: str | None
+    online_store: str | None  # may hold a password: shown only through runtime.secrets.redact_address
     kafka: str | None
     allowed_lateness_ms: int = 5_000
     max_future_ms: int = 3_600_000
     operations: Operations | None = None  # owners, SLAs, alert channels, metrics output (runtime.operations)
-    serving: ServingSettings = ServingSettings()  # tandem serve: token, max_entities, timeout (runtime.serving_settings)
+    serving: ServingSettings = ServingSettings()  # tandem serve (runtime.serving_settings)
+    online_store_as_written: str | None = None  # ${VARS} unexpanded (tandem env prints this, not the secret)
     _catalogs: dict[str, Catalog] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -155,22 +160,36 @@ def load_project(path: Path) -> Project:
         raise UserError(f"{path}: defaults: unknown {bad!r}; the keys are {', '.join(sorted(_DEFAULT_KEYS))}")
     root = path.parent
     settings = {key: _setting(path, doc, key) for key in ENV_OVERRIDES}
+    written = None if os.environ.get(ENV_OVERRIDES["online_store"]) else doc.get("online_store")
     lake = Path(settings["lake"] or "lake").expanduser()
     lake_root = (lake if lake.is_absolute() else root / lake).resolve()
     return Project(
         root=root, name=name, catalog_specs=tuple(specs), lake_root=lake_root,
         operations=parse_operations(path, doc, lake_root),
         serving=parse_serving(path, doc),
-        online_store=settings["online_store"], kafka=settings["kafka"],
+        online_store=settings["online_store"], kafka=settings["kafka"], online_store_as_written=written,
         allowed_lateness_ms=_duration(path, defaults, "allowed_lateness", "5s"),
         max_future_ms=_duration(path, defaults, "max_future", "1h"),
     )
 
 
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_EXPANDED = ("online_store", "kafka")  # where a secret may be: a password in the address
+
+
 def _setting(path: Path, doc: dict, key: str) -> str | None:
-    value = os.environ.get(ENV_OVERRIDES[key]) or doc.get(key)
+    value = os.environ.get(ENV_OVERRIDES[key])
+    if value:
+        return value
+    value = doc.get(key)
     if value is not None and not isinstance(value, str):
-        raise UserError(f"{path}: {key!r} must be a string (got {value!r})")
+        raise UserError(f"{path}: {key!r} must be a string (got {type(value).__name__})")
+    if value is not None and key in _EXPANDED:
+        def read(m: re.Match) -> str:
+            if m.group(1) not in os.environ:
+                raise UserError(f"{path}: {key} refers to ${{{m.group(1)}}}, which is not set: export it")
+            return os.environ[m.group(1)]
+        value = _REFERENCE.sub(read, value)
     return value
 
 

@@ -9,6 +9,8 @@ one place that needs it (a constant-time comparison, a connection).
 from __future__ import annotations
 
 import hmac
+import re
+from urllib.parse import urlsplit, urlunsplit
 
 
 class Secret:
@@ -44,3 +46,19 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(Secret)
+
+
+_PASSWORD_PARAM = re.compile(r"(?i)(^|,)(\s*password\s*=)[^,]*")
+
+
+def redact_address(address: str) -> str:
+    """A Redis address fit to show: the password of Feast's ``host:port,password=...`` or of a
+    ``redis://user:password@host`` URL becomes ``***``; the rest (host, port, db, ssl) stays."""
+    if "://" in address:
+        parts = urlsplit(address)
+        if parts.password is None:
+            return address
+        host = parts.netloc.rpartition("@")[2]
+        user = f"{parts.username}:" if parts.username else ":"
+        return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+    return _PASSWORD_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}***", address)

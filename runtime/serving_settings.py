@@ -3,13 +3,22 @@
     serving:
       token: ...            # the API token ($TANDEM_SERVE_TOKEN overrides; keep it out of git: prefer the variable)
       max_entities: 1000    # entities in one lookup, at most (a larger batch is refused: HTTP 413)
-      timeout: 1s           # a lookup's Redis round trip, at most (then HTTP 503)
+      timeout: 1s           # a lookup's Redis round trip, at most (then it fails: the fallback, or HTTP 503)
+      breaker_failures: 5   # Redis failures in a row (refused, lost, timed out) that open the circuit breaker
+      breaker_reset: 10s    # how long it stays open before one lookup probes Redis again
 
 Every key is optional. Without a token the server binds loopback only; with
 one it may bind any address, and every request must carry
 ``Authorization: Bearer <token>``. A token is at least 16 characters (e.g.
 ``python -c "import secrets; print(secrets.token_urlsafe(32))"``) and is held
 as a :class:`~runtime.secrets.Secret`: no message or setting prints it.
+
+While the breaker is open, lookups are served from the fallback snapshot
+``tandem materialize`` writes (``serving.breaker``, ``serving.snapshot``).
+Five failures keep one slow blip (a failover, a restart) from opening it,
+and ten seconds of cool-down bound a recovered Redis's wait to one probe
+while sending it one lookup per ten seconds, not every lookup, while it is
+down.
 """
 
 from __future__ import annotations
@@ -19,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import UserError
+from runtime.operations import duration_setting
 from runtime.secrets import Secret
-from transforms import parse_duration
 
 ENV_TOKEN = "TANDEM_SERVE_TOKEN"
 MIN_TOKEN_LENGTH = 16
-_KEYS = {"token", "max_entities", "timeout"}
+_KEYS = {"token", "max_entities", "timeout", "breaker_failures", "breaker_reset"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,8 @@ class ServingSettings:
     token: Secret | None = None
     max_entities: int = 1_000
     timeout_ms: int = 1_000
+    breaker_failures: int = 5
+    breaker_reset_ms: int = 10_000
 
 
 def serving_token(where: str, value: object) -> Secret | None:
@@ -62,10 +73,10 @@ def parse_serving(path: Path, doc: dict) -> ServingSettings:
     most = section.get("max_entities", ServingSettings.max_entities)
     if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 1_000_000:
         raise UserError(f"{path}: serving.max_entities must be a whole number from 1 to 1000000 (got {most!r})")
-    try:
-        timeout_ms = parse_duration(str(section.get("timeout", "1s")))
-    except ValueError as e:
-        raise UserError(f"{path}: serving.timeout: {e}") from None
-    if timeout_ms <= 0:
-        raise UserError(f"{path}: serving.timeout must be longer than 0")
-    return ServingSettings(token=token, max_entities=most, timeout_ms=timeout_ms)
+    timeout_ms = duration_setting(path, section, "timeout", "1s", "serving")
+    failures = section.get("breaker_failures", ServingSettings.breaker_failures)
+    if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1_000:
+        raise UserError(f"{path}: serving.breaker_failures must be a whole number from 1 to 1000 (got {failures!r})")
+    reset_ms = duration_setting(path, section, "breaker_reset", "10s", "serving")
+    return ServingSettings(token=token, max_entities=most, timeout_ms=timeout_ms, breaker_failures=failures,
+                           breaker_reset_ms=reset_ms)

@@ -46,6 +46,10 @@ class BadEntities(ServeError):
 
 
 class Unavailable(ServeError):
-    """The online store did not answer: nothing could be read (a circuit breaker will wrap this later)."""
+    """The online store could not be read, and no fallback snapshot serves instead."""
 
     status, kind = 503, "online_store_unavailable"
+
+
+class Unreachable(Unavailable):
+    """Redis did not answer (refused, lost, timed out): what the circuit breaker counts (``serving.breaker``)."""

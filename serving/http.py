@@ -9,12 +9,15 @@
 
   and the answer its response shape, with each value's status, event time and
   age (``serving.lookup.LookupResult.to_json``).
-* ``GET /health``: 200 ``{"status": "ok"}`` while Redis answers, else 503 with why.
+* ``GET /health``: 200 ``{"status": "ok"}`` while Redis answers; 200 ``"degraded"`` while lookups are served
+  from the fallback snapshot (the breaker open, or Redis not answering); 503 when neither can serve
+  (:func:`health_of`).
 * ``GET /metrics``: Prometheus text (``serving.metrics``).
 
 Every refusal is ``{"error": {"kind", "message"}}`` with its HTTP status
 (400 malformed, 401 token, 404 unknown feature/view/service/path, 405 method,
-413 too many entities or bytes, 422 entity keys, 503 Redis unreachable); an
+413 too many entities or bytes, 422 entity keys, 503 Redis unreachable and no
+fallback snapshot configured); an
 unexpected failure is a 500 with the same shape, logged here, never a stack
 trace in the response; the server keeps serving.
 
@@ -40,7 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from runtime.secrets import Secret
 from serving.access import authorized
 from serving.errors import BadRequest, ServeError, TooLarge
-from serving.lookup import OnlineLookup
+from serving.lookup import OnlineLookup, _iso as iso_ms
 from serving.metrics import ServeMetrics
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,8 @@ def create_app(lookup: OnlineLookup, token: Secret | None = None, metrics: Serve
     """The ASGI app serving ``lookup`` (FastAPI's routes inside :class:`Guard`); with ``token``, every request must
     carry ``Authorization: Bearer <token>``."""
     metrics = metrics or lookup.metrics or ServeMetrics()
-    if lookup.metrics is None:
-        lookup.metrics = metrics
+    if lookup.metrics is not metrics:
+        lookup.attach_metrics(metrics)
     limit = body_limit(lookup.max_entities)
     app = FastAPI(title="tandem serve", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -94,10 +97,7 @@ def create_app(lookup: OnlineLookup, token: Secret | None = None, metrics: Serve
 
     @app.get("/health")
     async def health() -> Response:
-        problem = lookup.store.ping()
-        if problem is None:
-            return _json(200, {"status": "ok", "project": lookup.project})
-        return _json(503, {"status": "unavailable", "project": lookup.project, "online_store": problem})
+        return _json(*health_of(lookup))
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -169,6 +169,33 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise TooLarge(f"the request body is over {limit} bytes, the most this server takes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def health_of(lookup: OnlineLookup) -> tuple[int, dict]:
+    """``GET /health``: (HTTP status, body).
+
+    * 200 ``{"status": "ok", "online_store": {"state": "closed"}}``: Redis answers a PING;
+    * 200 ``{"status": "degraded", "online_store": {"state", "since", "why"}, "fallback": {view: written at}}``:
+      Redis does not answer (or the breaker is open: then it is not pinged, the breaker's probe is what retries
+      it) and lookups are served from the fallback snapshot, which holds at least one view. 200 rather than
+      503 on purpose: the replicas of a deployment share one Redis, and a load balancer that took every one
+      out of rotation on a Redis outage would turn the fallback into a full outage. Alert on the breaker
+      metric, or on this status;
+    * 503 ``{"status": "unavailable", ...}``: Redis does not answer and no fallback snapshot can serve.
+    """
+    state = lookup.breaker.state()
+    problem = state.why if state.state != "closed" else lookup.store.ping()
+    if problem is None:
+        return 200, {"status": "ok", "project": lookup.project, "online_store": {"state": "closed"}}
+    store = {"state": state.state, "since": iso_ms(state.since_ms), "why": problem}
+    fallback = {}
+    if lookup.snapshot is not None:
+        for view, snap in lookup.snapshot.warm(lookup.views).items():
+            fallback[view] = iso_ms(snap.written_at_ms) if not isinstance(snap, str) else None
+    if any(v is not None for v in fallback.values()):
+        return 200, {"status": "degraded", "project": lookup.project, "online_store": store, "fallback": fallback}
+    return 503, {"status": "unavailable", "project": lookup.project, "online_store": store,
+                 "fallback": fallback or None}
 
 
 def _json_error(e: Exception) -> str:

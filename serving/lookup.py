@@ -19,10 +19,19 @@ in one pipelined round trip, and judges each value by the one rule of
 response says which of the requested groups a stream gate marked degraded, and
 why; a view whose read failed for one entity (an error reply) is named in
 ``errors`` and its values are served as absent, never dropped.
+
+The round trip goes through a circuit breaker (``serving.breaker``). When
+Redis cannot be read (the breaker is open, or Redis did not answer this
+lookup) and the lookup has a fallback snapshot (``serving.snapshot``; a
+project's lookup always has one), every value comes from the snapshot with
+status ``fallback`` (or ``defaulted``/``missing`` by the rule), and
+``online_store`` says the breaker's state, since when and why. Without a
+snapshot the lookup raises :class:`~serving.errors.Unavailable` (HTTP 503).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,16 +42,21 @@ import redis
 from google.protobuf.message import DecodeError
 
 from runtime.errors import UserError, one_line
-from serving.errors import BadRequest, TooLarge
+from serving.breaker import CLOSED, BreakerOpen, BreakerState, CircuitBreaker
+from serving.errors import BadRequest, TooLarge, Unreachable
 from serving.features import Features, HashKeys, Plan, Requested, entity_columns
 from serving.metrics import ServeMetrics
 from serving.online_store import OnlineStore, event_ms, value_of
-from serving.statuses import Status, status
+from serving.snapshot import FallbackSnapshot, SnapshotMissing
+from serving.statuses import Status, fallback_status, status
 from transforms import Catalog
 from transforms.durations import format_duration
 
 DEFAULT_MAX_ENTITIES = 1_000
 _SERVED = (Status.FRESH, Status.STALE)
+_CLOSED = {"state": CLOSED}
+
+log = logging.getLogger(__name__)
 
 
 class Served(NamedTuple):
@@ -75,8 +89,10 @@ class LookupResult:
     entities: dict[str, list]  # the key columns, as requested (checked)
     features: list[FeatureColumn]  # in request order
     degraded: dict[str, dict]  # requested group -> its mark (since, pipeline, run_id, gates, why)
-    errors: dict[str, str]  # view -> why some of its values were unreadable (an error reply, corrupt bytes):
-    # those are served as absent (defaulted or missing), never dropped
+    errors: dict[str, str]  # view -> why some of its values were unreadable (an error reply, corrupt bytes,
+    # no fallback snapshot): those are served as absent (defaulted or missing), never dropped
+    online_store: dict = field(default_factory=lambda: dict(_CLOSED))  # {"state": "closed"} when Redis was
+    # read; else the breaker's state, since, why, and the snapshot each view's values came from
 
     def __len__(self) -> int:
         return len(next(iter(self.entities.values()), []))
@@ -128,6 +144,7 @@ class LookupResult:
                 "features": [_describe(c.feature) for c in self.features],
                 "degraded": self.degraded,
                 "errors": self.errors,
+                "online_store": self.online_store,
             },
             "results": results,
         }
@@ -138,22 +155,50 @@ class OnlineLookup:
 
     ``max_entities`` bounds one lookup (:class:`~serving.errors.TooLarge` beyond); ``timeout`` bounds its Redis
     round trip (seconds); ``metrics`` counts the served statuses; ``clock`` gives the serving time in UTC
-    epoch ms (the wall clock by default).
+    epoch ms (the wall clock by default). ``breaker`` guards the Redis round trip (default: open after 5
+    failures in a row, a probe 10 s later); ``snapshot`` is the fallback served while Redis cannot be read
+    (None: such a lookup raises :class:`~serving.errors.Unavailable`).
     """
 
     def __init__(self, catalogs: Sequence[Catalog], project: str, redis: str, *,
                  max_entities: int = DEFAULT_MAX_ENTITIES, timeout: float = 1.0,
-                 metrics: ServeMetrics | None = None, clock=None):
+                 metrics: ServeMetrics | None = None, clock=None, breaker: CircuitBreaker | None = None,
+                 snapshot: FallbackSnapshot | None = None):
         if max_entities < 1:
             raise UserError(f"max_entities must be at least 1 (got {max_entities})")
         self.features = Features(catalogs)
         self.project = project
         self.max_entities = max_entities
-        self.metrics = metrics
+        self.metrics = None
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.store = OnlineStore(redis, project, timeout=timeout)
         self._hash_keys = {g.entity: HashKeys(project, g.key, tuple(c.schema.get_field(k).type for k in g.key))
                            for c in catalogs for g in c.groups}
+        self.views = {g.entity: tuple(g.key) for c in catalogs for g in c.groups}  # view -> key columns
+        self.breaker = breaker or CircuitBreaker()
+        self.breaker.on_open, self.breaker.on_close = self._opened, self._closed
+        self.snapshot = snapshot
+        self._marks: dict[str, dict] = {}  # the degraded marks as last read: what a fallback lookup judges by
+        if metrics is not None:
+            self.attach_metrics(metrics)
+
+    def attach_metrics(self, metrics: ServeMetrics) -> None:
+        """Count served statuses into ``metrics`` and expose the breaker there."""
+        self.metrics = metrics
+        metrics.watch_breaker(self.breaker)
+
+    def _opened(self, state: BreakerState) -> None:
+        log.warning("the online store's circuit breaker opened after %d failures in a row (%s): serving from the "
+                    "fallback snapshot%s for %.1fs, then one probe", state.failures, state.why,
+                    "" if self.snapshot is not None else " (none configured: lookups answer 503)",
+                    self.breaker.reset_s)
+        if self.metrics is not None:
+            self.metrics.breaker_opened()
+
+    def _closed(self, state: BreakerState) -> None:
+        if state.state != CLOSED:
+            log.warning("the online store answers again: its circuit breaker closed (open since %s)",
+                        _iso(state.since_ms))
 
     @classmethod
     def for_project(cls, project, redis: str | None = None, **kw) -> "OnlineLookup":
@@ -162,7 +207,10 @@ class OnlineLookup:
         if not address:
             raise UserError(f"{project.config_path}: no online store to serve from: set online_store, "
                             "$TANDEM_REDIS or --redis")
-        kw.setdefault("max_entities", project.serving.max_entities)
+        settings = project.serving
+        kw.setdefault("max_entities", settings.max_entities)
+        kw.setdefault("breaker", CircuitBreaker(settings.breaker_failures, settings.breaker_reset_ms / 1000))
+        kw.setdefault("snapshot", FallbackSnapshot(project.lake_root))
         return cls(list(project.catalogs().values()), project.name, address, **kw)
 
     def lookup(self, entities: Mapping[str, Sequence], features: Sequence[str] | None = None,
@@ -175,7 +223,13 @@ class OnlineLookup:
             raise TooLarge(f"{count} entities in one lookup; this server takes at most {self.max_entities} "
                            "(split the batch, or raise serving.max_entities)")
         commands, reads = self._commands(plan, count, columns)
-        replies, marks = self.store.round_trip(commands)
+        try:
+            replies, marks = self.breaker.call(lambda: self.store.round_trip(commands))
+        except (Unreachable, BreakerOpen) as e:
+            if self.snapshot is None:
+                raise
+            return self._fallback(plan, count, columns, self.clock() if now_ms is None else now_ms, str(e))
+        self._marks = marks
         now = self.clock() if now_ms is None else now_ms
         result = LookupResult(now, columns, [], {v.name: marks[v.name] for v in plan.views if v.name in marks}, {})
         counts: dict[tuple[str, Status], int] = {}
@@ -220,11 +274,58 @@ class OnlineLookup:
                     column.ages_ms.append(age)
                     counts[(view.name, s)] = counts.get((view.name, s), 0) + 1
                 result.features.append(column)
+        if self.metrics is not None:
+            self.metrics.groups_read([v.name for v in plan.views], marks)
+        return self._finish(result, plan, counts)
+
+    def _fallback(self, plan: Plan, count: int, columns: dict[str, list], now: int, why: str) -> LookupResult:
+        """The lookup served from the fallback snapshot: each value ``fallback`` (or defaulted/missing by the
+        rule), judged by the degraded marks as last read; a view without a usable snapshot is served as absent
+        and named in ``errors``."""
+        marks = self._marks
+        state = self.breaker.state()
+        snapshots: dict[str, str | None] = {}
+        result = LookupResult(now, columns, [], {v.name: marks[v.name] for v in plan.views if v.name in marks}, {},
+                              {"state": state.state, "since": _iso(state.since_ms), "why": state.why or why,
+                               "snapshots": snapshots})
+        counts: dict[tuple[str, Status], int] = {}
+        for view in plan.views:
+            degraded = view.name in marks
+            try:
+                snap = self.snapshot.view(view.name, self.views[view.name])
+                snapshots[view.name] = _iso(snap.written_at_ms)
+                parts = [columns[k] for k in view.key]
+                rows = [snap.index.get(tuple([p[i] for p in parts])) for i in range(count)]
+            except SnapshotMissing as e:
+                snap, rows = None, [None] * count
+                snapshots[view.name] = None
+                result.errors[view.name] = str(e)
+            for feature in view.features:
+                column = FeatureColumn(feature)
+                has_default = feature.default is not None
+                stored = None if snap is None else snap.columns.get(feature.name)
+                if snap is not None and stored is None:
+                    result.errors.setdefault(view.name, f"the fallback snapshot of view {view.name!r} has no "
+                                                        f"feature {feature.name!r} (written before it was added): "
+                                                        "run `tandem materialize`")
+                for r in rows:
+                    t = None if r is None or stored is None else snap.event_ms[r]
+                    age = None if t is None else now - t
+                    s = fallback_status(age, feature.budget, degraded, has_default)
+                    column.values.append(stored[r] if s is Status.FALLBACK else feature.default)
+                    column.statuses.append(s)
+                    column.event_times_ms.append(t)
+                    column.ages_ms.append(age)
+                    counts[(view.name, s)] = counts.get((view.name, s), 0) + 1
+                result.features.append(column)
+        return self._finish(result, plan, counts)
+
+    def _finish(self, result: LookupResult, plan: Plan, counts: dict[tuple[str, Status], int]) -> LookupResult:
+        """The columns in request order (they were built view by view), and the served statuses counted."""
         order = {f.ref: i for i, f in enumerate(plan.features)}
         result.features.sort(key=lambda c: order[c.feature.ref])
         if self.metrics is not None:
             self.metrics.served({(group, s.value): n for (group, s), n in counts.items()})
-            self.metrics.groups_read([v.name for v in plan.views], marks)
         return result
 
     def _commands(self, plan: Plan, count: int, columns: dict[str, list]):

@@ -1,12 +1,18 @@
 """Serving's Prometheus metrics, in a registry of their own (one per server, so two in a process never mix).
 
 * ``tandem_serve_values_total{group, status}``: values served, per feature
-  group (Feast's feature view) and status (fresh, stale, defaulted, missing);
+  group (Feast's feature view) and status (fresh, stale, defaulted, missing,
+  fallback);
 * ``tandem_serve_request_seconds{endpoint}``: a histogram of request latency
   (the whole request: parsing, the Redis round trip, the response), and
   ``tandem_serve_requests_total{endpoint, code}``: requests by HTTP status;
 * ``tandem_serve_group_degraded{group}``: 1 while a group a lookup read was
-  marked degraded, as of the latest lookup that read it.
+  marked degraded, as of the latest lookup that read it;
+* ``tandem_serve_online_store_breaker_state``: the circuit breaker around
+  Redis, 0 closed, 1 half-open (a probe in flight), 2 open (values come from
+  the fallback snapshot), read when scraped; and
+  ``tandem_serve_online_store_breaker_openings_total``: how many times it
+  opened (a failed probe re-opening it counts too).
 
 The latency buckets start at 0.25 ms: a lookup of one entity is a
 sub-millisecond affair, and the issue's targets are in milliseconds.
@@ -31,7 +37,21 @@ class ServeMetrics:
                                 ["endpoint", "code"], registry=self.registry)
         self.degraded = Gauge("tandem_serve_group_degraded", "1 while the group is marked degraded by a stream gate",
                               ["group"], registry=self.registry)
+        self.breaker_state = Gauge("tandem_serve_online_store_breaker_state",
+                                   "The Redis circuit breaker: 0 closed, 1 half-open, 2 open (serving the fallback)",
+                                   registry=self.registry)
+        self.breaker_openings = Counter("tandem_serve_online_store_breaker_openings",
+                                        "Times the Redis circuit breaker opened", registry=self.registry)
         self._children: dict[tuple[str, str], object] = {}
+
+    def watch_breaker(self, breaker) -> None:
+        """Expose ``breaker``'s (``serving.breaker.CircuitBreaker``) state; openings come from :meth:`breaker_opened`."""
+        from serving.breaker import STATE_CODES
+
+        self.breaker_state.set_function(lambda: STATE_CODES[breaker.state().state])
+
+    def breaker_opened(self) -> None:
+        self.breaker_openings.inc()
 
     def served(self, counts: dict[tuple[str, str], int]) -> None:
         """Add a lookup's counts: (group, status) -> values."""

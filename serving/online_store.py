@@ -12,9 +12,9 @@ hash, so the lookup asks for all their fields in one). The hash key is Feast's
 same pipeline also reads the project's degraded marks (``runtime.degraded``), so
 a lookup costs exactly one round trip.
 
-:meth:`OnlineStore.round_trip` is the only place that talks to Redis, so a
-circuit breaker can wrap it. A connection that fails or times out is
-:class:`~serving.errors.Unavailable` (nothing read); an error reply to one
+:meth:`OnlineStore.round_trip` is the only place that talks to Redis, and the
+circuit breaker (``serving.breaker``) wraps it. A connection that fails or
+times out is :class:`~serving.errors.Unreachable` (nothing read); an error reply to one
 command (a key that holds no hash) is returned in its place, for the caller to
 report against that view alone.
 """
@@ -30,7 +30,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from runtime.degraded import degraded_key, parse_marks
 from runtime.errors import UserError, one_line
-from serving.errors import Unavailable
+from serving.errors import Unavailable, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ class OnlineStore:
         """One pipelined round trip: ``HMGET key *fields`` per command, and the degraded marks.
 
         Returns each command's reply (a list with one ``bytes`` or None per field, or the error reply) and the
-        marks (group -> what failed). Raises :class:`Unavailable` when Redis cannot be reached or times out.
+        marks (group -> what failed). Raises :class:`Unreachable` when Redis cannot be reached or times out (the
+        circuit breaker counts it), :class:`Unavailable` when the degraded marks are unreadable.
         """
         try:
             with self._client.pipeline(transaction=False) as pipe:
@@ -72,11 +73,11 @@ class OnlineStore:
                 pipe.hgetall(self._degraded_key)
                 replies = pipe.execute(raise_on_error=False)
         except redis.exceptions.RedisError as e:
-            raise Unavailable(f"the online store (Redis at {self.address}) did not answer: {one_line(e)}") from None
+            raise Unreachable(f"the online store (Redis at {self.address}) did not answer: {one_line(e)}") from None
         marks = replies.pop()
         for reply in replies:  # a lost connection mid-reply is every command's error, not one view's
             if isinstance(reply, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-                raise Unavailable(f"the online store (Redis at {self.address}) did not answer: {one_line(reply)}")
+                raise Unreachable(f"the online store (Redis at {self.address}) did not answer: {one_line(reply)}")
         if isinstance(marks, Exception):
             log.warning("cannot read the degraded marks %s: %s", self._degraded_key, one_line(marks))
             raise Unavailable(f"the online store's degraded marks ({self._degraded_key}) are unreadable: "

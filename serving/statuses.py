@@ -10,7 +10,18 @@ shown as it is). With the feature's budget (``transforms.budgets``: its
 * ``defaulted``: the value cannot be served (absent from the online store, older
   than ``max_staleness``, or its group marked degraded by a stream gate) and a
   default is declared: the default is served;
-* ``missing``: the same, with no default declared: null is served.
+* ``missing``: the same, with no default declared: null is served;
+* ``fallback``: the online store could not be read (its circuit breaker is
+  open, or Redis did not answer this lookup) and the value comes from the
+  fallback snapshot (the latest row of the offline feature table, written by
+  ``tandem materialize``), its group not degraded as last read, and ``age <=
+  max_staleness``: the snapshot's value is served, with the snapshot row's
+  event time and age. ``fresh_for`` does not split it: a fallback value is
+  never called fresh, whatever its age (the age is in the response).
+  An entity absent from the snapshot, a value older than ``max_staleness``, a
+  view without a snapshot, or a group marked degraded (the marks as last
+  read from Redis) is ``defaulted``/``missing`` exactly as above: the fallback
+  never serves what the online path would refuse.
 
 Both edges belong to the younger status (``age == fresh_for`` is fresh,
 ``age == max_staleness`` is stale), as a window's ``[t - W, t]`` holds both ends.
@@ -32,6 +43,7 @@ class Status(str, enum.Enum):
     STALE = "stale"
     DEFAULTED = "defaulted"
     MISSING = "missing"
+    FALLBACK = "fallback"
 
 
 def status(age_ms: int | None, budget: Budget, degraded: bool, has_default: bool) -> Status:
@@ -41,3 +53,11 @@ def status(age_ms: int | None, budget: Budget, degraded: bool, has_default: bool
     if budget.fresh_ms is None or age_ms <= budget.fresh_ms:
         return Status.FRESH
     return Status.STALE
+
+
+def fallback_status(age_ms: int | None, budget: Budget, degraded: bool, has_default: bool) -> Status:
+    """The status of a snapshot value of ``age_ms`` (None: not in the snapshot) while the online store is
+    not read: ``fallback``, or ``defaulted``/``missing`` by the same cut as :func:`status`."""
+    if age_ms is None or degraded or (budget.max_ms is not None and age_ms > budget.max_ms):
+        return Status.DEFAULTED if has_default else Status.MISSING
+    return Status.FALLBACK

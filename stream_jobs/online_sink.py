@@ -85,6 +85,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from runtime.errors import UserError, one_line
 from runtime.feast_layout import feature_store_yaml, value_type as feast_value_type
+from runtime.secrets import redact_address
 from transforms.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,8 @@ def connect_redis(address: str, socket_timeout: float, connect_timeout: float) -
     else:
         nodes, params = RedisOnlineStore._parse_connection_string(address)  # Feast's own parser
         if len(nodes) != 1 or "port" not in nodes[0]:
-            raise UserError(f"Redis address {address!r}: expected host:port[,db=N,...] or redis://host:port/db")
+            raise UserError(f"Redis address {redact_address(address)!r}: expected host:port[,db=N,...] or "
+                            "redis://host:port/db")
         client = redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **{**opts, **params})
     kw = client.connection_pool.connection_kwargs
     where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"

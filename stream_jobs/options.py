@@ -45,6 +45,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("allowed_lateness", "How late an event may be, e.g. 500ms, 5s, 2m (default: the project's).",
            kind="duration"),
     Option("redis", "Online store host:port; each entity's latest row goes there (omit: no online writes)."),
+    Option("online", "Write each entity's latest row to the project's online_store (tandem.yaml or $TANDEM_REDIS; "
+                     "its password stays off the command line).", False, "flag"),
     Option("follow", "file:DIR: keep reading the new files written there (never ends).", False, "flag"),
     Option("follow_interval", "How often --follow looks for new files.", "1s", "duration"),
     Option("kafka_group", "Kafka consumer group.", "tandem-stream"),
@@ -98,9 +100,17 @@ def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict
         except ValueError as e:
             raise UserError(f"--{name.replace('_', '-')}: {e}") from None
 
+    redis = values.get("redis")
+    if values.get("online"):
+        if redis:
+            raise UserError("give --online (the project's online_store) or --redis ADDRESS, not both")
+        redis = project.online_store
+        if not redis:
+            raise UserError(f"--online: {project.config_path} sets no online_store (nor $TANDEM_REDIS)")
     return dict(
         source=values["source"], out_dir=Path(values["out"]),
-        allowed_lateness_ms=duration("allowed_lateness", project.allowed_lateness_ms), catalog=catalog, project=project.name, redis=values.get("redis"),
+        allowed_lateness_ms=duration("allowed_lateness", project.allowed_lateness_ms), catalog=catalog,
+        project=project.name, redis=redis,
         kafka_group=values["kafka_group"], kafka_start=values["kafka_start"],
         kafka_until_latest=bool(values["until_latest"]),
         follow_ms=duration("follow_interval") if values["follow"] else None,

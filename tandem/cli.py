@@ -111,14 +111,31 @@ def init(
 @app.command()
 def env(project: ProjectOption = None) -> None:
     """Print the exports the project's Feast repository (feast_repo/) needs: eval "$(tandem env)"."""
+    import os
     import shlex
 
     from feature_repo.store import feast_env
     from runtime.project import ENV_PROJECT
 
     proj = _project(project)
-    for key, value in {ENV_PROJECT: str(proj.root), **feast_env(proj.lake_root, proj.online_store)}.items():
-        out.print(f"export {key}={shlex.quote(value)}", highlight=False, soft_wrap=True)
+    exports = {ENV_PROJECT: str(proj.root), **feast_env(proj.lake_root, proj.online_store)}
+    for key, value in exports.items():
+        if key == "TANDEM_REDIS" and os.environ.get(key):  # yours already: not printed back (it may hold a password)
+            continue
+        if key == "TANDEM_REDIS" and proj.online_store_as_written:  # ${VARS} as written: the shell expands them
+            out.print(f"export {key}={_shell_expanding(proj.online_store_as_written)}", highlight=False,
+                      soft_wrap=True)
+        else:
+            out.print(f"export {key}={shlex.quote(value)}", highlight=False, soft_wrap=True)
+
+
+def _shell_expanding(text: str) -> str:
+    """``text`` double-quoted for a POSIX shell: its ``${VAR}`` references expand, nothing else does."""
+    import re
+
+    quoted = re.sub(r'(["\\`])', r"\\\1", text)
+    quoted = re.sub(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})", r"\\$", quoted)
+    return f'"{quoted}"'
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -381,6 +398,7 @@ def materialize(
     from batch_jobs.spark_session import build_spark
     from feature_repo.materialize import check_groups, materialize as run_materialize
     from runtime.lake import Lake
+    from runtime.secrets import redact_address
 
     proj = _project(project)
     catalogs = [proj.catalog(catalog)] if catalog else list(proj.catalogs().values())
@@ -392,7 +410,7 @@ def materialize(
         raise UserError("no online store: set online_store in tandem.yaml, $TANDEM_REDIS or --redis")
     with console.status("starting Spark"):
         spark = build_spark("tandem-materialize")
-    with console.status(f"materializing into Redis at {address}"):
+    with console.status(f"materializing into Redis at {redact_address(address)}"):
         done = run_materialize(spark, Lake.at(lake or proj.lake_root), catalogs, address, proj.name, first, last,
                                groups=group, operations=proj.operations)
     for m in done:
@@ -714,7 +732,8 @@ def serve(
     """Serve the project's online features over HTTP: each value with its event time, age and status.
 
     POST /features {"features": ["view:feature", ...] or "feature_service": "<source>_all", "entities": {...}};
-    GET /health; GET /metrics (Prometheus). Statuses: fresh, stale, defaulted, missing (see README "Serving").
+    GET /health; GET /metrics (Prometheus). Statuses: fresh, stale, defaulted, missing, and fallback while the
+    circuit breaker around Redis is open (values from the snapshot tandem materialize writes; README "Serving").
     """
     import os
     import socket
@@ -741,8 +760,17 @@ def serve(
     lookup = OnlineLookup.for_project(proj, redis, timeout=settings.timeout_ms / 1000, metrics=ServeMetrics(),
                                       **({} if max_entities is None else {"max_entities": max_entities}))
     problem = lookup.store.ping()
-    if problem:  # served anyway: lookups answer 503 until Redis is back
-        console.print(f"warning: {problem}; lookups answer 503 until it does", highlight=False, markup=False)
+    if problem:  # served anyway: from the fallback snapshot until Redis is back
+        console.print(f"warning: {problem}; lookups are served from the fallback snapshot until it does",
+                      highlight=False, markup=False)
+    # The fallback snapshot is loaded now, so the first lookup of an outage does not pay for reading it
+    # (a newer one written by tandem materialize is picked up on use).
+    loaded = lookup.snapshot.warm(lookup.views)
+    missing = sorted(v for v, snap in loaded.items() if isinstance(snap, str))
+    entities = sum(len(snap) for snap in loaded.values() if not isinstance(snap, str))
+    console.print(f"fallback snapshot: {len(loaded) - len(missing)} of {len(loaded)} views, {entities:,} entities"
+                  + (f"; none for {', '.join(missing)} (run tandem materialize)" if missing else ""),
+                  highlight=False, markup=False)
     services = ", ".join(lookup.features.services)
     auth = f"token required (from {ENV_TOKEN if os.environ.get(ENV_TOKEN) else 'tandem.yaml'})" \
         if settings.token is not None else "no token (loopback only)"

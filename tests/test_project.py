@@ -79,6 +79,46 @@ def test_paths_are_relative_to_tandem_yaml_and_the_environment_overrides_them(tm
     assert project.lake_root == (tmp_path / "elsewhere").resolve() and project.online_store == "10.0.0.1:6380"
 
 
+def test_a_password_comes_from_the_environment_and_tandem_env_prints_only_the_reference(tmp_path, monkeypatch):
+    """``${VAR}`` in online_store is read from the environment when the project loads; ``tandem env`` prints the
+    text as written, double-quoted, so the shell that evals it expands the reference (and nothing else)."""
+    monkeypatch.delenv("TANDEM_REDIS", raising=False)
+    root = make_project(tmp_path / "p", yaml_extra='online_store: "redis.internal:6380,ssl=true,password=${P_PW}"\n'
+                                                   'kafka: "${P_BROKERS}"\n')
+    with pytest.raises(UserError, match=r"online_store refers to \$\{P_PW\}, which is not set: export it"):
+        load_project(root / "tandem.yaml")
+    secret = 'a$b"c`d\\e,f'
+    monkeypatch.setenv("P_PW", secret)
+    monkeypatch.setenv("P_BROKERS", "k1:9092,k2:9092")
+    project = load_project(root / "tandem.yaml")
+    assert project.online_store == f"redis.internal:6380,ssl=true,password={secret}"
+    assert project.kafka == "k1:9092,k2:9092"
+    env = {k: v for k, v in shell_env(P_PW=secret, P_BROKERS="x").items() if k != "TANDEM_REDIS"}
+    done = subprocess.run([TANDEM, "env"], capture_output=True, text=True, cwd=root, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert secret not in done.stdout and "password=${P_PW}" in done.stdout
+    shell = subprocess.run(["bash", "-c", done.stdout + '\nprintf %s "$TANDEM_REDIS"'], capture_output=True,
+                           text=True, env=env)
+    assert shell.stdout == f"redis.internal:6380,ssl=true,password={secret}"  # what Feast will read
+    done = subprocess.run([TANDEM, "env"], capture_output=True, text=True, cwd=root, timeout=120,
+                          env={**env, "TANDEM_REDIS": f"h:1,password={secret}"})
+    assert secret not in done.stdout and "TANDEM_REDIS" not in done.stdout  # yours already: not printed back
+
+
+@pytest.mark.parametrize("address, shown", [
+    ("h:6379,password=abc,ssl=true", "h:6379,password=***,ssl=true"),
+    ("h:6379,db=2,Password = a=b", "h:6379,db=2,Password =***"),
+    ("redis://u:p%40ss@h:1/0", "redis://u:***@h:1/0"),
+    ("rediss://:pw@h:1/0", "rediss://:***@h:1/0"),
+    ("redis://h:1/0", "redis://h:1/0"),
+    ("h:6379", "h:6379"),
+])
+def test_an_address_is_shown_without_its_password(address, shown):
+    from runtime.secrets import redact_address
+
+    assert redact_address(address) == shown
+
+
 def test_two_projects_with_a_features_package_each_load_their_own(tmp_path):
     one = load_project(make_project(tmp_path / "one", catalogs=("rides",)) / "tandem.yaml")
     two = load_project(make_project(tmp_path / "two", catalogs=("rides",)) / "tandem.yaml")

@@ -193,7 +193,7 @@ def test_health_and_metrics(open_server):
         return 0.0
 
     code, _, body = call(open_server.port, "GET", "/health")
-    assert code == 200 and body == {"status": "ok", "project": PROJECT}
+    assert code == 200 and body == {"status": "ok", "project": PROJECT, "online_store": {"state": "closed"}}
     before = call(open_server.port, "GET", "/metrics")[2].decode()
     call(open_server.port, "POST", "/features", {"features": ["driver:driver_rides_5m", "driver:driver_cities_2h"],
                                                  "entities": {"driver": ["d1", "d2", "nobody"]}})
@@ -270,15 +270,36 @@ def test_the_server_keeps_serving_after_every_bad_request(open_server):
     assert code == 200 and body["results"][1]["values"] == [3]
 
 
-def test_an_unreachable_redis_is_503_for_lookups_and_health(project):
+def test_an_unreachable_redis_without_a_fallback_is_503_for_lookups_and_health(project):
     proj, _ = project
-    dead = OnlineLookup.for_project(proj, redis=f"127.0.0.1:{free_port()},password=hunter2-hunter2", timeout=0.3)
+    dead = OnlineLookup.for_project(proj, redis=f"127.0.0.1:{free_port()},password=hunter2-hunter2", timeout=0.3,
+                                    snapshot=None)
     with Server(create_app(dead)) as server:
         result = call(server.port, "POST", "/features", {"features": REFS, "entities": ENTITIES})
         assert_error(result, 503, "online_store_unavailable", "the online store (Redis at 127.0.0.1:")
         code, _, body = call(server.port, "GET", "/health")
-        assert code == 503 and body["status"] == "unavailable" and "does not answer" in body["online_store"]
+        assert code == 503 and body["status"] == "unavailable" and "does not answer" in body["online_store"]["why"]
         assert "hunter2" not in json.dumps(result[2]) + json.dumps(body)
+    dead.close()
+
+
+def test_an_unreachable_redis_before_any_snapshot_serves_defaults_and_says_why(project):
+    """A project's lookup falls back to its snapshot; with none written yet every value is absent (defaulted or
+    missing), each view named in errors with what to run; /health is 503: nothing can serve."""
+    proj, _ = project
+    dead = OnlineLookup.for_project(proj, redis=f"127.0.0.1:{free_port()},password=hunter2-hunter2", timeout=0.3)
+    with Server(create_app(dead)) as server:
+        code, _, body = call(server.port, "POST", "/features", {"features": REFS + ["vehicle:vehicle_rides_1h"],
+                                                                "entities": {"driver": ["d1"], "vehicle": [1]}})
+        assert code == 200, body
+        assert [r.get("statuses") for r in body["results"][2:]] == [["defaulted"], ["missing"]]
+        assert set(body["metadata"]["errors"]) == {"driver", "vehicle"}
+        assert "run `tandem materialize`" in body["metadata"]["errors"]["driver"]
+        assert body["metadata"]["online_store"]["state"] == "closed"  # one failure: the breaker is not open yet
+        assert "did not answer" in body["metadata"]["online_store"]["why"]
+        code, _, health = call(server.port, "GET", "/health")
+        assert code == 503 and health["status"] == "unavailable" and "does not answer" in health["online_store"]["why"]
+        assert "hunter2" not in json.dumps(body) + json.dumps(health)
     dead.close()
 
 

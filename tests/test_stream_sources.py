@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 import urllib.request
 import uuid
@@ -18,7 +19,8 @@ from stream_jobs.job import latest_checkpoint, run
 from stream_jobs.outputs import dead_letters, feature_rows
 from stream_jobs.sources import stage_file_input
 from runtime.errors import UserError
-from runtime.events_io import read_events, write_events
+from runtime.events_io import decode_json_line, read_events, write_events
+from transforms.schema import Undecodable
 from runtime.run_log import RunLog
 from examples.transactions.features.generate import PARQUET_INVALID_KINDS, StreamSpec, generate
 from tandem.reference import evaluate
@@ -50,21 +52,23 @@ def drop_file(folder, name, records):
 def assert_dead_letters_carry_kind_and_raw(records, dead, lateness_ms, **kw):
     """Each dead letter has the reference's reason and kind, and its raw record as it arrived."""
     expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=lateness_ms, **kw).rejected
-    got = Counter((d["transaction_id"], d["reason"], d["kind"], _raw(d["raw"])) for d in dead)
-    assert got == Counter((r.event_id, r.reason, r.kind, _raw(r.raw)) for r in expected)
+    got = Counter((d["transaction_id"], d["reason"], d["kind"], _stream_raw(d["raw"])) for d in dead)
+    assert got == Counter((r.event_id, r.reason, r.kind, _reference_raw(r.raw)) for r in expected)
 
 
-def _raw(raw):
-    """A raw record compared as the JSON value it spells (the stream keeps text, the reference the value;
-    a Parquet timestamp is spelled in epoch milliseconds)."""
-    if isinstance(raw, str):
-        try:
-            return json.dumps(json.loads(raw), sort_keys=True)
-        except ValueError:
-            return raw
-    if isinstance(raw, dict):
-        return json.dumps(raw, sort_keys=True, default=lambda v: (v - EPOCH) // timedelta(milliseconds=1))
-    return raw.text  # an undecodable line
+def _stream_raw(text: str) -> str:
+    """The stream keeps a record's text: compared as the JSON value it spells, read as the reference reads a
+    line (a line it cannot read, e.g. a key twice or nesting past Python's reach, stays text)."""
+    value = decode_json_line(text)
+    return value.text if isinstance(value, Undecodable) else _reference_raw(value)
+
+
+def _reference_raw(raw) -> str:
+    """The reference keeps the value (any JSON value, or a Parquet row whose timestamp is spelled in epoch
+    milliseconds), or the text of a line it could not read."""
+    if isinstance(raw, Undecodable):
+        return raw.text
+    return json.dumps(raw, sort_keys=True, default=lambda v: (v - EPOCH) // timedelta(milliseconds=1))
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -138,7 +142,55 @@ def assert_matches_reference_rows(want, rows):
     assert not bad, f"{len(bad)} mismatches, first: {bad[:5]}"
 
 
+def garbage_lines(seed: int, n: int, t: int) -> list[str]:
+    """A burst of fuzzed lines for a JSON Lines stream: truncated records, JSON that is no object, schema drift
+    (a renamed, an extra, a retyped field), wrong types, duplicate keys, deep nesting, unicode and control
+    characters. Each is one line of UTF-8 text (a line ends at \\n only; no \\r either, which a reader of
+    text might take for an end too); some are blank-looking (spaces, tabs)."""
+    rng = random.Random(seed)
+    alphabet = "ab{}[]\":,0123456789.-eE \\\tü☃𝄞\x00\x01\x1f\u2028\ufeff"
+    lines = []
+    for i in range(n):
+        rec = tx(f"g-{i}", user=f"gu{i % 3}", t=t + i)
+        kind = i % 12
+        if kind == 0:
+            text = json.dumps(rec)[:rng.randrange(1, len(json.dumps(rec)))]  # truncated
+        elif kind == 1:
+            text = rng.choice(["42", "\"text\"", "[1, 2]", "null", "true", "{}", "[]", "-0.0", "1e999"])
+        elif kind == 2:
+            rec["amount_usd"] = rec.pop("amount")  # drift: a renamed field
+            text = json.dumps(rec)
+        elif kind == 3:
+            rec["amount"] = "12.50"  # drift: a retyped field
+            text = json.dumps(rec)
+        elif kind == 4:
+            rec["channel"] = "web"  # drift: an extra field
+            text = json.dumps(rec)
+        elif kind == 5:
+            rec["user_id"] = rng.choice([5, None, ["u"], {"id": "u"}, True])
+            text = json.dumps(rec)
+        elif kind == 6:
+            text = json.dumps(rec)[:-1] + f', "transaction_id": "g-dup-{i}"}}'  # a key twice
+        elif kind == 7:
+            text = "[" * 3000 + "]" * 3000
+        elif kind == 8:
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 80)))
+        elif kind == 9:
+            rec["event_time"] = rng.choice(["yesterday", "2024-13-01T00:00:00Z", -1, 1.5, "", 2**70])
+            text = json.dumps(rec)
+        elif kind == 10:
+            text = json.dumps(rec, ensure_ascii=False).replace("gu", "g\u0000u")  # a NUL inside a key value
+        else:
+            text = rng.choice(["   ", "\t", " \t "])
+        assert "\n" not in text and "\r" not in text
+        lines.append(text)
+    return lines
+
+
 def test_follow_reads_files_written_while_the_job_runs(flink_table_env, tmp_path):
+    """A followed folder: files dropped while the job runs are read in turn; a burst of fuzzed garbage and
+    schema-drifted records between two good files is dead-lettered line by line, each with the reference's
+    reason and its raw text, and the job keeps running and reads the next file."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     first = generate(StreamSpec(users=8, merchants=3, rate_per_s=0.05, duration="1h", out_of_order=0.2, seed=41))
@@ -147,14 +199,17 @@ def test_follow_reads_files_written_while_the_job_runs(flink_table_env, tmp_path
               tx("n-late", user="u-new", t=T0), {"transaction_id": "n-bad", "amount": "12"},
               tx("n-last", user="u-new", t=T0 + 3 * HOUR)]  # moves the watermark past everything before it
     drop_file(inbox, "part-1.jsonl", first)
+    (inbox / ".part-2.jsonl").write_text("\n".join(garbage_lines(17, 240, T0 + HOUR)) + "\n", encoding="utf-8")
+    garbage = list(read_events(inbox / ".part-2.jsonl"))
     out, port = tmp_path / "out", free_port()
     flink_table_env.get_config().set("metrics.fetcher.update-interval", "500 ms")
     result = run(flink_table_env, stream_spec(f"file:{inbox}", out, 5_000, follow_ms=200, checkpoint_interval_ms=500,
                                                 roll_interval_ms=500, rest_port=port), wait=False)
     try:
         wait_for(lambda: feature_rows(out, TRANSACTIONS), 180, "the first file's rows")
-        drop_file(inbox, "part-2.jsonl", second)
-        records = first + second
+        os.replace(inbox / ".part-2.jsonl", inbox / "part-2.jsonl")
+        drop_file(inbox, "part-3.jsonl", second)
+        records = first + garbage + second
         expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=5_000)
         wait_for(lambda: len(feature_rows(out, TRANSACTIONS)) >= len(expected.rows) - 1
                  and len(dead_letters(out)) >= len(expected.rejected), 120, "the second file's rows")
@@ -167,8 +222,10 @@ def test_follow_reads_files_written_while_the_job_runs(flink_table_env, tmp_path
     finally:
         result.get_job_client().cancel().result()
     assert_equals_reference_but_held(records, feature_rows(out, TRANSACTIONS), dead_letters(out), 5_000, "n-last")
+    assert_dead_letters_carry_kind_and_raw(records, dead_letters(out), 5_000)
     assert {("n1", "duplicate"), ("n-late", "late"), ("n-bad", "invalid")} <= {
         (d["transaction_id"], d["reason"]) for d in dead_letters(out)}
+    assert sum(d["reason"] == "invalid" for d in dead_letters(out)) >= 200  # the burst: every line but the blank
 
 
 def dead_letter_metrics(port: int, job_id) -> dict[str, int]:
