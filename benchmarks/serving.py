@@ -421,7 +421,6 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(args, name, value)
 
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=max(150, shutil.get_terminal_size().columns))
     say = lambda msg: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {msg}", highlight=False)  # noqa: E731
