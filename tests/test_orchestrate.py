@@ -508,12 +508,33 @@ def test_dagster_dev_runs_a_schedule_tick_and_its_ui_answers(tmp_path):
         assert any(run["jobName"] == "transactions_pipeline" and
                    {"key": "dagster/schedule_name", "value": "transactions_hourly"} in run["tags"] for run in runs)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_tree(proc)
+
+
+def stop_tree(proc: subprocess.Popen) -> None:
+    """Stop ``proc``'s process group, then whatever of its descendants outlived it: Dagster's code server
+    survives ``dagster dev`` while a run it launched is in progress (it lets the run finish), and that run
+    would go on loading the machine through the rest of the suite."""
+    import psutil
+
+    family = []
+    with contextlib.suppress(psutil.Error):
+        family = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    left = []
+    for p in family:
+        with contextlib.suppress(psutil.Error):
+            if p.is_running():
+                left += [p, *p.children(recursive=True)]
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(left, timeout=10)
 
 
 _WORKER = """
