@@ -46,7 +46,6 @@ import io
 import json
 import multiprocessing
 import os
-import platform
 import pstats
 import random
 import shutil
@@ -374,14 +373,9 @@ def machine() -> dict:
     import redis as redis_py
     import uvicorn
 
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
-    return {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            "code": git.stdout.strip() + (" + uncommitted changes" if dirty else ""),
-            "cpu": f"{os.cpu_count()} x {cpu}", "python": platform.python_version(),
+    from benchmarks.machine import describe
+
+    return {**describe(),
             "feast / redis-py / uvicorn": f"{feast.__version__} / {redis_py.__version__} / {uvicorn.__version__}",
             "hiredis": _has("hiredis")}
 

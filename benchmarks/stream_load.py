@@ -46,7 +46,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -314,15 +313,10 @@ def pct(values, q) -> float:
 
 
 def machine() -> dict:
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
+    from benchmarks.machine import describe
+
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
-    return {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            "code": git.stdout.strip() + (" + uncommitted changes" if dirty else ""),
-            "cpu": f"{os.cpu_count()} x {cpu}", "python": platform.python_version(),
+    return {**describe(),
             "java": java[-1].strip() if java else "?"}
 
 
