@@ -45,6 +45,7 @@ from transforms.durations import parse_duration
 _SUBJECT = "stream stopped"
 _NOT_HERE = {"project", "catalog"}  # the keeper gives these
 _BEATS_PER_STALL = 3  # checkpoints a kept stream takes within stall_after, at least
+_KILL_WAIT_S = 30.0  # for a killed stream's processes to exit before its restart is requested
 
 
 def stream_arguments(project: Project, source: str, options: dict[str, Any], stall_after_ms: int) -> list[str]:
@@ -205,10 +206,26 @@ def _stop_stalled(pid_path: Path, run_id: str) -> tuple[bool, bool]:
     stream = _running(doc.get("stream"))
     if stream is not None:
         try:
+            session = [stream, *stream.children(recursive=True)]
             os.killpg(stream.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, psutil.Error):
             stream = None
+        else:  # a killed process takes a while to exit (its memory freed): the restart waits for it
+            _wait_ended(session, _KILL_WAIT_S)
     return stream is not None, _running(doc.get("worker")) is not None
+
+
+def _wait_ended(processes: list[psutil.Process], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_alive(p) for p in processes):
+        time.sleep(0.1)
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _alert_stopped(project: Project, pipeline: str, run, why: str) -> None:
