@@ -74,18 +74,26 @@ class KafkaBroker:
             ...  # kafka.bootstrap_servers == "127.0.0.1:<port>"
     """
 
-    def __init__(self, startup_timeout: float = 90.0, heap: str = "512m"):
+    def __init__(self, startup_timeout: float = 90.0, heap: str = "512m", sasl_users: dict[str, str] | None = None):
         self.startup_timeout = startup_timeout
         self.heap = heap
         self.host = "127.0.0.1"
         self.port: int | None = None
         self.controller_port: int | None = None
+        # users (name -> password) of a second listener, SASL_PLAINTEXT with PLAIN, at sasl_bootstrap_servers
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_port: int | None = None
         self.workdir: Path | None = None
         self._proc: subprocess.Popen | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The listener that needs a user's name and password (``sasl_users``)."""
+        return f"{self.host}:{self.sasl_port}"
 
     @property
     def log_file(self) -> Path:
@@ -98,15 +106,18 @@ class KafkaBroker:
             raise RuntimeError(f"KafkaBroker already running on {self.bootstrap_servers}")
         if shutil.which("java") is None:
             raise RuntimeError("java is not on PATH: install OpenJDK 17 (see ./dev setup)")
-        self.workdir = Path(tempfile.mkdtemp(prefix="tandem-kafka-"))
-        self.port, self.controller_port = free_port(), free_port()
+        if self.workdir is None:  # else restarted after kill(): the same ports and data
+            self.workdir = Path(tempfile.mkdtemp(prefix="tandem-kafka-"))
+            self.port, self.controller_port = free_port(), free_port()
+            self.sasl_port = free_port() if self.sasl_users else None
         (self.workdir / "log4j2.properties").write_text(_LOG4J2.format(log=self.log_file))
         (self.workdir / "KafkaAdmin.java").write_text(_ADMIN_SOURCE)
         props = self.workdir / "server.properties"
         props.write_text(self._server_properties())
         try:
-            self._java("kafka.tools.StorageTool", "format", "--cluster-id", _cluster_id(),
-                       "--config", str(props), "--ignore-formatted", timeout=60)
+            if not (self.workdir / "data" / "meta.properties").exists():  # a restart keeps its cluster id
+                self._java("kafka.tools.StorageTool", "format", "--cluster-id", _cluster_id(),
+                           "--config", str(props), "--ignore-formatted", timeout=60)
             self._proc = popen(self._java_cmd("kafka.Kafka", str(props), heap=self.heap),
                                self.workdir / "stdout.log", cwd=self.workdir)
             self._wait_ready()
@@ -121,6 +132,14 @@ class KafkaBroker:
         self._proc = None
         if self.workdir is not None and not keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker (a crash: no controlled shutdown), keeping its ports and data for ``start()``."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
 
     def __enter__(self) -> "KafkaBroker":
         return self.start()
@@ -160,6 +179,16 @@ class KafkaBroker:
             "num.network.threads": "2",
             "num.io.threads": "2",
         }
+        if self.sasl_users:
+            users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+            settings |= {
+                "listeners": f"{settings['listeners']},SASL://{self.host}:{self.sasl_port}",
+                "advertised.listeners": f"{settings['advertised.listeners']},SASL://{self.host}:{self.sasl_port}",
+                "listener.security.protocol.map": f"{settings['listener.security.protocol.map']},SASL:SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms": "PLAIN",
+                "listener.name.sasl.plain.sasl.jaas.config":
+                    f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+            }
         return "".join(f"{k}={v}\n" for k, v in settings.items())
 
     def _java_cmd(self, main: str, *args: str, heap: str = "256m", extra_cp=()) -> list[str]:

@@ -15,15 +15,20 @@ class RedisServer:
     """Start ``redis-server`` on a free loopback port in its own temp dir.
 
     No persistence (``--save ''``, ``--appendonly no``): the data is the test's
-    and dies with it. Use as a context manager, or call ``start()``/``stop()``::
+    and dies with it; ``persistent=True`` keeps every acknowledged write in an
+    append-only file (fsync always), so a server ``kill()``-ed and started again
+    has it back, as a production Redis with AOF does. Use as a context manager,
+    or call ``start()``/``stop()``::
 
         with RedisServer() as r:
             redis.Redis.from_url(r.url).ping()
     """
 
-    def __init__(self, startup_timeout: float = 15.0, port: int | None = None, password: str | None = None):
+    def __init__(self, startup_timeout: float = 15.0, port: int | None = None, password: str | None = None,
+                 persistent: bool = False):
         self.startup_timeout = startup_timeout
         self.password = password  # requirepass: every client must AUTH with it
+        self.persistent = persistent
         self.host = "127.0.0.1"
         self.port: int | None = port  # None: a free one, chosen at start
         self.workdir: Path | None = None
@@ -39,12 +44,13 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH: run ./dev setup (installs Debian's redis-server)")
-        self.workdir = Path(tempfile.mkdtemp(prefix="tandem-redis-"))
+        self.workdir = self.workdir or Path(tempfile.mkdtemp(prefix="tandem-redis-"))  # kept by kill()
         self.port = self.port or free_port()
         log = self.workdir / "redis.log"
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self._proc = popen(
             [binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.workdir),
-             "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+             "--save", "", *aof, "--daemonize", "no", "--protected-mode", "yes",
              "--logfile", str(log), *(["--requirepass", self.password] if self.password else [])],
             self.workdir / "stdout.log")
         self._wait_ready(log)
@@ -78,6 +84,14 @@ class RedisServer:
         self._proc = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = None
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: no shutdown, no save), keeping its port and folder for ``start()``."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
 
     def __enter__(self) -> "RedisServer":
         return self.start()
