@@ -9,6 +9,12 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
     lake: lake                    # lake root                    ($TANDEM_LAKE overrides)
     online_store: localhost:6379  # Redis host:port[,db=N,ssl=true,password=${VAR}]  ($TANDEM_REDIS overrides)
     kafka: localhost:9092         # brokers                       ($TANDEM_KAFKA overrides)
+    kafka_properties:             # Kafka client properties of every Tandem client (credentials, TLS)
+      security.protocol: SASL_SSL
+      sasl.mechanism: SCRAM-SHA-512
+      sasl.jaas.config: org.apache.kafka.common.security.scram.ScramLoginModule required
+        username="tandem" password="${KAFKA_PASSWORD}";
+      ssl.truststore.location: /etc/kafka/truststore.jks
     defaults:
       allowed_lateness: 5s        # the stream's allowed lateness
       max_future: 1h              # an event time further ahead of the clock is invalid
@@ -16,7 +22,7 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
                                   # orchestration: ... schedules (``runtime.operations`` says how)
     serving: ...                  # tandem serve: token, max_entities, timeout, breaker (``runtime.serving_settings``)
 
-``${VAR}`` in ``online_store`` and ``kafka`` is read from the environment
+``${VAR}`` in ``online_store``, ``kafka`` and ``kafka_properties`` is read from the environment
 when the project loads (an unset one is an error), so a password lives in the
 environment, not in the file; ``tandem env`` prints the text as written, for
 the shell to expand. Paths are relative to ``tandem.yaml``. Only ``project`` and ``catalogs`` are
@@ -49,8 +55,11 @@ from transforms import Catalog, parse_duration
 CONFIG = "tandem.yaml"
 ENV_PROJECT = "TANDEM_PROJECT"  # a project folder, for processes started elsewhere (feast, spark-submit)
 ENV_OVERRIDES = {"lake": "TANDEM_LAKE", "online_store": "TANDEM_REDIS", "kafka": "TANDEM_KAFKA"}
-_KEYS = {"project", "catalogs", "lake", "online_store", "kafka", "defaults", "pipelines", "alerts", "metrics",
-         "orchestration", "serving"}
+_KEYS = {"project", "catalogs", "lake", "online_store", "kafka", "kafka_properties", "defaults", "pipelines",
+         "alerts", "metrics", "orchestration", "serving"}
+# Kafka properties Tandem sets itself, per client: a project cannot override them
+_KAFKA_OWN = {"bootstrap.servers", "group.id", "isolation.level", "transactional.id", "key.deserializer",
+              "value.deserializer", "key.serializer", "value.serializer", "enable.auto.commit", "auto.offset.reset"}
 _DEFAULT_KEYS = {"allowed_lateness", "max_future"}
 
 
@@ -62,6 +71,8 @@ class Project:
     lake_root: Path
     online_store: str | None  # may hold a password: shown only through runtime.secrets.redact_address
     kafka: str | None
+    # Kafka client properties (credentials, TLS) for every Kafka client of the stream job; secrets expanded
+    kafka_properties: dict[str, str] = field(default_factory=dict, repr=False)
     allowed_lateness_ms: int = 5_000
     max_future_ms: int = 3_600_000
     operations: Operations | None = None  # owners, SLAs, alert channels, metrics output (runtime.operations)
@@ -168,6 +179,7 @@ def load_project(path: Path) -> Project:
         operations=parse_operations(path, doc, lake_root),
         serving=parse_serving(path, doc),
         online_store=settings["online_store"], kafka=settings["kafka"], online_store_as_written=written,
+        kafka_properties=_kafka_properties(path, doc.get("kafka_properties")),
         allowed_lateness_ms=_duration(path, defaults, "allowed_lateness", "5s"),
         max_future_ms=_duration(path, defaults, "max_future", "1h"),
     )
@@ -185,12 +197,40 @@ def _setting(path: Path, doc: dict, key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise UserError(f"{path}: {key!r} must be a string (got {type(value).__name__})")
     if value is not None and key in _EXPANDED:
-        def read(m: re.Match) -> str:
-            if m.group(1) not in os.environ:
-                raise UserError(f"{path}: {key} refers to ${{{m.group(1)}}}, which is not set: export it")
-            return os.environ[m.group(1)]
-        value = _REFERENCE.sub(read, value)
+        value = _expand(path, key, value)
     return value
+
+
+def _expand(path: Path, key: str, value: str) -> str:
+    """``value`` with each ``${VAR}`` read from the environment; an unset one is an error naming it."""
+    def read(m: re.Match) -> str:
+        if m.group(1) not in os.environ:
+            raise UserError(f"{path}: {key} refers to ${{{m.group(1)}}}, which is not set: export it")
+        return os.environ[m.group(1)]
+    return _REFERENCE.sub(read, value)
+
+
+def _kafka_properties(path: Path, value: Any) -> dict[str, str]:
+    """``kafka_properties``: Kafka client property -> text (a number or a boolean as Kafka spells it)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: kafka_properties must map Kafka client properties to values, "
+                        f"e.g. security.protocol: SASL_SSL (got {type(value).__name__})")
+    out = {}
+    for key, v in value.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z0-9]+([.\-][a-z0-9]+)*", key):
+            raise UserError(f"{path}: kafka_properties: {key!r} is not a Kafka property name (e.g. sasl.mechanism)")
+        if key in _KAFKA_OWN:
+            raise UserError(f"{path}: kafka_properties: {key} is set by Tandem for each client; remove it "
+                            "(brokers go in --source kafka:BROKERS/TOPIC)")
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        if not isinstance(v, (str, int, float)):
+            raise UserError(f"{path}: kafka_properties: {key} must be a string or a number "
+                            f"(got {type(v).__name__})")
+        out[key] = _expand(path, f"kafka_properties.{key}", str(v))
+    return out
 
 
 def _duration(path: Path, defaults: dict, key: str, default: str) -> int:

@@ -34,7 +34,7 @@ from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from stream_jobs.outputs import dead_letters as committed_dead_letters, file_sink_options
-from stream_jobs.sources import sql_options
+from stream_jobs.sources import kafka_client_options, sql_options
 from runtime.dead_letters import REASONS, dead_letter_columns
 from runtime.errors import UserError
 from transforms import Catalog
@@ -65,8 +65,9 @@ def columns_sql(catalog: Catalog) -> str:
 
 
 def create_sink(t_env: StreamTableEnvironment, catalog: Catalog, target: str | None, out_dir: Path,
-                roll_interval_ms: int, exactly_once: bool) -> str:
-    """Register the dead-letter sink table for ``target``; return its name."""
+                roll_interval_ms: int, exactly_once: bool, kafka_properties: dict[str, str] | None = None) -> str:
+    """Register the dead-letter sink table for ``target``; return its name. ``kafka_properties``: the
+    project's Kafka client properties (credentials, TLS)."""
     kafka = parse_target(target)
     if kafka is None:
         options = file_sink_options(Path(out_dir) / "dead_letters", roll_interval_ms)
@@ -80,6 +81,7 @@ def create_sink(t_env: StreamTableEnvironment, catalog: Catalog, target: str | N
             digest = hashlib.sha256(f"{Path(out_dir).resolve()}|{topic}".encode()).hexdigest()[:16]
             options |= {"sink.transactional-id-prefix": f"tandem-dead-letters-{digest}",
                         "properties.transaction.timeout.ms": str(KAFKA_TRANSACTION_TIMEOUT_MS)}
+        options |= kafka_client_options(kafka_properties or {})
     t_env.execute_sql(f"CREATE TEMPORARY TABLE tandem_dead_letter_sink ({columns_sql(catalog)}) "
                       f"WITH ({sql_options(options)})")
     return "tandem_dead_letter_sink"
@@ -120,7 +122,8 @@ def file_counts(out_dir: Path) -> Counter:
     return Counter(d["reason"] for d in committed_dead_letters(out_dir))
 
 
-def kafka_counts(brokers: str, topic: str, since_ms: int, catalog: Catalog) -> Counter:
+def kafka_counts(brokers: str, topic: str, since_ms: int, catalog: Catalog,
+                 properties: dict[str, str] | None = None) -> Counter:
     """Per-reason counts of the committed dead letters written to ``topic`` at or after ``since_ms``.
 
     A bounded batch query (``read_committed``, from the first record stamped at
@@ -133,7 +136,7 @@ def kafka_counts(brokers: str, topic: str, since_ms: int, catalog: Catalog) -> C
     options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": brokers,
                "properties.group.id": "tandem-dead-letter-count", "properties.isolation.level": "read_committed",
                "format": "json", "scan.startup.mode": "timestamp", "scan.startup.timestamp-millis": str(since_ms),
-               "scan.bounded.mode": "latest-offset"}
+               "scan.bounded.mode": "latest-offset"} | kafka_client_options(properties or {})
     t_env.execute_sql(f"CREATE TEMPORARY TABLE tandem_dead_letters_read ({columns_sql(catalog)}) "
                       f"WITH ({sql_options(options)})")
     with t_env.execute_sql("SELECT reason, COUNT(*) FROM tandem_dead_letters_read GROUP BY reason").collect() as rows:

@@ -30,6 +30,10 @@ Why each setting is here:
 - :func:`_quiet_beam_teardown`: in the local (loopback) mode Beam's data-plane
   reader thread sometimes dies with a ``CANCELLED: Multiplexer hanging up``
   traceback when a job ends; that one exception is not printed.
+- :func:`_hide_worker_environment`: Beam's ``DefaultJobBundleFactory`` logs
+  the Python workers' whole environment (every variable of this process, a
+  ``${VAR}`` password of tandem.yaml among them) at INFO and WARN when a job
+  ends, into Flink's log file; only its errors are logged.
 
 With no cluster configured, PyFlink runs jobs on a local mini-cluster inside
 its gateway JVM; ``flink run`` supplies the cluster instead. One gateway JVM
@@ -142,10 +146,21 @@ def _quiet_beam_teardown() -> None:
     threading.excepthook = hook
 
 
+_ENVIRONMENT_LOGGER = "org.apache.beam.runners.fnexecution.control.DefaultJobBundleFactory"
+
+
+def _hide_worker_environment() -> None:
+    """Log only errors of the Beam class that prints the Python workers' environment (secrets in it)."""
+    jvm = get_gateway().jvm
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        _ENVIRONMENT_LOGGER, jvm.org.apache.logging.log4j.Level.ERROR)
+
+
 def build_stream_env(parallelism: int = 1, streaming: bool = True) -> StreamExecutionEnvironment:
     """A StreamExecutionEnvironment (local mini-cluster unless ``flink run`` gives one)."""
     _pin_utc()
     _quiet_beam_teardown()
+    _hide_worker_environment()
     env = StreamExecutionEnvironment.get_execution_environment(flink_config(parallelism))
     env.set_parallelism(parallelism)
     env.set_runtime_mode(RuntimeExecutionMode.STREAMING if streaming else RuntimeExecutionMode.BATCH)

@@ -40,6 +40,7 @@ class StreamJobSpec:
     kafka_group: str = "tandem-stream"
     kafka_start: str = "group-offsets"  # group-offsets | earliest | latest | timestamp:T (see sources.py)
     kafka_until_latest: bool = False  # stop at the offsets that were latest at start (replays, tests)
+    kafka_properties: dict[str, str] = field(default_factory=dict, repr=False)  # the project's: credentials, TLS
     follow_ms: int | None = None  # file:DIR: watch it for new files at this interval (unbounded)
     dead_letters: str | None = None  # None or "files": OUT/dead_letters; "kafka:BROKERS/TOPIC"
     max_future_ms: int = DEFAULT_MAX_FUTURE_MS  # events further ahead of the wall clock are invalid
@@ -77,7 +78,7 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
             pass  # its layout (Feast's repo config) and address are what the JVM sink gets
     target = dead_letters.parse_target(spec.dead_letters)  # a bad target fails before Flink starts
     if target is not None:
-        require_kafka_topics(target[0], [target[1]], "--dead-letters")
+        require_kafka_topics(target[0], [target[1]], "--dead-letters", spec.kafka_properties)
     if spec.max_future_ms < 0:
         raise UserError("--max-future must not be negative")
     if spec.roll_interval_ms <= 0:
@@ -86,11 +87,12 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
         raise UserError("--restarts must be 0 or more")
     configure_checkpoints(t_env, spec)
     create_source(t_env, SourceSpec(spec.source, spec.out_dir / "_input", spec.follow_ms, spec.kafka_group,
-                                    spec.kafka_start, spec.kafka_until_latest))
+                                    spec.kafka_start, spec.kafka_until_latest, spec.kafka_properties))
     outputs = build(t_env, SOURCE, spec.catalog, spec.allowed_lateness_ms, max_future_ms=spec.max_future_ms)
     feature_sink = create_feature_log(t_env, spec.out_dir, spec.catalog, spec.roll_interval_ms)
     dead_sink = dead_letters.create_sink(t_env, spec.catalog, spec.dead_letters, spec.out_dir, spec.roll_interval_ms,
-                                         exactly_once=spec.checkpoint_interval_ms > 0)
+                                         exactly_once=spec.checkpoint_interval_ms > 0,
+                                         kafka_properties=spec.kafka_properties)
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO {feature_sink} SELECT * FROM {outputs.features}")
     statements.add_insert_sql(dead_letters.counted_insert_sql(t_env, spec.catalog, outputs.dead_letters, dead_sink))

@@ -112,7 +112,7 @@ def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict
         allowed_lateness_ms=duration("allowed_lateness", project.allowed_lateness_ms), catalog=catalog,
         project=project.name, redis=redis,
         kafka_group=values["kafka_group"], kafka_start=values["kafka_start"],
-        kafka_until_latest=bool(values["until_latest"]),
+        kafka_until_latest=bool(values["until_latest"]), kafka_properties=project.kafka_properties,
         follow_ms=duration("follow_interval") if values["follow"] else None,
         dead_letters=values["dead_letters"], max_future_ms=duration("max_future", project.max_future_ms),
         checkpoint_interval_ms=duration("checkpoint_interval"), rest_port=values.get("rest_port"),

@@ -41,7 +41,8 @@ from __future__ import annotations
 import filecmp
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class SourceSpec:
     kafka_group: str = "tandem-stream"
     kafka_start: str = "group-offsets"
     kafka_until_latest: bool = False  # stop at the offsets that were latest at start (replays, tests)
+    kafka_properties: dict[str, str] = field(default_factory=dict, repr=False)  # credentials, TLS: secrets
 
 
 def create_source(t_env: StreamTableEnvironment, spec: SourceSpec) -> None:
@@ -166,11 +168,36 @@ def _kafka_options(where: str, spec: SourceSpec) -> dict[str, str]:
     options |= kafka_start_options(spec.kafka_start)
     if spec.kafka_until_latest:
         options["scan.bounded.mode"] = "latest-offset"
-    require_kafka_topics(brokers, [topic], "--source")  # last: the options above fail faster
-    return options
+    require_kafka_topics(brokers, [topic], "--source", spec.kafka_properties)  # last: the above fail faster
+    return options | kafka_client_options(spec.kafka_properties)
 
 
-def require_kafka_topics(brokers: str, topics: list[str], option: str, timeout_ms: int = 10_000) -> None:
+_SHADED_KAFKA_PACKAGE = "org.apache.flink.kafka.shaded.org.apache.kafka."  # in Flink's SQL connector jar
+_KAFKA_CLASS = re.compile(r"(?<![\w.])org\.apache\.kafka\.")  # Kafka's own package, not yet shaded
+
+
+def kafka_client_options(properties: dict[str, str]) -> dict[str, str]:
+    """The project's Kafka client properties (``kafka_properties`` in tandem.yaml) as connector options.
+
+    Flink's connector passes ``properties.*`` to its Kafka clients, and hides a ``sasl.jaas.config`` or a
+    ``*password*`` value wherever it logs them (as Kafka's clients do)."""
+    return {f"properties.{k}": v for k, v in shaded_kafka_properties(properties).items()}
+
+
+def shaded_kafka_properties(properties: dict[str, str]) -> dict[str, str]:
+    """``properties`` with Kafka's own classes named as the connector jar shades them.
+
+    A user writes ``sasl.jaas.config: org.apache.kafka.common.security.plain.PlainLoginModule required ...``
+    as Kafka documents it; the connector's clients only know the relocated class ("No LoginModule found")."""
+    def shade(key: str, value: str) -> str:
+        if key == "sasl.jaas.config" or key.endswith(".class") or key.endswith(".classes"):
+            return _KAFKA_CLASS.sub(_SHADED_KAFKA_PACKAGE, value)
+        return value
+    return {k: shade(k, v) for k, v in properties.items()}
+
+
+def require_kafka_topics(brokers: str, topics: list[str], option: str, properties: dict[str, str] | None = None,
+                         timeout_ms: int = 10_000) -> None:
     """UserError unless the cluster at ``brokers`` answers and has every topic (checked before Flink starts).
 
     Left to Flink, a missing topic fails the job only when its producer times
@@ -185,8 +212,11 @@ def require_kafka_topics(brokers: str, topics: list[str], option: str, timeout_m
     names = gateway.new_array(gateway.jvm.String, len(topics))
     for i, topic in enumerate(topics):
         names[i] = topic
+    client = gateway.jvm.java.util.HashMap()
+    for k, v in shaded_kafka_properties(properties or {}).items():
+        client.put(k, v)
     try:
-        missing = list(gateway.jvm.dev.tandem.udf.KafkaTopics.missing(brokers, names, timeout_ms))
+        missing = list(gateway.jvm.dev.tandem.udf.KafkaTopics.missing(brokers, names, timeout_ms, client))
     except Py4JJavaError as e:
         cause = e.java_exception
         while cause.getCause() is not None:

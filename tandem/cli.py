@@ -443,7 +443,8 @@ def stream(**values) -> None:
         run(t_env, spec)
     with console.status("counting dead letters"):
         reasons = (dl.file_counts(spec.out_dir) if kafka is None
-                   else dl.kafka_counts(*kafka, since_ms=started_ms, catalog=spec.catalog))
+                   else dl.kafka_counts(*kafka, since_ms=started_ms, catalog=spec.catalog,
+                                        properties=spec.kafka_properties))
     where = spec.out_dir if kafka is None else f"{spec.out_dir} (dead letters: kafka topic {kafka[1]})"
     out.print(f"{len(feature_rows(spec.out_dir, spec.catalog)):,} feature rows, dead letters: "
               + (", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items())) or "none") + f" -> {where}",

@@ -18,3 +18,14 @@ _AT_START = dict(os.environ)
 def shell_env(**extra: str) -> dict[str, str]:
     """The environment at start, plus ``extra``."""
     return {**_AT_START, **extra}
+
+
+def flink_logs_since(began: float) -> list[str]:
+    """The text of Flink's own log files written at or after ``began`` (time.time()). PyFlink writes them
+    under its package's ``log/`` folder, each run of a job rewriting its file: read them after each run."""
+    from pathlib import Path
+
+    import pyflink
+
+    return [p.read_text(errors="replace") for p in (Path(pyflink.__file__).parent / "log").glob("*.log")
+            if p.stat().st_mtime >= began]

@@ -31,7 +31,7 @@ from runtime.events_io import read_events
 from runtime.project import load_project
 from runtime.run_log import RunLog
 from tandem.reference import evaluate
-from tests.shell import shell_env
+from tests.shell import flink_logs_since, shell_env
 
 TANDEM = str(Path(sys.executable).parent / "tandem")
 NEW_FEATURE = 'Feature("user_amount_min_1h", Agg.MIN, "1h", of="amount"),'
@@ -58,9 +58,11 @@ def test_a_new_user_builds_and_serves_a_feature_of_their_own_and_no_password_lea
     outputs: list[str] = []
 
     def tandem(*args, cwd, code=0, **extra):
+        began, wall = time.monotonic(), time.time()
         done = subprocess.run([TANDEM, *args], cwd=cwd, env={**env, **extra}, capture_output=True, text=True,
                               timeout=600)
-        outputs.extend((done.stdout, done.stderr))
+        print(f"tandem {' '.join(args[:2])}: {time.monotonic() - began:.1f} s")  # where the test's time goes
+        outputs.extend((done.stdout, done.stderr, *flink_logs_since(wall)))  # Flink's log: the env is logged
         assert done.returncode == code, f"tandem {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         return done
 

@@ -3,6 +3,7 @@
 No engine starts here: what these checks refuse is refused before Spark or Flink would.
 """
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -103,6 +104,35 @@ def test_a_password_comes_from_the_environment_and_tandem_env_prints_only_the_re
     done = subprocess.run([TANDEM, "env"], capture_output=True, text=True, cwd=root, timeout=120,
                           env={**env, "TANDEM_REDIS": f"h:1,password={secret}"})
     assert secret not in done.stdout and "TANDEM_REDIS" not in done.stdout  # yours already: not printed back
+
+
+def test_kafka_properties_reach_the_project_with_their_secrets_read_from_the_environment(tmp_path, monkeypatch):
+    root = make_project(tmp_path / "p", yaml_extra=(
+        "kafka_properties:\n  security.protocol: SASL_SSL\n  sasl.mechanism: SCRAM-SHA-512\n"
+        "  sasl.jaas.config: x required username=\"u\" password=\"${P_KAFKA}\";\n"
+        "  request.timeout.ms: 30000\n  enable.idempotence: true\n"))
+    with pytest.raises(UserError, match=r"kafka_properties.sasl.jaas.config refers to \$\{P_KAFKA\}, which is not set"):
+        load_project(root / "tandem.yaml")
+    monkeypatch.setenv("P_KAFKA", "s3cret")
+    project = load_project(root / "tandem.yaml")
+    assert project.kafka_properties == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                                        "sasl.jaas.config": 'x required username="u" password="s3cret";',
+                                        "request.timeout.ms": "30000", "enable.idempotence": "true"}
+    assert "s3cret" not in repr(project)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("kafka_properties: SASL_SSL", "kafka_properties must map Kafka client properties to values"),
+    ("kafka_properties: {Security Protocol: SSL}", "'Security Protocol' is not a Kafka property name"),
+    ("kafka_properties: {bootstrap.servers: 'k:9092'}", "bootstrap.servers is set by Tandem for each client"),
+    ("kafka_properties: {group.id: mine}", "group.id is set by Tandem for each client"),
+    ("kafka_properties: {ssl.keystore.location: [a, b]}", "ssl.keystore.location must be a string or a number"),
+])
+def test_bad_kafka_properties_are_one_line(tmp_path, text, message):
+    root = make_project(tmp_path / "p", yaml_extra=text + "\n")
+    with pytest.raises(UserError, match=re.escape(message)) as e:
+        load_project(root / "tandem.yaml")
+    assert str(root / "tandem.yaml") in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("address, shown", [

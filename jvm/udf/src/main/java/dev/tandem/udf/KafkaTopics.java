@@ -1,6 +1,7 @@
 package dev.tandem.udf;
 
 import java.util.Arrays;
+import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
@@ -17,7 +18,14 @@ public final class KafkaTopics {
 
     /** The names in {@code topics} the cluster at {@code bootstrap} does not have; throws if it does not answer. */
     public static String[] missing(String bootstrap, String[] topics, int timeoutMs) throws Exception {
+        return missing(bootstrap, topics, timeoutMs, Map.of());
+    }
+
+    /** As above, with the project's Kafka client properties (credentials, TLS) set on the admin client. */
+    public static String[] missing(String bootstrap, String[] topics, int timeoutMs, Map<String, String> client)
+            throws Exception {
         Properties props = new Properties();
+        props.putAll(client);
         props.put("bootstrap.servers", bootstrap);
         props.put("request.timeout.ms", Integer.toString(timeoutMs));
         props.put("default.api.timeout.ms", Integer.toString(timeoutMs));
