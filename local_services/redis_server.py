@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from local_services import free_port, popen, stop, tail
+from local_services.tls import Certificates
 
 
 class RedisServer:
@@ -25,10 +26,11 @@ class RedisServer:
     """
 
     def __init__(self, startup_timeout: float = 15.0, port: int | None = None, password: str | None = None,
-                 persistent: bool = False):
+                 persistent: bool = False, tls: Certificates | None = None):
         self.startup_timeout = startup_timeout
         self.password = password  # requirepass: every client must AUTH with it
         self.persistent = persistent
+        self.tls = tls  # local_services.tls.Certificates: TLS only (no plain port); clients trust tls.ca
         self.host = "127.0.0.1"
         self.port: int | None = port  # None: a free one, chosen at start
         self.workdir: Path | None = None
@@ -36,7 +38,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
 
     def start(self) -> "RedisServer":
         if self._proc is not None:
@@ -48,8 +50,13 @@ class RedisServer:
         self.port = self.port or free_port()
         log = self.workdir / "redis.log"
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
+                     "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
+                     "--tls-auth-clients", "no"]
         self._proc = popen(
-            [binary, "--bind", self.host, "--port", str(self.port), "--dir", str(self.workdir),
+            [binary, "--bind", self.host, *ports, "--dir", str(self.workdir),
              "--save", "", *aof, "--daemonize", "no", "--protected-mode", "yes",
              "--logfile", str(log), *(["--requirepass", self.password] if self.password else [])],
             self.workdir / "stdout.log")
@@ -60,7 +67,8 @@ class RedisServer:
         """Poll PING until PONG; fail with the log when the server dies or is slow."""
         import redis  # imported here so the module loads without redis-py
 
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, password=self.password)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)} if self.tls else {}
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, password=self.password, **tls)
         deadline = time.monotonic() + self.startup_timeout
         try:
             while True:

@@ -20,13 +20,15 @@ _TRANSIENT_WORDS = ("ExecutorLostFailure", "FetchFailedException", "executor los
 
 def transient(e: BaseException) -> bool:
     """Whether ``e`` may pass by itself (a refused connection, a lost executor): an orchestrator retries it. A
-    user's mistake, a schema change, a blocked gate or a bug is permanent. An error class says so with a
-    ``transient = True`` attribute (``stream_jobs.online_sink.RedisUnreachable``); else its cause chain is read."""
+    user's mistake, a schema change, a blocked gate or a bug is permanent. An error class says which with a
+    ``transient`` attribute (``stream_jobs.online_sink.RedisUnreachable`` is, ``RedisRefused`` is not,
+    whatever it wraps); else its cause chain is read."""
     seen: set[int] = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if getattr(type(e), "transient", False):
-            return True
+        said = getattr(type(e), "transient", None)
+        if said is not None:
+            return bool(said)
         if {c.__name__ for c in type(e).__mro__} & _TRANSIENT_NAMES:
             return True
         if not isinstance(e, UserError) and any(w in str(e) for w in _TRANSIENT_WORDS):

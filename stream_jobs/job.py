@@ -71,11 +71,12 @@ def run(t_env: StreamTableEnvironment, spec: StreamJobSpec, wait: bool = True):
     watches the job until it ends: a run log row per checkpoint, live metrics for Prometheus.
     """
     online = None
-    if spec.redis:  # an unreachable online store is the user's to fix: say so before Flink starts
+    if spec.redis:  # an unreachable online store, or options the sink cannot honour: said before Flink starts
         from stream_jobs.online_sink import OnlineWriter
+        from stream_jobs.online_table import sink_options
 
-        with OnlineWriter(spec.redis, catalog=spec.catalog, project=spec.project) as online:
-            pass  # its layout (Feast's repo config) and address are what the JVM sink gets
+        with OnlineWriter(spec.redis, catalog=spec.catalog, project=spec.project) as writer:
+            online = sink_options(writer, spec.catalog)  # its layout (Feast's repo config), address, TLS
     target = dead_letters.parse_target(spec.dead_letters)  # a bad target fails before Flink starts
     if target is not None:
         require_kafka_topics(target[0], [target[1]], "--dead-letters", spec.kafka_properties)

@@ -187,6 +187,12 @@ class RedisUnreachable(OnlineStoreError, UserError):
     transient = True  # a stopped server may come back: an orchestrator retries (runtime.errors.transient)
 
 
+class RedisRefused(OnlineStoreError, UserError):
+    """Redis answered but refused the credentials: a user's mistake, not worth a retry."""
+
+    transient = False  # though redis-py's AuthenticationError, in its context, is a ConnectionError
+
+
 @dataclass
 class WriteStats:
     """Counts of one writer's life (also exported as Prometheus counters, per view)."""
@@ -263,7 +269,7 @@ class OnlineWriter:
     in between: the defaults give up after about 7.5 s of sleeping plus the
     timeouts. ``groups``: write only these feature groups (by entity name; default all), for rows that
     carry only their columns (a feature table's). Raises :class:`RedisUnreachable` when Redis does not
-    answer PING.
+    answer PING, :class:`RedisRefused` when it refuses the password.
     """
 
     def __init__(self, address: str, *, catalog: Catalog, project: str | None = None,
@@ -312,6 +318,10 @@ class OnlineWriter:
         try:
             self._client.ping()
             self._load_script(self.stats)
+        except redis.exceptions.AuthenticationError as e:
+            self._client.close()
+            raise RedisRefused(f"Redis at {self.address} refused the credentials in its address: {one_line(e)}") \
+                from None
         except redis.exceptions.RedisError as e:
             self._client.close()
             raise RedisUnreachable(f"Redis at {self.address} is unreachable: {one_line(e)}") from None

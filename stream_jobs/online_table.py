@@ -15,7 +15,9 @@ writer's bytes against the Python writer's (and those against Feast's own write)
 
 from __future__ import annotations
 
+import ssl
 import struct
+from pathlib import Path
 
 from feast.infra.online_stores.helpers import _redis_key
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -27,7 +29,7 @@ from redis.connection import SSLConnection
 from runtime.feast_layout import VALUE_TYPES
 from stream_jobs.online_sink import GUARDED_HSET, SCRIPT_SHA, OnlineWriter, entity_key_proto
 from stream_jobs.sources import sql_options
-from runtime.errors import UserError
+from runtime.errors import UserError, one_line
 from transforms import Catalog
 
 
@@ -100,6 +102,8 @@ def sink_options(writer: OnlineWriter, catalog: Catalog) -> dict[str, str]:
     for name in ("username", "password"):
         if kw.get(name):
             options["user" if name == "username" else name] = str(kw[name])
+    if options["ssl"] == "true":
+        options |= _tls_options(writer.address, kw)
     for n, view in enumerate(writer.views):
         parts, tail = key_layout(writer.project, view.key, view.key_types, writer.key_version)
         options[f"view.{n}.name"] = view.name
@@ -110,16 +114,39 @@ def sink_options(writer: OnlineWriter, catalog: Catalog) -> dict[str, str]:
     return options
 
 
+_TLS_SUPPORTED = {"ssl_ca_certs", "ssl_check_hostname", "ssl_cert_reqs"}
+
+
+def _tls_options(address: str, kw: dict) -> dict[str, str]:
+    """The sink's TLS options from redis-py's (the address's ``ssl_ca_certs=``, ``ssl_check_hostname=``): the
+    CA file's text (a TaskManager elsewhere has not the file). What the JVM sink cannot do is refused, not
+    dropped: client certificates, a server certificate left unverified."""
+    unsupported = sorted(k for k, v in kw.items() if k.startswith("ssl_") and v and k not in _TLS_SUPPORTED)
+    if unsupported:
+        raise UserError(f"Redis at {address}: the stream job's online sink does not take {unsupported[0]}")
+    if kw.get("ssl_cert_reqs") not in (None, "required", ssl.CERT_REQUIRED):
+        raise UserError(f"Redis at {address}: the stream job's online sink verifies the server's certificate "
+                        f"(ssl_cert_reqs={kw['ssl_cert_reqs']} is not supported)")
+    options = {"ssl-check-hostname": str(bool(kw.get("ssl_check_hostname"))).lower()}
+    if kw.get("ssl_ca_certs"):
+        try:
+            options["ssl-ca-pem"] = Path(kw["ssl_ca_certs"]).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"Redis at {address}: ssl_ca_certs: cannot read it ({one_line(e)})") from None
+    return options
+
+
 def _value_field(value_type: ValueType) -> int:
     """The field number of ``feast.types.Value`` that holds a value of ``value_type``."""
     return ValueProto.DESCRIPTOR.fields_by_name[VALUE_TYPE_TO_PROTO_VALUE_MAP[value_type]].number
 
 
-def online_write_sql(t_env: StreamTableEnvironment, features_view: str, writer: OnlineWriter, catalog: Catalog,
+def online_write_sql(t_env: StreamTableEnvironment, features_view: str, options: dict[str, str], catalog: Catalog,
                      table: str = "tandem_online") -> str:
-    """Create the ``tandem-online`` sink table for ``writer``'s Redis; return the INSERT that feeds it."""
+    """Create the ``tandem-online`` sink table with ``options`` (:func:`sink_options`); return the INSERT that
+    feeds it."""
     from stream_jobs.compile_catalog import SQL_TYPES
 
     columns = ", ".join(f"`{name}` {SQL_TYPES[t]}" for name, t in catalog.feature_row_columns())
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE {table} ({columns}) WITH ({sql_options(sink_options(writer, catalog))})")
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE {table} ({columns}) WITH ({sql_options(options)})")
     return f"INSERT INTO {table} SELECT * FROM {features_view}"

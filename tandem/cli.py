@@ -399,6 +399,7 @@ def materialize(
     from feature_repo.materialize import check_groups, materialize as run_materialize
     from runtime.lake import Lake
     from runtime.secrets import redact_address
+    from stream_jobs.online_sink import OnlineWriter, RedisUnreachable
 
     proj = _project(project)
     catalogs = [proj.catalog(catalog)] if catalog else list(proj.catalogs().values())
@@ -408,6 +409,10 @@ def materialize(
     address = redis or proj.online_store
     if not address:
         raise UserError("no online store: set online_store in tandem.yaml, $TANDEM_REDIS or --redis")
+    try:  # refused credentials are said before Spark starts; RedisRefused goes up
+        OnlineWriter(address, catalog=catalogs[0], project=proj.name).close()
+    except RedisUnreachable:
+        pass  # an outage: the serving snapshot is still refreshed before the write fails (RUNBOOK.md)
     with console.status("starting Spark"):
         spark = build_spark("tandem-materialize")
     with console.status(f"materializing into Redis at {redact_address(address)}"):

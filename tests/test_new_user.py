@@ -154,6 +154,7 @@ def _journey(tandem, tmp_path, server, env, outputs):
     outputs.append(log.read_text())
     tandem("status", cwd=shop)
 
-    # a wrong password: one line, naming neither password
+    # a wrong password: one line, naming neither password, before Spark starts
     failed = tandem("materialize", cwd=shop, code=1, SHOP_REDIS_PASSWORD=WRONG)
     assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    assert "refused the credentials in its address" in failed.stderr and "Spark" not in failed.stderr

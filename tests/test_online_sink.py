@@ -29,8 +29,8 @@ from feast.value_type import ValueType
 from feature_repo import store as fs
 from feature_repo.definitions import service_name
 from stream_jobs import online_sink
-from stream_jobs.online_sink import OnlineStoreError, OnlineWriter, RedisUnreachable
-from runtime.errors import UserError
+from stream_jobs.online_sink import OnlineStoreError, OnlineWriter, RedisRefused, RedisUnreachable
+from runtime.errors import UserError, transient
 from runtime.feast_layout import value_type as feast_value_type
 from examples.transactions.features.generate import StreamSpec, generate
 from tandem.reference import evaluate
@@ -374,7 +374,19 @@ def test_unreachable_redis_at_start_is_one_clear_line(feast):
         assert msg.startswith(f"Redis at 127.0.0.1:{port}/0 is unreachable:") and "\n" not in msg, msg
         assert isinstance(e.value, RuntimeError) and isinstance(e.value, UserError)
         assert time.monotonic() - began < 3
+        assert transient(e.value)  # a stopped server may come back: an orchestrator retries
     print(msg)
+
+
+def test_refused_credentials_are_one_line_naming_no_password_and_not_retried(feast):
+    with RedisServer(password="right-Secret-1") as server:
+        for address in (f"{server.host}:{server.port},password=wrong-Secret-2", f"{server.host}:{server.port}"):
+            with pytest.raises(RedisRefused) as e:
+                online_writer(address)
+            msg = str(e.value)
+            assert msg.startswith(f"Redis at {server.host}:{server.port}/0 refused the credentials in its address:")
+            assert "\n" not in msg and "Secret" not in msg, msg
+            assert isinstance(e.value, UserError) and not transient(e.value)  # retrying cannot help
 
 
 def test_a_flushed_script_cache_is_reloaded(sink, redis_server):
@@ -496,13 +508,14 @@ def jvm_write(t_env, writer: OnlineWriter, rows, name: str, catalog=TRANSACTIONS
     from pyflink.table import DataTypes
 
     from stream_jobs.compile_catalog import FLINK_TYPES
-    from stream_jobs.online_table import online_write_sql
+    from stream_jobs.online_table import online_write_sql, sink_options
 
     columns = catalog.feature_row_columns()
     row_type = DataTypes.ROW([DataTypes.FIELD(n, FLINK_TYPES[t]) for n, t in columns])
     t_env.create_temporary_view(f"{name}_rows", t_env.from_elements([tuple(r[n] for n, _ in columns)
                                                                     for r in rows], row_type))
-    t_env.execute_sql(online_write_sql(t_env, f"{name}_rows", writer, catalog, table=name)).wait()
+    t_env.execute_sql(online_write_sql(t_env, f"{name}_rows", sink_options(writer, catalog), catalog,
+                                       table=name)).wait()
 
 
 def test_the_jvm_sink_gets_the_python_writers_settings(feast):

@@ -46,6 +46,10 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
     static final ConfigOption<String> USER = ConfigOptions.key("user").stringType().noDefaultValue();
     static final ConfigOption<String> PASSWORD = ConfigOptions.key("password").stringType().noDefaultValue();
     static final ConfigOption<Boolean> SSL = ConfigOptions.key("ssl").booleanType().defaultValue(false);
+    /** PEM certificates of the CAs to trust (else the JVM's own); the text, so any TaskManager has it. */
+    static final ConfigOption<String> SSL_CA_PEM = ConfigOptions.key("ssl-ca-pem").stringType().noDefaultValue();
+    static final ConfigOption<Boolean> SSL_CHECK_HOSTNAME =
+            ConfigOptions.key("ssl-check-hostname").booleanType().defaultValue(false);
     static final ConfigOption<String> SCRIPT = ConfigOptions.key("script").stringType().noDefaultValue();
     static final ConfigOption<String> SCRIPT_SHA = ConfigOptions.key("script-sha").stringType().noDefaultValue();
     static final ConfigOption<Long> TTL = ConfigOptions.key("ttl-seconds").longType().defaultValue(0L);
@@ -75,7 +79,8 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
 
     @Override
     public Set<ConfigOption<?>> optionalOptions() {
-        return new HashSet<>(List.of(DB, USER, PASSWORD, SSL, TTL, BATCH, FLUSH_MS, MAX_TRIES, BACKOFF_MS,
+        return new HashSet<>(List.of(DB, USER, PASSWORD, SSL, SSL_CA_PEM, SSL_CHECK_HOSTNAME, TTL, BATCH, FLUSH_MS,
+                MAX_TRIES, BACKOFF_MS,
                 MAX_BACKOFF_MS, SOCKET_TIMEOUT_MS, CONNECT_TIMEOUT_MS));
     }
 
@@ -93,6 +98,8 @@ public final class OnlineSinkFactory implements DynamicTableSinkFactory {
         s.user = options.getOptional(USER).orElse(null);
         s.password = options.getOptional(PASSWORD).orElse(null);
         s.ssl = options.get(SSL);
+        s.sslCaPem = options.getOptional(SSL_CA_PEM).orElse(null);
+        s.sslCheckHostname = options.get(SSL_CHECK_HOSTNAME);
         s.script = options.get(SCRIPT);
         s.scriptSha = options.get(SCRIPT_SHA);
         s.ttlSeconds = options.get(TTL);

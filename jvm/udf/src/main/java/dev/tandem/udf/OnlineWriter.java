@@ -1,13 +1,22 @@
 package dev.tandem.udf;
 
+import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
+import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLParameters;
+import javax.net.ssl.SSLSocketFactory;
+import javax.net.ssl.TrustManagerFactory;
 
 import org.apache.flink.api.common.operators.ProcessingTimeService;
 import org.apache.flink.api.connector.sink2.SinkWriter;
@@ -58,13 +67,15 @@ final class OnlineWriter implements SinkWriter<RowData> {
     }
 
     static final class Settings implements Serializable {
-        private static final long serialVersionUID = 2L;
+        private static final long serialVersionUID = 3L;
         String host;
         int port;
         int db;
         String user;
         String password;
         boolean ssl;
+        String sslCaPem; // null: the JVM's trusted CAs
+        boolean sslCheckHostname; // as redis-py's ssl_check_hostname (default false)
         String script;
         String scriptSha;
         long ttlSeconds;
@@ -306,11 +317,42 @@ final class OnlineWriter implements SinkWriter<RowData> {
             if (s.password != null) {
                 config.password(s.password);
             }
+            if (s.ssl && s.sslCaPem != null) {
+                config.sslSocketFactory(trusting(s.sslCaPem));
+            }
+            if (s.ssl && s.sslCheckHostname) {
+                SSLParameters parameters = new SSLParameters();
+                parameters.setEndpointIdentificationAlgorithm("HTTPS");
+                config.sslParameters(parameters);
+            }
             Jedis client = new Jedis(new HostAndPort(s.host, s.port), config.build());
             jedis = client;
             loadScript(); // a new connection may be to a restarted server
         }
         return jedis;
+    }
+
+    /** A socket factory trusting exactly the CA certificates in {@code pem} (redis-py's ssl_ca_certs). */
+    static SSLSocketFactory trusting(String pem) {
+        try {
+            KeyStore store = KeyStore.getInstance(KeyStore.getDefaultType());
+            store.load(null, null);
+            int n = 0;
+            for (Certificate c : CertificateFactory.getInstance("X.509")
+                    .generateCertificates(new ByteArrayInputStream(pem.getBytes(StandardCharsets.US_ASCII)))) {
+                store.setCertificateEntry("ca-" + n++, c);
+            }
+            if (n == 0) {
+                throw new IllegalArgumentException("tandem-online: ssl-ca-pem holds no certificate");
+            }
+            TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+            trust.init(store);
+            SSLContext context = SSLContext.getInstance("TLS");
+            context.init(null, trust.getTrustManagers(), null);
+            return context.getSocketFactory();
+        } catch (GeneralSecurityException | IOException e) {
+            throw new IllegalArgumentException("tandem-online: ssl-ca-pem: " + e.getMessage(), e);
+        }
     }
 
     private void loadScript() {
