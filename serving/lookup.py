@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -247,32 +248,35 @@ class OnlineLookup:
                         if isinstance(reply, Exception):
                             raise reply
                         part = reply[offset:offset + width]
-                        row = (part, event_ms(part[-1]))
+                        t = event_ms(part[-1])
+                        row = (part, t, None if t is None else now - t)
                     except (redis.exceptions.ResponseError, DecodeError) as e:  # served as absent, and said so
                         result.errors.setdefault(view.name, _unreadable(view.name, e))
-                        row = (absent, None)
+                        row = (absent, None, None)
                     decoded[c] = row
                 rows.append(row)
             for j, feature in enumerate(view.features):
                 column = FeatureColumn(feature)
-                has_default = feature.default is not None
-                for part, t in rows:
+                budget, default, has_default = feature.budget, feature.default, feature.default is not None
+                values, statuses, times, ages = column.values, column.statuses, column.event_times_ms, column.ages_ms
+                for part, t, row_age in rows:  # per value: the hot loop of a batch (BENCHMARKS.md)
                     stored = part[j]
-                    age = None if t is None or stored is None else now - t
-                    s = status(age, feature.budget, degraded, has_default)
+                    age = None if stored is None else row_age
+                    s = status(age, budget, degraded, has_default)
                     if s in _SERVED:
                         try:
                             value = value_of(stored)
                         except DecodeError as e:
                             result.errors.setdefault(view.name, _unreadable(view.name, e))
-                            age, s = None, status(None, feature.budget, degraded, has_default)
-                    if s not in _SERVED:
-                        value = feature.default
-                    column.values.append(value)
-                    column.statuses.append(s)
-                    column.event_times_ms.append(None if age is None else t)
-                    column.ages_ms.append(age)
-                    counts[(view.name, s)] = counts.get((view.name, s), 0) + 1
+                            age, s, value = None, status(None, budget, degraded, has_default), default
+                    else:
+                        value = default
+                    values.append(value)
+                    statuses.append(s)
+                    times.append(None if age is None else t)
+                    ages.append(age)
+                for s, n in Counter(statuses).items():
+                    counts[(view.name, s)] = counts.get((view.name, s), 0) + n
                 result.features.append(column)
         if self.metrics is not None:
             self.metrics.groups_read([v.name for v in plan.views], marks)
