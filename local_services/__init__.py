@@ -97,6 +97,13 @@ def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
         proc.wait(timeout=grace)
 
 
+def kill(proc: subprocess.Popen | None) -> None:
+    """SIGKILL the process (a crash: no shutdown) and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def tail(path, lines: int = 40) -> str:
     """The last lines of a log file ('' when absent), for error messages."""
     try:

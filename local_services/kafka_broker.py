@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from runtime.jars import jars
-from local_services import free_port, popen, port_open, stop, tail
+from local_services import free_port, kill, popen, port_open, stop, tail
 
 _ADMIN_SOURCE = """\
 import java.util.*;
@@ -136,9 +136,7 @@ class KafkaBroker:
 
     def kill(self) -> None:
         """SIGKILL the broker (a crash: no controlled shutdown), keeping its ports and data for ``start()``."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
+        kill(self._proc)
         self._proc = None
 
     def __enter__(self) -> "KafkaBroker":

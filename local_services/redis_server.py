@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from local_services import free_port, popen, stop, tail
+from local_services import free_port, kill, popen, stop, tail
 from local_services.tls import Certificates
 
 
@@ -96,9 +96,7 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL the server (a crash: no shutdown, no save), keeping its port and folder for ``start()``."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
+        kill(self._proc)
         self._proc = None
 
     def __enter__(self) -> "RedisServer":

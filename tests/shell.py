@@ -20,6 +20,18 @@ def shell_env(**extra: str) -> dict[str, str]:
     return {**_AT_START, **extra}
 
 
+def assert_no_secret(secrets, texts: list[str], folder) -> None:
+    """None of ``secrets`` in any of ``texts`` (outputs, run log rows) nor in any file under ``folder``."""
+    from pathlib import Path
+
+    for secret in secrets:
+        for i, text in enumerate(texts):
+            assert secret not in text, f"output {i} holds a password: {text[max(0, text.find(secret) - 200):][:400]}"
+        for path in Path(folder).rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), f"{path} holds a password"
+
+
 def flink_logs_since(began: float) -> list[str]:
     """The text of Flink's own log files written at or after ``began`` (time.time()). PyFlink writes them
     under its package's ``log/`` folder, each run of a job rewriting its file: read them after each run."""
