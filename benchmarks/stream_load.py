@@ -16,7 +16,9 @@ What runs:
 * a producer process, ``benchmarks/jvm/PacedProducer.java``, replaying generated card transactions
   (``StreamSpec``: 100k users, 5k merchants, Zipf keys, 5 % out of order, 1 % duplicates, 1 % invalid;
   cached under ``benchmarks/.data/stream-load/``) at exactly ``--rate`` events/s for ``--minutes``, event
-  times shifted to the wall clock, logging each record's send time.
+  times mapped onto the send clock (shifted to it, and stretched: the generator's lines span less event
+  time than ``lines / rate``, which left the newest event 17 % of the elapsed time old when sent), logging
+  each record's send time.
 
 What is measured, in this process while it runs:
 
@@ -45,6 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -100,23 +103,31 @@ def ensure_events(args, say) -> tuple[Path, int]:
 class Probe:
     line: int  # its position in the file = in the topic
     entities: tuple  # per view of the writer: the entity value
-    event_ms: int  # as in the file (before the shift)
+    event_ms: int  # as in the file (before it is mapped onto the send clock: sent_time)
 
 
-def choose_probes(path: Path, per_second: float, rate: float, say) -> tuple[list[Probe], int]:
+def sent_time(event_ms: int, base_ms: int, start_ms: int, scale: float) -> int:
+    """An event time of the file as sent: ``base_ms`` (the file's first) at ``start_ms``, stretched by ``scale``.
+    ``benchmarks/jvm/PacedProducer.java`` computes the same, in the same doubles."""
+    return start_ms + math.floor((event_ms - base_ms) * scale)
+
+
+def choose_probes(path: Path, per_second: float, rate: float, say) -> tuple[list[Probe], int, int]:
     """Probe events, about ``per_second`` of them per second of sending: valid, the first of their id, and newer
-    than every event before them (so never late, never a duplicate). Also returns the file's first event time."""
+    than every event before them (so never late, never a duplicate). Also returns the file's first and last
+    event times (numeric ones)."""
     from examples.transactions.features.transactions import CATALOG
 
     cache = path.with_name(f"probes-{per_second:g}.json")
     if cache.exists():
         doc = json.loads(cache.read_text())
-        return [Probe(p[0], tuple(p[1]), p[2]) for p in doc["probes"]], doc["base_ms"]
+        if "newest_ms" in doc:
+            return [Probe(p[0], tuple(p[1]), p[2]) for p in doc["probes"]], doc["base_ms"], doc["newest_ms"]
     say(f"choosing probe events in {path.name} ...")
     schema = CATALOG.schema
     keys = [g.key for g in CATALOG.groups]
     step = max(1, round(rate / per_second))
-    seen, newest, base, probes = set(), None, None, []
+    seen, newest, base, last, probes = set(), None, None, None, []
     with path.open(encoding="utf-8") as f:
         for i, line in enumerate(f):
             try:
@@ -125,6 +136,7 @@ def choose_probes(path: Path, per_second: float, rate: float, say) -> tuple[list
                 continue
             if isinstance(rec, dict) and type(rec.get(schema.event_time)) is int:
                 base = rec[schema.event_time] if base is None else min(base, rec[schema.event_time])
+                last = rec[schema.event_time] if last is None else max(last, rec[schema.event_time])
             event = schema.validate(rec)
             if not isinstance(event, dict):
                 continue
@@ -136,8 +148,9 @@ def choose_probes(path: Path, per_second: float, rate: float, say) -> tuple[list
             if first and newer and (not probes or i - probes[-1].line >= step):
                 probes.append(Probe(i, tuple(event[k[0]] if len(k) == 1 else tuple(event[c] for c in k)
                                              for k in keys), t))
-    cache.write_text(json.dumps({"base_ms": base, "probes": [[p.line, list(p.entities), p.event_ms] for p in probes]}))
-    return probes, base
+    cache.write_text(json.dumps({"base_ms": base, "newest_ms": last,
+                                 "probes": [[p.line, list(p.entities), p.event_ms] for p in probes]}))
+    return probes, base, last
 
 
 # --------------------------------------------------------------------------- watching
@@ -146,7 +159,7 @@ def choose_probes(path: Path, per_second: float, rate: float, say) -> tuple[list
 class Prober(threading.Thread):
     """Reads each due probe's rows back from Redis every ``poll_s`` until both are at least as new as it."""
 
-    def __init__(self, redis_url: str, probes: list[Probe], start_ms: int, shift_ms: int, rate: float,
+    def __init__(self, redis_url: str, probes: list[Probe], start_ms: int, base_ms: int, scale: float, rate: float,
                  poll_s: float = 0.005):
         super().__init__(daemon=True)
         import redis as redis_py
@@ -158,7 +171,8 @@ class Prober(threading.Thread):
             self.keys = [[writer._hash_key(v, p.entities[j]) for j, v in enumerate(writer.views)] for p in probes]
             self.fields = [v.ts_field for v in writer.views]
         self.client = redis_py.Redis.from_url(redis_url)
-        self.probes, self.start_ms, self.shift_ms, self.rate, self.poll_s = probes, start_ms, shift_ms, rate, poll_s
+        self.probes, self.start_ms, self.rate, self.poll_s = probes, start_ms, rate, poll_s
+        self.base_ms, self.scale = base_ms, scale
         self.visible_us: list[int | None] = [None] * len(probes)
         self.stop = threading.Event()
 
@@ -181,7 +195,7 @@ class Prober(threading.Thread):
                 read_us = time.time_ns() // 1000
                 width, still = len(self.fields), []
                 for j, p in enumerate(pending):
-                    want = self.probes[p].event_ms + self.shift_ms
+                    want = sent_time(self.probes[p].event_ms, self.base_ms, self.start_ms, self.scale)
                     got = replies[j * width:(j + 1) * width]
                     if all(r is not None and Timestamp.FromString(r).ToMilliseconds() >= want for r in got):
                         self.visible_us[p] = read_us
@@ -349,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup >= args.minutes * 60:
         args.warmup = args.minutes * 60 / 4
     events, lines = ensure_events(args, say)
-    probes, base_ms = choose_probes(events, args.probes, args.rate, say)
+    probes, base_ms, newest_ms = choose_probes(events, args.probes, args.rate, say)
+    scale = lines / args.rate * 1000 / max(1, newest_ms - base_ms)  # the last event time at the last send
     say(f"{lines:,} events, {len(probes):,} probes")
     if args.prepare:
         return 0
@@ -398,8 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.rate:,.0f}/s for {lines / args.rate / 60:.1f} min ...")
             # After the producer's JVM start, compile and file read (about 5 s per 100 MB under load).
             start_ms = int(time.time() * 1000) + 8_000 + int(os.path.getsize(events) / MIB * 50)
-            shift = start_ms - base_ms
-            prober = Prober(redis_server.url, probes, start_ms, shift, args.rate)
+            prober = Prober(redis_server.url, probes, start_ms, base_ms, scale, args.rate)
             sampler = Sampler(args.sample_every, jvm_pid, stream.pid, redis_server._proc.pid, rest_url, metrics_url,
                               start_ms, args.rate, lines)
             sampler.sample()  # before the first event
@@ -408,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             heap_mb = max(512, int(os.path.getsize(events) * 4 / MIB) + 256)
             producer = subprocess.Popen(["java", f"-Xmx{heap_mb}m", "-cp", cp, "PacedProducer",
                                          kafka.bootstrap_servers, topic, str(events), str(args.rate), str(start_ms),
-                                         str(shift), str(plog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         str(base_ms), repr(scale), str(plog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, env=env)
             last_say = time.monotonic()
             while producer.poll() is None:

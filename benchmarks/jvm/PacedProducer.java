@@ -19,12 +19,13 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * steady rate and logs, per line, when it was sent and when the broker acknowledged it.
  *
  * <p>Line k is sent at {@code START_MS + k / RATE} (wall clock; late sends go at once and
- * are logged as sent). Each line's {@code "event_time": <epoch ms>} is shifted by
- * {@code SHIFT_MS} so event time tracks the wall clock, as it would for a live producer;
+ * are logged as sent). Each line's {@code "event_time": <epoch ms>} becomes
+ * {@code START_MS + floor((event_time - BASE_MS) * SCALE)}, so event time tracks the wall clock, as it
+ * would for a live producer (benchmarks/stream_load.py's {@code sent_time}, in the same doubles);
  * records without a numeric event time pass unchanged. No key, one partition expected:
  * the topic's order is the file's order. Run with the JDK source launcher (no build step):
  *
- * <pre>java -cp 'jvm/jars/kafka/*' PacedProducer.java BOOTSTRAP TOPIC FILE RATE START_MS SHIFT_MS LOG</pre>
+ * <pre>java -cp 'jvm/jars/kafka/*' PacedProducer.java BOOTSTRAP TOPIC FILE RATE START_MS BASE_MS SCALE LOG</pre>
  *
  * LOG gets one line per record: {@code k send_us ack_us} (epoch microseconds, the same
  * clock Python's {@code time.time_ns()} reads).
@@ -41,14 +42,16 @@ public final class PacedProducer {
         String bootstrap = args[0], topic = args[1];
         List<String> lines = Files.readAllLines(Path.of(args[2]), StandardCharsets.UTF_8);
         double rate = Double.parseDouble(args[3]);
-        long startMs = Long.parseLong(args[4]), shiftMs = Long.parseLong(args[5]);
-        Path log = Path.of(args[6]);
+        long startMs = Long.parseLong(args[4]), baseMs = Long.parseLong(args[5]);
+        double scale = Double.parseDouble(args[6]);
+        Path log = Path.of(args[7]);
 
         byte[][] payloads = new byte[lines.size()][];
         for (int k = 0; k < payloads.length; k++) {
             Matcher m = EVENT_TIME.matcher(lines.get(k));
             String line = m.find()
-                    ? lines.get(k).substring(0, m.start(1)) + (Long.parseLong(m.group(1)) + shiftMs)
+                    ? lines.get(k).substring(0, m.start(1))
+                      + (startMs + (long) Math.floor((Long.parseLong(m.group(1)) - baseMs) * scale))
                       + lines.get(k).substring(m.end(1))
                     : lines.get(k);
             payloads[k] = line.getBytes(StandardCharsets.UTF_8);
