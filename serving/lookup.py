@@ -55,6 +55,7 @@ from transforms.durations import format_duration
 
 DEFAULT_MAX_ENTITIES = 1_000
 _SERVED = (Status.FRESH, Status.STALE)
+_UNSEEN = object()  # a memo miss (None is a value)
 _CLOSED = {"state": CLOSED}
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ class OnlineLookup:
         now = self.clock() if now_ms is None else now_ms
         result = LookupResult(now, columns, [], {v.name: marks[v.name] for v in plan.views if v.name in marks}, {})
         counts: dict[tuple[str, Status], int] = {}
+        memo: dict[bytes, Any] = {}
         for view, (command_of, offset) in zip(plan.views, reads):
             degraded = view.name in marks
             width = len(view.features) + 1  # the features' fields, then _ts:<view>
@@ -265,7 +267,9 @@ class OnlineLookup:
                     s = status(age, budget, degraded, has_default)
                     if s in _SERVED:
                         try:
-                            value = value_of(stored)
+                            value = memo.get(stored, _UNSEEN)  # equal bytes, equal value: decoded once
+                            if value is _UNSEEN:
+                                value = memo[stored] = value_of(stored)
                         except DecodeError as e:
                             result.errors.setdefault(view.name, _unreadable(view.name, e))
                             age, s, value = None, status(None, budget, degraded, has_default), default
