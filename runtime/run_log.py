@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -180,6 +181,9 @@ def _record(row: dict[str, Any]) -> RunRecord:
     return RunRecord(**row)
 
 
+_COMMIT_TRIES = 5  # a commit that lost a race to create the log is tried again
+
+
 class RunLog:
     """The run log of one lake."""
 
@@ -187,15 +191,28 @@ class RunLog:
         self.path = Path(lake_root) / "_tandem" / "run_log"
 
     def append(self, *records: RunRecord) -> None:
-        """Check and append ``records`` in one commit; a malformed record raises and nothing is written."""
+        """Check and append ``records`` in one commit; a malformed record raises and nothing is written.
+
+        Appends from several processes all land (Delta's optimistic commits), except that two which find no
+        log yet both try to create it and one loses ("Metadata changed since last commit"): that one tries
+        again, as an append to the log the other created. A lost commit left only unreferenced files."""
         from deltalake import write_deltalake
+        from deltalake.exceptions import CommitFailedError
 
         for r in records:
             r.check()
-        if records:
-            self.path.mkdir(parents=True, exist_ok=True)
-            write_deltalake(str(self.path), pa.Table.from_pylist([_row(r) for r in records], schema=SCHEMA),
-                            mode="append")
+        if not records:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pylist([_row(r) for r in records], schema=SCHEMA)
+        for attempt in range(_COMMIT_TRIES):
+            try:
+                write_deltalake(str(self.path), table, mode="append")
+                return
+            except CommitFailedError:
+                if attempt == _COMMIT_TRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def read(self, pipeline: str | None = None, since: datetime | None = None) -> list[RunRecord]:
         """Runs in start order (all, or of ``pipeline``, or started at or after ``since``). Raises
