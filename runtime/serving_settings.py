@@ -6,6 +6,7 @@
       timeout: 1s           # a lookup's Redis round trip, at most (then it fails: the fallback, or HTTP 503)
       breaker_failures: 5   # Redis failures in a row (refused, lost, timed out) that open the circuit breaker
       breaker_reset: 10s    # how long it stays open before one lookup probes Redis again
+      degraded_refresh: 250ms  # a stream gate's degraded mark is honoured at most this long after it is written
 
 Every key is optional. Without a token the server binds loopback only; with
 one it may bind any address, and every request must carry
@@ -19,6 +20,13 @@ Five failures keep one slow blip (a failover, a restart) from opening it,
 and ten seconds of cool-down bound a recovered Redis's wait to one probe
 while sending it one lookup per ten seconds, not every lookup, while it is
 down.
+
+The degraded marks (``runtime.degraded``) are re-read at most every
+``degraded_refresh`` (``serving.marks``), in the round trip of a lookup, so a
+one-entity lookup is one Redis command, not two. A quarter of a second is
+nothing against a stream interval (a mark follows a checkpoint, seconds to
+minutes apart) and keeps each server at four reads of the marks a second at
+most; ``0s`` reads them on every lookup.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ from pathlib import Path
 from runtime.errors import UserError
 from runtime.operations import duration_setting
 from runtime.secrets import Secret
+from transforms.durations import parse_duration
 
 ENV_TOKEN = "TANDEM_SERVE_TOKEN"
 MIN_TOKEN_LENGTH = 16
-_KEYS = {"token", "max_entities", "timeout", "breaker_failures", "breaker_reset"}
+_KEYS = {"token", "max_entities", "timeout", "breaker_failures", "breaker_reset", "degraded_refresh"}
+MAX_DEGRADED_REFRESH_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class ServingSettings:
     timeout_ms: int = 1_000
     breaker_failures: int = 5
     breaker_reset_ms: int = 10_000
+    degraded_refresh_ms: int = 250
 
 
 def serving_token(where: str, value: object) -> Secret | None:
@@ -78,5 +89,11 @@ def parse_serving(path: Path, doc: dict) -> ServingSettings:
     if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1_000:
         raise UserError(f"{path}: serving.breaker_failures must be a whole number from 1 to 1000 (got {failures!r})")
     reset_ms = duration_setting(path, section, "breaker_reset", "10s", "serving")
+    try:
+        refresh_ms = parse_duration(str(section.get("degraded_refresh", "250ms")))
+    except ValueError as e:
+        raise UserError(f"{path}: serving.degraded_refresh: {e}") from None
+    if refresh_ms > MAX_DEGRADED_REFRESH_MS:  # a mark honoured minutes late is a mark ignored
+        raise UserError(f"{path}: serving.degraded_refresh must be at most 1m (got {section['degraded_refresh']!r})")
     return ServingSettings(token=token, max_entities=most, timeout_ms=timeout_ms, breaker_failures=failures,
-                           breaker_reset_ms=reset_ms)
+                           breaker_reset_ms=reset_ms, degraded_refresh_ms=refresh_ms)

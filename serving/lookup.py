@@ -13,12 +13,15 @@ function of its own (a model server in the same process calls it directly)::
         served = row["driver:driver_rides_5m"]  # .value, .status, .event_time_ms, .age_ms
 
 It reads what Feast's ``get_online_features`` reads (``serving.online_store``),
-in one pipelined round trip, and judges each value by the one rule of
+in one round trip, and judges each value by the one rule of
 ``serving.statuses``: the value served is the stored one when ``fresh`` or
 ``stale``, the declared default when ``defaulted``, null when ``missing``. The
 response says which of the requested groups a stream gate marked degraded, and
 why; a view whose read failed for one entity (an error reply) is named in
-``errors`` and its values are served as absent, never dropped.
+``errors`` and its values are served as absent, never dropped. The degraded
+marks are re-read at most every ``degraded_refresh`` seconds (``serving.marks``;
+0.25 s by default), in the round trip of the lookup that finds them due: a mark
+written or cleared is honoured by every lookup that starts that long after it.
 
 The round trip goes through a circuit breaker (``serving.breaker``). When
 Redis cannot be read (the breaker is open, or Redis did not answer this
@@ -46,6 +49,7 @@ from runtime.errors import UserError, one_line
 from serving.breaker import CLOSED, BreakerOpen, BreakerState, CircuitBreaker
 from serving.errors import BadRequest, TooLarge, Unreachable
 from serving.features import Features, HashKeys, Plan, Requested, entity_columns
+from serving.marks import DEFAULT_REFRESH_S, DegradedMarks
 from serving.metrics import ServeMetrics
 from serving.online_store import OnlineStore, event_ms, value_of
 from serving.snapshot import FallbackSnapshot, SnapshotMissing
@@ -159,13 +163,16 @@ class OnlineLookup:
     round trip (seconds); ``metrics`` counts the served statuses; ``clock`` gives the serving time in UTC
     epoch ms (the wall clock by default). ``breaker`` guards the Redis round trip (default: open after 5
     failures in a row, a probe 10 s later); ``snapshot`` is the fallback served while Redis cannot be read
-    (None: such a lookup raises :class:`~serving.errors.Unavailable`).
+    (None: such a lookup raises :class:`~serving.errors.Unavailable`). ``degraded_refresh`` bounds, in seconds,
+    how late a degraded mark written or cleared in Redis is honoured (0: the marks are read by every lookup);
+    ``monotonic`` is the clock of that interval.
     """
 
     def __init__(self, catalogs: Sequence[Catalog], project: str, redis: str, *,
                  max_entities: int = DEFAULT_MAX_ENTITIES, timeout: float = 1.0,
                  metrics: ServeMetrics | None = None, clock=None, breaker: CircuitBreaker | None = None,
-                 snapshot: FallbackSnapshot | None = None):
+                 snapshot: FallbackSnapshot | None = None, degraded_refresh: float = DEFAULT_REFRESH_S,
+                 monotonic=time.monotonic):
         if max_entities < 1:
             raise UserError(f"max_entities must be at least 1 (got {max_entities})")
         self.features = Features(catalogs)
@@ -180,7 +187,8 @@ class OnlineLookup:
         self.breaker = breaker or CircuitBreaker()
         self.breaker.on_open, self.breaker.on_close = self._opened, self._closed
         self.snapshot = snapshot
-        self._marks: dict[str, dict] = {}  # the degraded marks as last read: what a fallback lookup judges by
+        self.degraded_marks = DegradedMarks(degraded_refresh, monotonic=monotonic)  # as last read: what every lookup,
+        # a fallback one included, judges by
         if metrics is not None:
             self.attach_metrics(metrics)
 
@@ -213,6 +221,7 @@ class OnlineLookup:
         kw.setdefault("max_entities", settings.max_entities)
         kw.setdefault("breaker", CircuitBreaker(settings.breaker_failures, settings.breaker_reset_ms / 1000))
         kw.setdefault("snapshot", FallbackSnapshot(project.lake_root))
+        kw.setdefault("degraded_refresh", settings.degraded_refresh_ms / 1000)
         return cls(list(project.catalogs().values()), project.name, address, **kw)
 
     def lookup(self, entities: Mapping[str, Sequence], features: Sequence[str] | None = None,
@@ -225,15 +234,19 @@ class OnlineLookup:
             raise TooLarge(f"{count} entities in one lookup; this server takes at most {self.max_entities} "
                            "(split the batch, or raise serving.max_entities)")
         commands, reads = self._commands(plan, count, columns)
+        read_at = self.degraded_marks.due()  # None: the marks held are recent enough, this lookup does not read them
         try:
-            replies, marks = self.breaker.call(lambda: self.store.round_trip(commands))
+            replies, marks = self.breaker.call(lambda: self.store.round_trip(commands, marks=read_at is not None))
         except (Unreachable, BreakerOpen) as e:
             if self.snapshot is None:
                 raise
             return self._fallback(plan, count, columns, self.clock() if now_ms is None else now_ms, str(e))
-        self._marks = marks
+        if marks is None:
+            marks = self.degraded_marks.marks
+        else:
+            self.degraded_marks.update(marks, read_at)
         now = self.clock() if now_ms is None else now_ms
-        result = LookupResult(now, columns, [], {v.name: marks[v.name] for v in plan.views if v.name in marks}, {})
+        result = LookupResult(now, columns, [], _degraded(plan, marks), {})
         counts: dict[tuple[str, Status], int] = {}
         memo: dict[bytes, Any] = {}
         for view, (command_of, offset) in zip(plan.views, reads):
@@ -290,10 +303,10 @@ class OnlineLookup:
         """The lookup served from the fallback snapshot: each value ``fallback`` (or defaulted/missing by the
         rule), judged by the degraded marks as last read; a view without a usable snapshot is served as absent
         and named in ``errors``."""
-        marks = self._marks
+        marks = self.degraded_marks.marks
         state = self.breaker.state()
         snapshots: dict[str, str | None] = {}
-        result = LookupResult(now, columns, [], {v.name: marks[v.name] for v in plan.views if v.name in marks}, {},
+        result = LookupResult(now, columns, [], _degraded(plan, marks), {},
                               {"state": state.state, "since": _iso(state.since_ms), "why": state.why or why,
                                "snapshots": snapshots})
         counts: dict[tuple[str, Status], int] = {}
@@ -374,6 +387,14 @@ class OnlineLookup:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _degraded(plan: Plan, marks: dict[str, dict]) -> dict[str, dict]:
+    """The marks of the requested groups, copied: the marks held are shared by later lookups, a result is the
+    caller's to change."""
+    if not marks:
+        return {}
+    return {v.name: dict(marks[v.name]) for v in plan.views if v.name in marks}
 
 
 def _iso(ms: int | None) -> str | None:

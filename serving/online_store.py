@@ -8,9 +8,12 @@ HMGET per view and entity; views over the same key columns share the entity's
 hash, so the lookup asks for all their fields in one). The hash key is Feast's
 (``serving.features.HashKeys``), a field's value a serialized
 ``feast.types.Value`` (an empty message: null), ``_ts:<view>`` a serialized
-``google.protobuf.Timestamp`` (absent: the entity has no row in the view). The
-same pipeline also reads the project's degraded marks (``runtime.degraded``), so
-a lookup costs exactly one round trip.
+``google.protobuf.Timestamp`` (absent: the entity has no row in the view). When
+the lookup's held degraded marks are due a re-read (``serving.marks``), the
+same pipeline also reads them (``runtime.degraded``), so a lookup costs exactly
+one round trip. A lookup of one hash with no marks to read is a plain
+``HMGET``, not a pipeline: redis-py's pipeline costs about 10 us of Python per
+round trip, a tenth of a one-entity lookup.
 
 :meth:`OnlineStore.round_trip` is the only place that talks to Redis, and the
 circuit breaker (``serving.breaker``) wraps it. A connection that fails or
@@ -59,30 +62,47 @@ class OnlineStore:
         except redis.exceptions.RedisError as e:
             return f"Redis at {self.address} does not answer: {one_line(e)}"
 
-    def round_trip(self, commands: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[list, dict[str, dict]]:
-        """One pipelined round trip: ``HMGET key *fields`` per command, and the degraded marks.
+    def round_trip(self, commands: Sequence[tuple[bytes, Sequence[bytes]]],
+                   marks: bool = True) -> tuple[list, dict[str, dict] | None]:
+        """One round trip: ``HMGET key *fields`` per command, and the degraded marks when ``marks``.
 
         Returns each command's reply (a list with one ``bytes`` or None per field, or the error reply) and the
-        marks (group -> what failed). Raises :class:`Unreachable` when Redis cannot be reached or times out (the
-        circuit breaker counts it), :class:`Unavailable` when the degraded marks are unreadable.
+        marks (group -> what failed; None when not asked for). Raises :class:`Unreachable` when Redis cannot be
+        reached or times out (the circuit breaker counts it), :class:`Unavailable` when the degraded marks are
+        unreadable.
         """
+        if not marks and len(commands) <= 1:
+            return self._single(commands), None
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for key, fields in commands:
                     pipe.hmget(key, fields)
-                pipe.hgetall(self._degraded_key)
+                if marks:
+                    pipe.hgetall(self._degraded_key)
                 replies = pipe.execute(raise_on_error=False)
         except redis.exceptions.RedisError as e:
             raise Unreachable(f"the online store (Redis at {self.address}) did not answer: {one_line(e)}") from None
-        marks = replies.pop()
+        read = replies.pop() if marks else None
         for reply in replies:  # a lost connection mid-reply is every command's error, not one view's
             if isinstance(reply, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
                 raise Unreachable(f"the online store (Redis at {self.address}) did not answer: {one_line(reply)}")
-        if isinstance(marks, Exception):
-            log.warning("cannot read the degraded marks %s: %s", self._degraded_key, one_line(marks))
+        if isinstance(read, Exception):
+            log.warning("cannot read the degraded marks %s: %s", self._degraded_key, one_line(read))
             raise Unavailable(f"the online store's degraded marks ({self._degraded_key}) are unreadable: "
-                              f"{one_line(marks)}")
-        return replies, parse_marks(marks)
+                              f"{one_line(read)}")
+        return replies, None if read is None else parse_marks(read)
+
+    def _single(self, commands: Sequence[tuple[bytes, Sequence[bytes]]]) -> list:
+        """The replies of at most one HMGET, sent as a plain command; failures as the pipeline reports them."""
+        if not commands:
+            return []
+        key, fields = commands[0]
+        try:
+            return [self._client.hmget(key, fields)]
+        except redis.exceptions.ResponseError as e:  # an error reply (a key that holds no hash): that view's
+            return [e]
+        except redis.exceptions.RedisError as e:
+            raise Unreachable(f"the online store (Redis at {self.address}) did not answer: {one_line(e)}") from None
 
     def close(self) -> None:
         self._client.close()

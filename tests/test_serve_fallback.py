@@ -219,6 +219,24 @@ def test_redis_killed_then_restarted_over_http(world, box):
     lookup.close()
 
 
+def test_a_one_hash_lookup_between_reads_of_the_marks_falls_back_the_same(world, box):
+    """A one-entity lookup of one view whose degraded marks are held is a plain HMGET, not a pipeline: Redis
+    killed, it is served from the snapshot, each failure counts, the third opens the breaker."""
+    proj, _ = world
+    lookup = OnlineLookup.for_project(proj, clock=lambda: NOW, degraded_refresh=60)  # the marks read once
+    refs = ["driver:driver_rides_5m"]
+    assert lookup.lookup({"driver": ["d1"]}, features=refs).column(refs[0]).values == [3]
+    box.kill()
+    for n in (1, 2, 3):
+        result = lookup.lookup({"driver": ["d1"]}, features=refs)
+        assert result.online_store["state"] == ("open" if n == 3 else "closed"), result.online_store
+        assert "did not answer" in result.online_store["why"]
+        status, _ = expected(NOW - SNAPSHOT[0]["ts"], "driver_rides_5m")
+        assert (result.column(refs[0]).statuses[0].value, result.column(refs[0]).values) == (status, [103])
+    assert lookup.breaker.state().failures == 3
+    lookup.close()
+
+
 # --- a hung Redis: the open breaker does not wait for timeouts -------------------------------------------------
 
 def test_a_hung_redis_costs_the_timeout_only_until_the_breaker_opens(world, box):

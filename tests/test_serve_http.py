@@ -36,6 +36,7 @@ MIN = 60_000
 NOW = 1_714_600_000_000
 TOKEN = "tok-" + "Zq8f3K1x9Lm2Np7Rv5Ws"  # what a test server requires; searched for in every output
 TANDEM = str(Path(sys.executable).parent / "tandem")
+REFRESH_MS = 100  # serving.degraded_refresh of this module's project: how late a degraded mark may be honoured
 
 
 def make_project(folder: Path, redis_address: str, serving_yaml: str = "") -> Path:
@@ -96,7 +97,8 @@ def assert_error(result, status, kind, text):
 @pytest.fixture(scope="module")
 def project(redis_server, tmp_path_factory):
     address = f"{redis_server.host}:{redis_server.port},db={DB}"
-    proj = load_project(make_project(tmp_path_factory.mktemp("serve-http") / "shop", address) / "tandem.yaml")
+    proj = load_project(make_project(tmp_path_factory.mktemp("serve-http") / "shop", address,
+                                     f"serving:\n  degraded_refresh: {REFRESH_MS}ms\n") / "tandem.yaml")
     client = redis.Redis(host=redis_server.host, port=redis_server.port, db=DB)
     client.flushdb()
     with OnlineWriter(address, catalog=proj.catalog(), project=PROJECT) as writer:
@@ -170,14 +172,19 @@ def test_a_list_of_refs_with_full_feature_names(open_server):
 
 
 def test_a_degraded_group_is_named_with_why(open_server, project):
-    _, client = project
+    proj, client = project
+    wired = OnlineLookup.for_project(proj)
+    assert wired.degraded_marks.refresh_s == REFRESH_MS / 1000  # tandem.yaml's serving.degraded_refresh
+    wired.close()
     mark_degraded(client, PROJECT, {"city_driver": {"since": "2024-05-01T21:00:00+00:00", "why": "range(fare) 9 %"}})
     try:
+        time.sleep(REFRESH_MS / 1000)  # the server honours a mark at most serving.degraded_refresh after it is written
         code, _, body = call(open_server.port, "POST", "/features", {
             "features": ["city_driver:cd_fare_sum_1h", "city_driver:cd_tip_avg_1h", "driver:driver_rides_5m"],
             "entities": {"city": ["NY"], "driver": ["d1"]}})
     finally:
         clear_degraded(client, PROJECT, ["city_driver"])
+        time.sleep(REFRESH_MS / 1000)  # and the cleared mark: the next tests see none
     assert code == 200
     assert body["metadata"]["degraded"] == {"city_driver": {"since": "2024-05-01T21:00:00+00:00",
                                                             "why": "range(fare) 9 %"}}

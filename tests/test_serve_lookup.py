@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 import pytest
 import redis
@@ -105,7 +106,8 @@ def world(redis_server, tmp_path_factory):
     client = redis.Redis(host=redis_server.host, port=redis_server.port, db=DB)
     client.flushdb()
     writer = OnlineWriter(address, catalog=RIDES, project=PROJECT)
-    lookup = OnlineLookup([RIDES], PROJECT, address)
+    lookup = OnlineLookup([RIDES], PROJECT, address, degraded_refresh=0)  # the marks read by every lookup: the
+    # tests of the rule see a mark at once; the tests of the refresh interval make lookups of their own
     yield {"store": store, "client": client, "writer": writer, "lookup": lookup, "address": address}
     writer.close()
     lookup.close()
@@ -239,6 +241,92 @@ def test_the_degraded_marks_of_groups_not_requested_are_not_reported(empty):
     finally:
         clear_degraded(empty["client"], PROJECT, ["vehicle"])
     assert result.degraded == {} and result.column("driver:driver_rides_5m")[0].status.value == "defaulted"
+
+
+def calls(client, command):
+    """How many times Redis ran ``command`` since the last CONFIG RESETSTAT (its own count)."""
+    return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+def test_the_marks_are_read_once_per_interval_and_a_mark_is_honoured_after_it(empty):
+    """With degraded_refresh 0.25 s a lookup reads the marks only when those it holds were read 0.25 s ago or
+    more (its clock injected here; Redis real): in between, a one-entity lookup is one HMGET and nothing else,
+    and a mark written meanwhile is not yet seen (the documented delay); from 0.25 s after the read it is."""
+    client = empty["client"]
+    empty["writer"].write([row("dm", "cm", 1, NOW - MIN, random_values(random.Random(11)))])
+    clock = [0.0]
+    lookup = OnlineLookup([RIDES], PROJECT, empty["address"], degraded_refresh=0.25, monotonic=lambda: clock[0])
+    ref = "driver:driver_rides_5m"
+
+    def served():
+        return lookup.lookup({"driver": ["dm"]}, features=[ref], now_ms=NOW).column(ref)[0]
+
+    try:
+        client.config_resetstat()
+        assert served().status.value == oracle(MIN, "driver_rides_5m")[0] == "fresh"
+        assert (calls(client, "hmget"), calls(client, "hgetall")) == (1, 1)  # the first lookup reads the marks
+        mark_degraded(client, PROJECT, {"driver": {"since": "2024-05-01T21:40:00+00:00", "why": "range(fare)"}})
+        client.config_resetstat()
+        clock[0] = 0.125
+        assert served().status.value == "fresh"  # marked 0.125 s after the read: not yet seen
+        assert (calls(client, "hmget"), calls(client, "hgetall")) == (1, 0)
+        clock[0] = 0.25  # the interval since the read: the marks are read, the mark honoured
+        now = served()
+        assert (now.status.value, now.value) == oracle(MIN, "driver_rides_5m", degraded=True) == ("defaulted", 0)
+        assert (calls(client, "hmget"), calls(client, "hgetall")) == (2, 1)
+        clear_degraded(client, PROJECT, ["driver"])
+        clock[0] = 0.375
+        assert served().status.value == "defaulted"  # cleared: the cleared mark is still held
+        clock[0] = 0.5
+        assert served().status.value == "fresh"
+    finally:
+        clear_degraded(client, PROJECT, ["driver"])
+        lookup.close()
+
+
+def test_by_default_a_mark_is_honoured_a_quarter_second_after_it_is_written(empty):
+    """The default interval, on the wall clock: a lookup that starts 0.25 s after a mark is written (or cleared)
+    judges by it, whatever the lookups before it read (README: "Serving")."""
+    client = empty["client"]
+    empty["writer"].write([row("dq", "cq", 1, NOW - MIN, random_values(random.Random(12)))])
+    lookup = OnlineLookup([RIDES], PROJECT, empty["address"])
+    ref = "driver:driver_rides_5m"
+
+    def served():
+        return lookup.lookup({"driver": ["dq"]}, features=[ref], now_ms=NOW).column(ref)[0].status.value
+
+    try:
+        assert served() == "fresh"
+        mark_degraded(client, PROJECT, {"driver": {"since": "2024-05-01T21:40:00+00:00", "why": "range(fare)"}})
+        time.sleep(0.25)
+        assert served() == oracle(MIN, "driver_rides_5m", degraded=True)[0] == "defaulted"
+        clear_degraded(client, PROJECT, ["driver"])
+        time.sleep(0.25)
+        assert served() == "fresh"
+    finally:
+        clear_degraded(client, PROJECT, ["driver"])
+        lookup.close()
+
+
+def test_an_error_reply_to_a_lone_hmget_fails_only_that_view(empty):
+    """A one-hash lookup between reads of the marks is a plain HMGET: its error reply is reported as the
+    pipeline's is, against the view, its values served as absent."""
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.value_type import ValueType
+
+    from stream_jobs.online_sink import entity_key_proto
+
+    lookup = OnlineLookup([RIDES], PROJECT, empty["address"], degraded_refresh=60)
+    try:
+        lookup.lookup({"vehicle": [6]}, features=["vehicle:vehicle_rides_1h"], now_ms=NOW)  # reads the marks
+        empty["client"].set(_redis_key(PROJECT, entity_key_proto(("vehicle",), (ValueType.INT64,), (6,)), 3), b"str")
+        empty["client"].config_resetstat()
+        result = lookup.lookup({"vehicle": [6]}, features=["vehicle:vehicle_rides_1h"], now_ms=NOW)
+        assert (calls(empty["client"], "hmget"), calls(empty["client"], "hgetall")) == (1, 0)
+    finally:
+        lookup.close()
+    assert "WRONGTYPE" in result.errors["vehicle"] and set(result.errors) == {"vehicle"}
+    assert [s.value for s in result.column("vehicle:vehicle_rides_1h").statuses] == ["missing"]
 
 
 # --- exactly what Feast reads -------------------------------------------------------------------------------
@@ -462,13 +550,9 @@ def test_one_round_trip_reads_each_entity_hash_once(empty):
     hash, as Feast keys it; an entity named twice is read once) and one HGETALL of the degraded marks."""
     empty["writer"].write([row(d, "c", 1, NOW - MIN, random_values(random.Random(10))) for d in ("a", "b")])
     client = empty["client"]
-
-    def calls(command):
-        return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
-
     client.config_resetstat()
     result = empty["lookup"].lookup({"driver": ["a", "b", "a", "zz"]}, now_ms=NOW, features=[
         "driver:driver_rides_5m", "driver_day:driver_km_sum_1d", "driver:driver_cities_2h"])
-    assert calls("hmget") == 3 and calls("hgetall") == 1
+    assert calls(client, "hmget") == 3 and calls(client, "hgetall") == 1
     assert [s.value for s in result.column("driver_day:driver_km_sum_1d").statuses] == ["fresh"] * 3 + ["missing"]
     assert result.column("driver:driver_rides_5m").values[0] == result.column("driver:driver_rides_5m").values[2]

@@ -23,11 +23,17 @@ def test_without_a_section_there_is_no_token_and_the_defaults_hold(tmp_path, mon
     settings = project(tmp_path, "").serving
     assert settings.token is None and settings.max_entities == 1000 and settings.timeout_ms == 1000
     assert settings.breaker_failures == 5 and settings.breaker_reset_ms == 10_000
+    assert settings.degraded_refresh_ms == 250
 
 
 def test_the_breaker_settings_are_read(tmp_path, monkeypatch):
     settings = project(tmp_path, "serving:\n  breaker_failures: 2\n  breaker_reset: 1500ms\n").serving
     assert settings.breaker_failures == 2 and settings.breaker_reset_ms == 1500
+
+
+@pytest.mark.parametrize("text, ms", [("0s", 0), ("100ms", 100), ("1m", 60_000)])
+def test_the_degraded_marks_refresh_is_read_zero_included(tmp_path, text, ms):
+    assert project(tmp_path, f"serving:\n  degraded_refresh: {text}\n").serving.degraded_refresh_ms == ms
 
 
 def test_the_section_is_read_and_the_token_is_never_shown(tmp_path, monkeypatch):
@@ -46,8 +52,8 @@ def test_the_environment_overrides_the_files_token(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("serving, text", [
     ("serving:\n  tokn: x\n", "serving: unknown key 'tokn'; the keys are breaker_failures, breaker_reset, "
-                              "max_entities, timeout, token"),
-    ("serving: [token]\n", "'serving' must be a mapping of breaker_failures, breaker_reset, max_entities"),
+                              "degraded_refresh, max_entities, timeout, token"),
+    ("serving: [token]\n", "'serving' must be a mapping of breaker_failures, breaker_reset, degraded_refresh"),
     ("serving:\n  token: short-secret\n", "serving.token is too short or has spaces around it"),
     ("serving:\n  token: 12345678901234567890\n", "serving.token must be a string"),
     ("serving:\n  max_entities: 0\n", "serving.max_entities must be a whole number from 1 to 1000000 (got 0)"),
@@ -59,6 +65,8 @@ def test_the_environment_overrides_the_files_token(tmp_path, monkeypatch):
     ("serving:\n  breaker_failures: 2.5\n", "serving.breaker_failures must be a whole number from 1 to 1000"),
     ("serving:\n  breaker_reset: soon\n", "serving.breaker_reset: invalid duration 'soon'"),
     ("serving:\n  breaker_reset: 0ms\n", "serving.breaker_reset must be longer than 0"),
+    ("serving:\n  degraded_refresh: -1s\n", "serving.degraded_refresh: invalid duration '-1s'"),
+    ("serving:\n  degraded_refresh: 2m\n", "serving.degraded_refresh must be at most 1m (got '2m')"),
 ])
 def test_a_bad_section_is_one_line_naming_the_key_and_never_the_token(tmp_path, monkeypatch, serving, text):
     monkeypatch.delenv("TANDEM_SERVE_TOKEN", raising=False)
