@@ -62,12 +62,29 @@ class View:
 
 
 @dataclass(frozen=True)
+class HashRead:
+    """The requested views kept in one entity hash: Feast keys a hash by the entity alone (its sorted join keys),
+    so the views over the same key columns (``driver`` and ``driver_day``) share it and one HMGET per entity asks
+    for all their fields."""
+
+    view: str  # the first such view: its key columns and hash key serve for all
+    key: tuple[str, ...]  # its key columns, in the catalog's order
+    members: tuple[int, ...]  # the views (indexes into Plan.views) read from this hash
+    offsets: tuple[int, ...]  # where each member's fields start in ``fields``
+    fields: tuple[bytes, ...]  # what the HMGET asks for: each member's View.fields, in turn
+
+
+@dataclass(frozen=True)
 class Plan:
-    """A resolved request: the features in request order, grouped into views; the key columns they need."""
+    """A resolved request: the features in request order, grouped into views; the key columns they need; and
+    what depends on the request's shape alone (the hashes to read, where each view's columns go), worked out
+    once per plan: plans are cached, and a one-entity lookup would otherwise spend a third of its Python on it."""
 
     features: tuple[Requested, ...]
     views: tuple[View, ...]
     key_columns: dict[str, FieldType]  # column -> type, in first-needed order
+    hashes: tuple[HashRead, ...] = ()
+    positions: tuple[tuple[int, ...], ...] = ()  # per view: where each of its features is in ``features``
 
 
 class Features:
@@ -142,37 +159,62 @@ class Features:
             views.append(View(view, group.key, types, tuple(r for r in requested if r.view == view)))
             for column, dtype in zip(group.key, types):
                 key_columns.setdefault(column, dtype)
-        return Plan(tuple(requested), tuple(views), key_columns)
+        order = {r.ref: i for i, r in enumerate(requested)}
+        positions = tuple(tuple(order[f.ref] for f in v.features) for v in views)
+        return Plan(tuple(requested), tuple(views), key_columns, _hash_reads(views), positions)
+
+
+def _hash_reads(views: list[View]) -> tuple[HashRead, ...]:
+    sharing: dict[tuple[str, ...], list[int]] = {}
+    for i, view in enumerate(views):
+        sharing.setdefault(tuple(sorted(view.key)), []).append(i)
+    reads = []
+    for members in sharing.values():
+        offsets, fields = [], []
+        for i in members:
+            offsets.append(len(fields))
+            fields.extend(views[i].fields)
+        first = views[members[0]]
+        reads.append(HashRead(first.name, first.key, tuple(members), tuple(offsets), tuple(fields)))
+    return tuple(reads)
 
 
 def entity_columns(plan: Plan, entities: Any) -> tuple[int, dict[str, list]]:
     """Check ``entities`` (column -> one value per entity) against ``plan``; the entity count and the columns."""
-    if not isinstance(entities, Mapping):
+    if type(entities) is not dict and not isinstance(entities, Mapping):
         raise BadEntities("entities must map each key column to a list of values, e.g. "
                           f"{{{', '.join(repr(c) + ': [...]' for c in plan.key_columns)}}}")
     needed = plan.key_columns
-    missing = [c for c in needed if c not in entities]
-    if missing:
-        raise BadEntities(f"entities lack key column {missing[0]!r}, which the requested features need "
-                          f"(their keys: {', '.join(needed)})")
-    extra = [c for c in entities if c not in needed]
-    if extra:
+    if entities.keys() != needed.keys():
+        missing = [c for c in needed if c not in entities]
+        if missing:
+            raise BadEntities(f"entities lack key column {missing[0]!r}, which the requested features need "
+                              f"(their keys: {', '.join(needed)})")
+        extra = [c for c in entities if c not in needed]
         raise BadEntities(f"entities: {_show(extra[0])} is not a key of the requested features (their keys: "
                           f"{', '.join(needed)})")
     columns: dict[str, list] = {}
     count = None
     for column, dtype in needed.items():
         values = entities[column]
-        if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__") or not hasattr(values, "__iter__"):
-            raise BadEntities(f"entities: {column!r} must be a list of values, one per entity (got {_show(values)})")
-        values = values if isinstance(values, list) else list(values)  # a tuple, numpy array, pandas Series
+        if type(values) is not list:
+            if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__") \
+                    or not hasattr(values, "__iter__"):
+                raise BadEntities(f"entities: {column!r} must be a list of values, one per entity (got "
+                                  f"{_show(values)})")
+            values = list(values)  # a tuple, numpy array, pandas Series
         if count is None:
             count = len(values)
         elif len(values) != count:
             first = next(iter(needed))
             raise BadEntities(f"entities: {column!r} has {len(values)} values but {first!r} has {count}; "
                               "give every key column one value per entity")
-        columns[column] = [_key_value(column, dtype, i, v) for i, v in enumerate(values)]
+        if dtype is FieldType.STRING and all([type(v) is str and v != "" for v in values]):
+            columns[column] = values[:]  # every value plain and right: the common case, checked in one pass
+        elif dtype is FieldType.INT64 and all([type(v) is int and INT64_MIN <= v <= INT64_MAX for v in values]):
+            columns[column] = values[:]
+        else:  # converted where it is allowed (numpy's types), else refused naming the entity
+            columns[column] = [_key_value(column, dtype, i, v) for i, v in enumerate(values)]
     return count or 0, columns
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -246,10 +245,11 @@ class OnlineLookup:
         else:
             self.degraded_marks.update(marks, read_at)
         now = self.clock() if now_ms is None else now_ms
-        result = LookupResult(now, columns, [], _degraded(plan, marks), {})
-        counts: dict[tuple[str, Status], int] = {}
+        out: list = [None] * len(plan.features)  # each column put at its place in the request's order
+        result = LookupResult(now, columns, out, _degraded(plan, marks), {})
+        counts: dict[tuple[str, Status], int] | None = None if self.metrics is None else {}
         memo: dict[bytes, Any] = {}
-        for view, (command_of, offset) in zip(plan.views, reads):
+        for view, (command_of, offset), positions in zip(plan.views, reads, plan.positions):
             degraded = view.name in marks
             width = len(view.features) + 1  # the features' fields, then _ts:<view>
             absent = [None] * width
@@ -271,7 +271,7 @@ class OnlineLookup:
                     decoded[c] = row
                 rows.append(row)
             for j, feature in enumerate(view.features):
-                column = FeatureColumn(feature)
+                column = out[positions[j]] = FeatureColumn(feature, [], [], [], [])
                 budget, default, has_default = feature.budget, feature.default, feature.default is not None
                 values, statuses, times, ages = column.values, column.statuses, column.event_times_ms, column.ages_ms
                 for part, t, row_age in rows:  # per value: the hot loop of a batch (BENCHMARKS.md)
@@ -292,12 +292,13 @@ class OnlineLookup:
                     statuses.append(s)
                     times.append(None if age is None else t)
                     ages.append(age)
-                for s, n in Counter(statuses).items():
-                    counts[(view.name, s)] = counts.get((view.name, s), 0) + n
-                result.features.append(column)
+                if counts is not None:  # a few statuses among many values: counted per status, not per value
+                    for s in set(statuses):
+                        counts[(view.name, s)] = counts.get((view.name, s), 0) + statuses.count(s)
         if self.metrics is not None:
             self.metrics.groups_read([v.name for v in plan.views], marks)
-        return self._finish(result, plan, counts)
+            self.metrics.served({(group, s.value): n for (group, s), n in counts.items()})
+        return result
 
     def _fallback(self, plan: Plan, count: int, columns: dict[str, list], now: int, why: str) -> LookupResult:
         """The lookup served from the fallback snapshot: each value ``fallback`` (or defaulted/missing by the
@@ -306,11 +307,12 @@ class OnlineLookup:
         marks = self.degraded_marks.marks
         state = self.breaker.state()
         snapshots: dict[str, str | None] = {}
-        result = LookupResult(now, columns, [], _degraded(plan, marks), {},
+        out: list = [None] * len(plan.features)
+        result = LookupResult(now, columns, out, _degraded(plan, marks), {},
                               {"state": state.state, "since": _iso(state.since_ms), "why": state.why or why,
                                "snapshots": snapshots})
         counts: dict[tuple[str, Status], int] = {}
-        for view in plan.views:
+        for view, positions in zip(plan.views, plan.positions):
             degraded = view.name in marks
             try:
                 snap = self.snapshot.view(view.name, self.views[view.name])
@@ -321,8 +323,8 @@ class OnlineLookup:
                 snap, rows = None, [None] * count
                 snapshots[view.name] = None
                 result.errors[view.name] = str(e)
-            for feature in view.features:
-                column = FeatureColumn(feature)
+            for feature, position in zip(view.features, positions):
+                column = out[position] = FeatureColumn(feature, [], [], [], [])
                 has_default = feature.default is not None
                 stored = None if snap is None else snap.columns.get(feature.name)
                 if snap is not None and stored is None:
@@ -338,46 +340,37 @@ class OnlineLookup:
                     column.event_times_ms.append(t)
                     column.ages_ms.append(age)
                     counts[(view.name, s)] = counts.get((view.name, s), 0) + 1
-                result.features.append(column)
-        return self._finish(result, plan, counts)
-
-    def _finish(self, result: LookupResult, plan: Plan, counts: dict[tuple[str, Status], int]) -> LookupResult:
-        """The columns in request order (they were built view by view), and the served statuses counted."""
-        order = {f.ref: i for i, f in enumerate(plan.features)}
-        result.features.sort(key=lambda c: order[c.feature.ref])
         if self.metrics is not None:
             self.metrics.served({(group, s.value): n for (group, s), n in counts.items()})
         return result
 
     def _commands(self, plan: Plan, count: int, columns: dict[str, list]):
-        """The HMGETs of a lookup: one per distinct entity hash, asking for the fields of every requested view
-        stored in it; and, per view, the command each entity's row comes from and where its fields start.
-
-        Feast keys a hash by the entity alone (its sorted join keys and their values), so the views over the same
-        key columns (``driver`` and ``driver_day``) keep an entity's rows in one hash: one HMGET reads them all,
-        and an entity named twice in a batch is read once.
-        """
+        """The HMGETs of a lookup: one per distinct entity hash (``Plan.hashes``), asking for the fields of every
+        requested view stored in it; and, per view, the command each entity's row comes from and where its
+        fields start. An entity named twice in a batch is read once."""
         commands: list[tuple[bytes, tuple[bytes, ...]]] = []
         reads: list[tuple[list[int], int]] = [([], 0)] * len(plan.views)
-        sharing: dict[tuple[str, ...], list[int]] = {}
-        for v, view in enumerate(plan.views):
-            sharing.setdefault(tuple(sorted(view.key)), []).append(v)
-        for members in sharing.values():
-            fields: list[bytes] = []
-            for v in members:
-                reads[v] = ([], len(fields))
-                fields.extend(plan.views[v].fields)
-            first = plan.views[members[0]]
-            hash_key, all_fields = self._hash_keys[first.name], tuple(fields)
-            parts = [columns[k] for k in first.key]
-            targets = [reads[v][0] for v in members]
+        if count == 1:  # one entity: one command per hash, nothing to share (a tenth of a one-entity lookup)
+            for c, read in enumerate(plan.hashes):
+                commands.append((self._hash_keys[read.view](tuple([columns[k][0] for k in read.key])), read.fields))
+                for v, offset in zip(read.members, read.offsets):
+                    reads[v] = ([c], offset)
+            return commands, reads
+        for read in plan.hashes:
+            hash_key, fields = self._hash_keys[read.view], read.fields
+            targets = []
+            for v, offset in zip(read.members, read.offsets):
+                target: list[int] = []
+                reads[v] = (target, offset)
+                targets.append(target)
+            parts = [columns[k] for k in read.key]
             seen: dict[Any, int] = {}
             for i in range(count):
                 values = tuple([p[i] for p in parts])
                 c = seen.get(values)
                 if c is None:
                     c = seen[values] = len(commands)
-                    commands.append((hash_key(values), all_fields))
+                    commands.append((hash_key(values), fields))
                 for target in targets:
                     target.append(c)
         return commands, reads
