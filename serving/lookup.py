@@ -270,6 +270,25 @@ class OnlineLookup:
                         row = (absent, None, None)
                     decoded[c] = row
                 rows.append(row)
+            if count == 1:  # one entity: the same rule, without a batch's per-column loops and memo (a fifth of
+                # a one-entity lookup's Python)
+                part, t, row_age = rows[0]
+                for j, feature in enumerate(view.features):
+                    stored = part[j]
+                    age = None if stored is None else row_age
+                    has_default = feature.default is not None
+                    s = status(age, feature.budget, degraded, has_default)
+                    value = feature.default
+                    if s in _SERVED:
+                        try:
+                            value = value_of(stored)
+                        except DecodeError as e:
+                            result.errors.setdefault(view.name, _unreadable(view.name, e))
+                            age, s = None, status(None, feature.budget, degraded, has_default)
+                    out[positions[j]] = FeatureColumn(feature, [value], [s], [None if age is None else t], [age])
+                    if counts is not None:
+                        counts[(view.name, s)] = counts.get((view.name, s), 0) + 1
+                continue
             for j, feature in enumerate(view.features):
                 column = out[positions[j]] = FeatureColumn(feature, [], [], [], [])
                 budget, default, has_default = feature.budget, feature.default, feature.default is not None

@@ -150,8 +150,10 @@ def test_hash_keys_are_feasts_byte_for_byte():
 
 # --- statuses at the budget edges ---------------------------------------------------------------------------
 
-def test_statuses_at_every_budget_edge_follow_the_rule(empty):
-    """One entity per age; each feature's status and value at exactly its edges, 1 ms inside and beyond."""
+@pytest.mark.parametrize("alone", [False, True], ids=["batch", "one-entity-lookups"])
+def test_statuses_at_every_budget_edge_follow_the_rule(empty, alone):
+    """One entity per age; each feature's status and value at exactly its edges, 1 ms inside and beyond. In one
+    batch, and entity by entity (a one-entity lookup takes a path of its own)."""
     rng = random.Random(1)
     written = {}
     for age in AGES:
@@ -160,7 +162,18 @@ def test_statuses_at_every_budget_edge_follow_the_rule(empty):
         empty["writer"].write([row(f"d{age}", "c", age, NOW - age, values)])
     ages = list(AGES) + [None]  # and an entity never written
     entities = {"driver": [f"d{a}" for a in ages], "city": ["c"] * len(ages), "vehicle": [a or 0 for a in AGES] + [7]}
-    result = empty["lookup"].lookup(entities, feature_service="rides_all", now_ms=NOW)
+    if alone:
+        results = [empty["lookup"].lookup({k: [v[i]] for k, v in entities.items()}, feature_service="rides_all",
+                                          now_ms=NOW) for i in range(len(ages))]
+        result = results[0]
+        for r in results[1:]:  # the one-entity results side by side, as one batch's columns
+            for column, more in zip(result.features, r.features):
+                for mine, theirs in ((column.values, more.values), (column.statuses, more.statuses),
+                                     (column.event_times_ms, more.event_times_ms), (column.ages_ms, more.ages_ms)):
+                    mine.extend(theirs)
+        assert all(r.degraded == {} and r.errors == {} for r in results)
+    else:
+        result = empty["lookup"].lookup(entities, feature_service="rides_all", now_ms=NOW)
     assert [c.feature.name for c in result.features] == [f.name for _, f in RIDES.features]
     seen = set()
     for column in result.features:
@@ -528,6 +541,12 @@ def test_corrupt_stored_bytes_fail_only_those_values_and_say_so(empty):
     assert result.column(refs[0]).values == [result.column(refs[0]).values[0], 0, 0]
     assert [s.value for s in result.column(refs[1]).statuses] == ["fresh", "fresh", "missing"]
     assert [s.value for s in result.column(refs[2]).statuses] == ["fresh", "fresh", "fresh"]
+    alone = empty["lookup"].lookup({"driver": ["bad"]}, features=refs, now_ms=NOW)  # one entity: its own path
+    assert set(alone.errors) == {"driver"} and "not a protobuf message Feast wrote" in alone.errors["driver"]
+    assert [alone.column(r)[0].status.value for r in refs] == ["defaulted", "fresh", "fresh"]
+    assert alone.column(refs[0])[0] == (0, "defaulted", None, None)  # absent: no event time, no age
+    alone = empty["lookup"].lookup({"driver": ["bad-ts"]}, features=refs, now_ms=NOW)
+    assert [alone.column(r)[0].status.value for r in refs] == ["defaulted", "missing", "fresh"]
 
 
 def test_the_python_function_takes_numpy_and_pandas_columns(empty):
