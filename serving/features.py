@@ -114,10 +114,14 @@ class Features:
                 raise BadRequest(f"feature_service must be a name (got {_show(feature_service)})")
             cache_key: tuple = ("service", feature_service)
         else:
-            if isinstance(features, (str, bytes)) or not isinstance(features, Sequence) or not features:
+            if type(features) is not list and (isinstance(features, (str, bytes))
+                                               or not isinstance(features, Sequence)) or not features:
                 raise BadRequest("features must be a non-empty list of \"view:feature\" refs")
-            cache_key = ("refs", *features) if all(isinstance(f, str) for f in features) else None
-        plan = self._plans.get(cache_key) if cache_key is not None else None
+            cache_key = ("refs", *features)  # a ref that is not a string never resolves, so is never cached
+        try:
+            plan = self._plans.get(cache_key)
+        except TypeError:  # an unhashable ref: refused below
+            plan, cache_key = None, None
         if plan is None:
             plan = self._resolve(features, feature_service)
             if len(self._plans) >= 1_000:  # bounded: requests choose the refs
