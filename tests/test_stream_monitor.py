@@ -134,9 +134,11 @@ def test_the_monitor_serves_metrics_logs_checkpoints_and_a_failure(flink_table_e
         # 2. a row per checkpoint, adding up to the reference's counts
         log = RunLog(lake)
         want = (len(records), want_rows, want_dead)
-        wait_for(lambda: sums(log.read("stream:rides")) == want, 60, "checkpoint rows adding up to the reference")
-        time.sleep(1.5)  # more checkpoints: anything counted twice would show by now
-        checkpoints = log.read("stream:rides")
+        complete = wait_for(lambda: (rows := log.read("stream:rides")) and sums(rows) == want and rows, 60,
+                            "checkpoint rows adding up to the reference")
+        # two checkpoints more, however slow the machine: anything counted twice would show by then
+        checkpoints = wait_for(lambda: len(rows := log.read("stream:rides")) >= len(complete) + 2 and rows, 60,
+                               "two more checkpoint rows")
         assert len(checkpoints) >= 2 and sums(checkpoints) == want
         metrics = scrape(port)
         assert metrics[("tandem_stream_checkpoints_total", pipeline + (("status", "completed"),))] >= len(checkpoints)
