@@ -32,8 +32,10 @@ import org.apache.flink.types.Row;
  * null sum, mean, min, max and last (count and distinct_count are never null). The stream job drops rows the watermark would make late before they
  * reach this operator ({@code stream_jobs/pipeline.py}), so Flink's PTF runner never discards one.
  *
- * <p>Each key's {@link KeyWindows} lives in one keyed map-state entry, so the heap state backend
- * hands the object over without serializing it per row. The state has no processing-time TTL
+ * <p>Each key's {@link KeyWindows} (its small, fixed-size part) lives in one keyed map-state entry,
+ * so the heap state backend hands the object over without serializing it per row; what grows with
+ * events lives in four more map states ({@link WindowTables}), entry by entry, so RocksDB reads and
+ * writes a few small entries per event, never a key's whole window. The state has no processing-time TTL
  * (Flink's heap TTL cleanup deep-copies the values it visits); it is dropped in event time, by a
  * named timer, once the key's newest row has left its widest window.
  *
@@ -54,49 +56,96 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
         this.spec = spec;
     }
 
-    public void eval(Context ctx, MapView<Integer, KeyWindows> state, Row input) throws Exception {
+    public void eval(Context ctx, MapView<Integer, KeyWindows> state, MapView<Long, byte[]> rows,
+                     MapView<Long, byte[]> pending, MapView<Long, byte[]> extremes, MapView<String, Long> counts,
+                     Row input) throws Exception {
         prepare(ctx);
         Object[] row = new Object[passed.length];
         for (int i = 0; i < passed.length; i++) row[i] = input.getField(passed[i]);
         TimeContext<Long> time = ctx.timeContext(Long.class);
         KeyWindows windows = state.get(ONLY);
         if (windows == null) windows = KeyWindows.create(parsed);
-        if (windows.buffer(time.time(), row)) time.registerOnTime(time.time());
+        if (windows.buffer(tables(rows, pending, extremes, counts), time.time(), row)) time.registerOnTime(time.time());
         state.put(ONLY, windows);
     }
 
-    public void onTimer(OnTimerContext ctx, MapView<Integer, KeyWindows> state) throws Exception {
+    public void onTimer(OnTimerContext ctx, MapView<Integer, KeyWindows> state, MapView<Long, byte[]> rows,
+                        MapView<Long, byte[]> pending, MapView<Long, byte[]> extremes, MapView<String, Long> counts)
+            throws Exception {
         prepare(ctx);
         KeyWindows windows = state.get(ONLY);
         if (windows == null) return;
         TimeContext<Long> time = ctx.timeContext(Long.class);
         if (EXPIRE.equals(ctx.currentTimer())) {
-            if (windows.expired(parsed, time.time())) drop(state, time);
+            if (windows.expired(parsed, time.time())) drop(state, rows, extremes, counts, time);
             return;
         }
-        List<Object[]> rows = windows.fire(parsed, time.time());
-        for (Object[] values : rows) collect(Row.of(values));
+        List<Object[]> out = windows.fire(parsed, tables(rows, pending, extremes, counts), time.time());
+        for (Object[] values : out) collect(Row.of(values));
         state.put(ONLY, windows);
-        if (rows.isEmpty()) return;
+        if (out.isEmpty()) return;
         // Drop the key's state once its newest row has left the widest window: a named timer (one
         // per key, replaced each time), or now if the watermark is already past that time (Flink
         // does not register timers behind the watermark).
         long expireAt = windows.expiresAt(parsed);
         Long watermark = time.currentWatermark();
         if (watermark != null && expireAt <= watermark) {
-            if (windows.expired(parsed, watermark)) drop(state, time);
+            if (windows.expired(parsed, watermark)) drop(state, rows, extremes, counts, time);
         } else {
             time.registerOnTime(EXPIRE, expireAt);
         }
     }
 
     /**
-     * Removes the key's windows and its expiry timer entry. Not {@code Context.clearAll()}: in Flink
-     * 2.2 it walks every key's timers and deletes timers of other keys.
+     * Removes the key's windows, its tables (no row waits: an expired key has none pending) and its
+     * expiry timer entry. Not {@code Context.clearAll()}: in Flink 2.2 it walks every key's timers
+     * and deletes timers of other keys.
      */
-    private static void drop(MapView<Integer, KeyWindows> state, TimeContext<Long> time) throws Exception {
+    private static void drop(MapView<Integer, KeyWindows> state, MapView<Long, byte[]> rows,
+                             MapView<Long, byte[]> extremes, MapView<String, Long> counts, TimeContext<Long> time)
+            throws Exception {
         state.remove(ONLY);
+        rows.clear();
+        extremes.clear();
+        counts.clear();
         time.clearTimer(EXPIRE);
+    }
+
+    /** The key's tables over its map state. */
+    private static WindowTables tables(MapView<Long, byte[]> rows, MapView<Long, byte[]> pending,
+                                       MapView<Long, byte[]> extremes, MapView<String, Long> counts) {
+        return new WindowTables(table(rows), table(pending), table(extremes), table(counts));
+    }
+
+    private static <K, V> WindowTables.Table<K, V> table(MapView<K, V> view) {
+        return new WindowTables.Table<>() {
+            @Override
+            public V get(K key) {
+                try {
+                    return view.get(key);
+                } catch (Exception e) {
+                    throw new IllegalStateException("window state: " + e, e);
+                }
+            }
+
+            @Override
+            public void put(K key, V value) {
+                try {
+                    view.put(key, value);
+                } catch (Exception e) {
+                    throw new IllegalStateException("window state: " + e, e);
+                }
+            }
+
+            @Override
+            public void remove(K key) {
+                try {
+                    view.remove(key);
+                } catch (Exception e) {
+                    throw new IllegalStateException("window state: " + e, e);
+                }
+            }
+        };
     }
 
     /** Resolves the spec against the input's columns once per function instance. */
@@ -166,14 +215,21 @@ public class FlinkWindowFeatures extends ProcessTableFunction<Row> {
         DataType windows = DataTypes.RAW(KeyWindows.class, new KeyWindowsSerializer());
         // No processing-time TTL (table.exec.state.ttl): it would copy entries on access to check
         // them, and window state expires in event time instead (the "expire" timer).
-        state.put("windows", StateTypeStrategy.of(
-                TypeStrategies.explicit(MapView.newMapViewDataType(DataTypes.INT().notNull(), windows)), Duration.ZERO));
+        state.put("windows", map(DataTypes.INT().notNull(), windows));
+        state.put("rows", map(DataTypes.BIGINT().notNull(), DataTypes.BYTES().notNull()));
+        state.put("pending", map(DataTypes.BIGINT().notNull(), DataTypes.BYTES().notNull()));
+        state.put("extremes", map(DataTypes.BIGINT().notNull(), DataTypes.BYTES().notNull()));
+        state.put("counts", map(DataTypes.STRING().notNull(), DataTypes.BIGINT().notNull()));
         return TypeInference.newBuilder()
                 .staticArguments(StaticArgument.table(INPUT, Row.class, false,
                         EnumSet.of(StaticArgumentTrait.SET_SEMANTIC_TABLE, StaticArgumentTrait.REQUIRE_ON_TIME)))
                 .stateTypeStrategies(state)
                 .outputTypeStrategy(this::outputType)
                 .build();
+    }
+
+    private static StateTypeStrategy map(DataType key, DataType value) {
+        return StateTypeStrategy.of(TypeStrategies.explicit(MapView.newMapViewDataType(key, value)), Duration.ZERO);
     }
 
     /** The passed-through input columns, then the features. */

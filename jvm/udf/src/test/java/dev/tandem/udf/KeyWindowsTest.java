@@ -121,20 +121,21 @@ class KeyWindowsTest {
             if (random.nextBoolean()) java.util.Collections.swap(arrival, i, i + 1);
         }
         KeyWindows windows = KeyWindows.create(spec);
+        WindowTables tables = WindowTables.inMemory();
         TreeMap<Long, Boolean> timers = new TreeMap<>();
         List<Object[]> out = new ArrayList<>();
         for (int k = 0; k < arrival.size(); k++) {
             int i = arrival.get(k);
             long time = times.get(i);
-            if (windows.buffer(time, rows.get(i).clone())) timers.put(time, true);
+            if (windows.buffer(tables, time, rows.get(i).clone())) timers.put(time, true);
             long watermark = Long.MAX_VALUE;
             for (int later = k + 1; later < arrival.size(); later++) watermark = Math.min(watermark, times.get(arrival.get(later)) - 1);
             while (random.nextInt(3) > 0 && !timers.isEmpty() && timers.firstKey() <= watermark) {
-                out.addAll(windows.fire(spec, timers.pollFirstEntry().getKey()));
+                out.addAll(windows.fire(spec, tables, timers.pollFirstEntry().getKey()));
             }
             if (random.nextInt(5) == 0) windows = roundTrip(windows);
         }
-        while (!timers.isEmpty()) out.addAll(windows.fire(spec, timers.pollFirstEntry().getKey()));
+        while (!timers.isEmpty()) out.addAll(windows.fire(spec, tables, timers.pollFirstEntry().getKey()));
         return out;
     }
 
@@ -225,16 +226,18 @@ class KeyWindowsTest {
         assertTrue(WindowSpec.compareCodePoints("\uFF21", "\uD83D\uDE00") < 0);
         WindowSpec spec = WindowSpec.parse("order=id;last=last/10/shop", NAMES, KINDS);
         KeyWindows windows = KeyWindows.create(spec);
-        windows.buffer(5, new Object[] {"\uD83D\uDE00", 1.0, 0L, "emoji"});
-        windows.buffer(5, new Object[] {"\uFF21", 1.0, 0L, "fullwidth"});
-        for (Object[] out : windows.fire(spec, 5)) assertEquals("emoji", out[4]);
+        WindowTables tables = WindowTables.inMemory();
+        windows.buffer(tables, 5, new Object[] {"\uD83D\uDE00", 1.0, 0L, "emoji"});
+        windows.buffer(tables, 5, new Object[] {"\uFF21", 1.0, 0L, "fullwidth"});
+        for (Object[] out : windows.fire(spec, tables, 5)) assertEquals("emoji", out[4]);
     }
 
     /** The features of the rows {@code rows} (id, amount, flag, shop, paid) at {@code time}, by id. */
-    private static Map<String, Object[]> fire(WindowSpec spec, KeyWindows windows, long time, Object[]... rows) {
-        for (Object[] row : rows) windows.buffer(time, row);
+    private static Map<String, Object[]> fire(WindowSpec spec, KeyWindows windows, WindowTables tables, long time,
+                                             Object[]... rows) {
+        for (Object[] row : rows) windows.buffer(tables, time, row);
         Map<String, Object[]> byId = new HashMap<>();
-        for (Object[] out : windows.fire(spec, time)) {
+        for (Object[] out : windows.fire(spec, tables, time)) {
             byId.put((String) out[0], java.util.Arrays.copyOfRange(out, NAMES.size(), out.length));
         }
         return byId;
@@ -246,15 +249,16 @@ class KeyWindowsTest {
                 + "min=min/10/amount;max=max/10/flag;shops=distinct_count/10/shop;paids=distinct_count/10/paid;"
                 + "last=last/10/shop;paid=last/10/paid", NAMES, KINDS);
         KeyWindows windows = KeyWindows.create(spec);
+        WindowTables tables = WindowTables.inMemory();
         Object[] none = {2L, null, null, null, null, null, 0L, 0L, null, null};
-        Map<String, Object[]> out = fire(spec, windows, 5, new Object[] {"a", null, null, null, null},
+        Map<String, Object[]> out = fire(spec, windows, tables, 5, new Object[] {"a", null, null, null, null},
                 new Object[] {"b", null, null, null, null});
         assertArrayEquals(none, out.get("a"));
         assertArrayEquals(none, out.get("b"));
-        out = fire(spec, windows, 6, new Object[] {"c", 1.5, 0L, "s", false});
+        out = fire(spec, windows, tables, 6, new Object[] {"c", 1.5, 0L, "s", false});
         assertArrayEquals(new Object[] {3L, 1.5, 0L, 0.0, 1.5, 0L, 1L, 1L, "s", false}, out.get("c"));
         // The values leave with c (6 < 17 - 10); rows a and b were never counted as values.
-        out = fire(spec, windows, 17, new Object[] {"d", null, null, null, null});
+        out = fire(spec, windows, tables, 17, new Object[] {"d", null, null, null, null});
         assertArrayEquals(new Object[] {1L, null, null, null, null, null, 0L, 0L, null, null}, out.get("d"));
     }
 
@@ -263,15 +267,16 @@ class KeyWindowsTest {
         WindowSpec spec = WindowSpec.parse("order=id;n=count/10;sum=sum/10/amount;last=last/10/amount;"
                 + "min=min/10/amount", NAMES, KINDS);
         KeyWindows windows = KeyWindows.create(spec);
-        assertArrayEquals(new Object[] {1L, 1.0, 1.0, 1.0}, fire(spec, windows, 0, row("a", 1.0)).get("a"));
+        WindowTables tables = WindowTables.inMemory();
+        assertArrayEquals(new Object[] {1L, 1.0, 1.0, 1.0}, fire(spec, windows, tables, 0, row("a", 1.0)).get("a"));
         // t - W = 0: a, the only value, is inside at the left edge; the null at t is counted, not summed.
-        assertArrayEquals(new Object[] {2L, 1.0, 1.0, 1.0}, fire(spec, windows, 10, row("b", null)).get("b"));
+        assertArrayEquals(new Object[] {2L, 1.0, 1.0, 1.0}, fire(spec, windows, tables, 10, row("b", null)).get("b"));
         // a has left; b (null) is at the left edge, c (null) at t.
-        assertArrayEquals(new Object[] {2L, null, null, null}, fire(spec, windows, 20, row("c", null)).get("c"));
-        assertArrayEquals(new Object[] {2L, 3.0, 3.0, 3.0}, fire(spec, windows, 30, row("d", 3.0)).get("d"));
+        assertArrayEquals(new Object[] {2L, null, null, null}, fire(spec, windows, tables, 20, row("c", null)).get("c"));
+        assertArrayEquals(new Object[] {2L, 3.0, 3.0, 3.0}, fire(spec, windows, tables, 30, row("d", 3.0)).get("d"));
         // d at the left edge is the last value although two later rows are null.
-        assertArrayEquals(new Object[] {3L, 3.0, 3.0, 3.0}, fire(spec, windows, 40, row("e", null), row("f", null)).get("f"));
-        assertArrayEquals(new Object[] {3L, null, null, null}, fire(spec, windows, 41, row("g", null)).get("g"));
+        assertArrayEquals(new Object[] {3L, 3.0, 3.0, 3.0}, fire(spec, windows, tables, 40, row("e", null), row("f", null)).get("f"));
+        assertArrayEquals(new Object[] {3L, null, null, null}, fire(spec, windows, tables, 41, row("g", null)).get("g"));
     }
 
     private static Object[] row(String id, Double amount) {
@@ -282,19 +287,20 @@ class KeyWindowsTest {
     void lastFallsBackFromANullLatestPeerToTheLatestValue() {
         WindowSpec spec = WindowSpec.parse("order=id;shop=last/10/shop;paid=last/10/paid;paid_1=last/1/paid", NAMES, KINDS);
         KeyWindows windows = KeyWindows.create(spec);
-        Map<String, Object[]> out = fire(spec, windows, 3, new Object[] {"z", null, null, "old", true});
+        WindowTables tables = WindowTables.inMemory();
+        Map<String, Object[]> out = fire(spec, windows, tables, 3, new Object[] {"z", null, null, "old", true});
         assertArrayEquals(new Object[] {"old", true, true}, out.get("z"));
         // Peers at 5 in id order a, b, c: the latest (c) and b have no shop; a's shop is the last one.
         // Only b has paid (false); b is also the latest paid value for the 1 ms window.
-        out = fire(spec, windows, 5, new Object[] {"c", null, null, null, null},
+        out = fire(spec, windows, tables, 5, new Object[] {"c", null, null, null, null},
                 new Object[] {"a", null, null, "new", null}, new Object[] {"b", null, null, null, false});
         for (String id : List.of("a", "b", "c")) assertArrayEquals(new Object[] {"new", false, false}, out.get(id), id);
         // At 6 the 1 ms window [5, 6] still holds b; at 7 it holds only the null row d.
-        assertArrayEquals(new Object[] {"new", false, false}, fire(spec, windows, 6, new Object[] {"d", null, null, null, null}).get("d"));
-        assertArrayEquals(new Object[] {"new", false, null}, fire(spec, windows, 7, new Object[] {"e", null, null, null, null}).get("e"));
+        assertArrayEquals(new Object[] {"new", false, false}, fire(spec, windows, tables, 6, new Object[] {"d", null, null, null, null}).get("d"));
+        assertArrayEquals(new Object[] {"new", false, null}, fire(spec, windows, tables, 7, new Object[] {"e", null, null, null, null}).get("e"));
         // At 14 the 10 ms window [4, 14] has lost z but still holds a and b.
-        assertArrayEquals(new Object[] {"new", false, null}, fire(spec, windows, 14, new Object[] {"f", null, null, null, null}).get("f"));
-        assertArrayEquals(new Object[] {null, null, null}, fire(spec, windows, 16, new Object[] {"g", null, null, null, null}).get("g"));
+        assertArrayEquals(new Object[] {"new", false, null}, fire(spec, windows, tables, 14, new Object[] {"f", null, null, null, null}).get("f"));
+        assertArrayEquals(new Object[] {null, null, null}, fire(spec, windows, tables, 16, new Object[] {"g", null, null, null, null}).get("g"));
     }
 
     @Test
@@ -303,42 +309,66 @@ class KeyWindowsTest {
         assertEquals(WindowSpec.Kind.BOOLEAN, spec.features.get(0).result);
         assertEquals(WindowSpec.Kind.LONG, spec.features.get(1).result);
         KeyWindows windows = KeyWindows.create(spec);
-        assertArrayEquals(new Object[] {true, 1L}, fire(spec, windows, 1, new Object[] {"a", null, null, null, true}).get("a"));
-        assertArrayEquals(new Object[] {true, 1L}, fire(spec, windows, 2, new Object[] {"b", null, null, null, true}).get("b"));
-        assertArrayEquals(new Object[] {false, 2L}, fire(spec, windows, 3, new Object[] {"c", null, null, null, false}).get("c"));
-        assertArrayEquals(new Object[] {false, 2L}, fire(spec, windows, 4, new Object[] {"d", null, null, null, null}).get("d"));
-        assertArrayEquals(new Object[] {false, 2L}, fire(spec, windows, 12, new Object[] {"e", null, null, null, null}).get("e"));
-        assertArrayEquals(new Object[] {false, 1L}, fire(spec, windows, 13, new Object[] {"f", null, null, null, null}).get("f"));
-        assertArrayEquals(new Object[] {true, 1L}, fire(spec, windows, 14, new Object[] {"g", null, null, null, true}).get("g"));
-        assertArrayEquals(new Object[] {true, 1L}, fire(spec, windows, 24, new Object[] {"h", null, null, null, null}).get("h"));
-        assertArrayEquals(new Object[] {null, 0L}, fire(spec, windows, 25, new Object[] {"i", null, null, null, null}).get("i"));
+        WindowTables tables = WindowTables.inMemory();
+        assertArrayEquals(new Object[] {true, 1L}, fire(spec, windows, tables, 1, new Object[] {"a", null, null, null, true}).get("a"));
+        assertArrayEquals(new Object[] {true, 1L}, fire(spec, windows, tables, 2, new Object[] {"b", null, null, null, true}).get("b"));
+        assertArrayEquals(new Object[] {false, 2L}, fire(spec, windows, tables, 3, new Object[] {"c", null, null, null, false}).get("c"));
+        assertArrayEquals(new Object[] {false, 2L}, fire(spec, windows, tables, 4, new Object[] {"d", null, null, null, null}).get("d"));
+        assertArrayEquals(new Object[] {false, 2L}, fire(spec, windows, tables, 12, new Object[] {"e", null, null, null, null}).get("e"));
+        assertArrayEquals(new Object[] {false, 1L}, fire(spec, windows, tables, 13, new Object[] {"f", null, null, null, null}).get("f"));
+        assertArrayEquals(new Object[] {true, 1L}, fire(spec, windows, tables, 14, new Object[] {"g", null, null, null, true}).get("g"));
+        assertArrayEquals(new Object[] {true, 1L}, fire(spec, windows, tables, 24, new Object[] {"h", null, null, null, null}).get("h"));
+        assertArrayEquals(new Object[] {null, 0L}, fire(spec, windows, tables, 25, new Object[] {"i", null, null, null, null}).get("i"));
     }
 
     @Test
     void stateExpiresOnlyWhenTheNewestRowHasLeftTheWidestWindowAndNothingWaits() {
         WindowSpec spec = WindowSpec.parse("order=id;n=count/10;m=count/25", NAMES, KINDS);
         KeyWindows windows = KeyWindows.create(spec);
-        windows.buffer(100, new Object[] {"a", 1.0, 0L, "s"});
+        WindowTables tables = WindowTables.inMemory();
+        windows.buffer(tables, 100, new Object[] {"a", 1.0, 0L, "s"});
         assertTrue(!windows.expired(spec, 1000), "a row still waits");
-        windows.fire(spec, 100);
+        windows.fire(spec, tables, 100);
         assertTrue(!windows.expired(spec, 125), "t - 25 is inside [t - W, t]");
         assertTrue(windows.expired(spec, 126));
-        windows.buffer(130, new Object[] {"b", 1.0, 0L, "s"});
+        windows.buffer(tables, 130, new Object[] {"b", 1.0, 0L, "s"});
         assertTrue(!windows.expired(spec, 126));
+    }
+
+    @Test
+    void aKeyKeepsOnlyTheRowsOfItsWidestWindow() {
+        // Every table entry a row brings (its row, deque positions, multiset counts) goes when the row
+        // leaves: what a key keeps is bounded by its widest window, not by how many rows it ever had.
+        WindowSpec spec = WindowSpec.parse("order=id;n=count/10;sum=sum/10/amount;min=min/25/amount;"
+                + "max=max/10/flag;shops=distinct_count/25/shop;last=last/25/paid", NAMES, KINDS);
+        KeyWindows windows = KeyWindows.create(spec);
+        WindowTables tables = WindowTables.inMemory();
+        Random random = new Random(7);
+        for (long t = 0; t < 2000; t++) {
+            // rising amounts (min) and falling flags (max) keep every row in the deques; shops repeat and vary
+            fire(spec, windows, tables, t, new Object[] {"r" + t, (double) t, 5000 - t, "s" + random.nextInt(40), t % 2 == 0});
+        }
+        int inWidest = 26;  // rows at 1974..1999: [t - 25, t]
+        // rows, the min deque (25 ms), the max deque (10 ms), the shops seen in 25 ms
+        assertTrue(tables.size() <= inWidest + inWidest + 11 + inWidest, "entries kept: " + tables.size());
+        assertTrue(tables.size() > inWidest + inWidest + 11, "the deques are full: " + tables.size());
+        assertTrue(windows.expired(spec, 1999 + 26));
     }
 
     @Test
     void aCopyIsIndependentOfTheOriginal() {
         WindowSpec spec = WindowSpec.parse(SPEC, NAMES, KINDS);
         KeyWindows a = KeyWindows.create(spec);
-        a.buffer(1, new Object[] {"a", 1.0, 1L, "s1"});
-        a.buffer(2, new Object[] {"b", 2.0, 1L, "s2"});
-        a.fire(spec, 1);
+        WindowTables tablesA = WindowTables.inMemory();
+        a.buffer(tablesA, 1, new Object[] {"a", 1.0, 1L, "s1"});
+        a.buffer(tablesA, 2, new Object[] {"b", 2.0, 1L, "s2"});
+        a.fire(spec, tablesA, 1);
         KeyWindows b = a.copy();
-        Object[] fromA = a.fire(spec, 2).get(0);
-        assertTrue(b.fire(spec, 1).isEmpty());
-        b.buffer(2, new Object[] {"c", 5.0, 1L, "s3"});
-        Object[] fromB = b.fire(spec, 2).stream().filter(r -> r[0].equals("c")).findFirst().orElseThrow();
+        WindowTables tablesB = tablesA.copy();
+        Object[] fromA = a.fire(spec, tablesA, 2).get(0);
+        assertTrue(b.fire(spec, tablesB, 1).isEmpty());
+        b.buffer(tablesB, 2, new Object[] {"c", 5.0, 1L, "s3"});
+        Object[] fromB = b.fire(spec, tablesB, 2).stream().filter(r -> r[0].equals("c")).findFirst().orElseThrow();
         assertEquals(2L, fromA[5]);  // n_25 of a: rows a, b
         assertEquals(3L, fromB[5]);  // b got both its pending row b and the new row c
         assertEquals(3.0, fromA[7]);
@@ -349,10 +379,11 @@ class KeyWindowsTest {
     void anIntegerSumThatLeavesInt64FailsInsteadOfWrapping() {
         WindowSpec spec = WindowSpec.parse("order=id;flags=sum/10/flag", NAMES, KINDS);
         KeyWindows windows = KeyWindows.create(spec);
-        windows.buffer(1, new Object[] {"a", 0.0, Long.MAX_VALUE, "s"});
-        windows.buffer(2, new Object[] {"b", 0.0, 1L, "s"});
-        windows.fire(spec, 1);
-        ArithmeticException e = assertThrows(ArithmeticException.class, () -> windows.fire(spec, 2));
+        WindowTables tables = WindowTables.inMemory();
+        windows.buffer(tables, 1, new Object[] {"a", 0.0, Long.MAX_VALUE, "s"});
+        windows.buffer(tables, 2, new Object[] {"b", 0.0, 1L, "s"});
+        windows.fire(spec, tables, 1);
+        ArithmeticException e = assertThrows(ArithmeticException.class, () -> windows.fire(spec, tables, 2));
         assertTrue(e.getMessage().contains("flags"), e.getMessage());
     }
 

@@ -88,27 +88,32 @@ class StateSerializationTest {
     @Test
     void windowStateWithNullsAndBooleansRoundTrips() throws IOException {
         KeyWindows original = KeyWindows.create(SPEC);
-        original.buffer(1, new Object[] {"a", 2.5, 3L, true});
-        original.buffer(2, new Object[] {"b", null, null, false});
-        original.buffer(15, new Object[] {"c", null, null, null});  // at 15 the window holds no value
-        original.fire(SPEC, 15);
-        original.buffer(16, new Object[] {"d", null, 4L, null});  // waiting
-        original.buffer(16, new Object[] {"e", 1.0, null, false});
+        WindowTables originalTables = WindowTables.inMemory();
+        original.buffer(originalTables, 1, new Object[] {"a", 2.5, 3L, true});
+        original.buffer(originalTables, 2, new Object[] {"b", null, null, false});
+        original.buffer(originalTables, 15, new Object[] {"c", null, null, null});  // at 15 the window holds no value
+        original.fire(SPEC, originalTables, 15);
+        original.buffer(originalTables, 16, new Object[] {"d", null, 4L, null});  // waiting
+        original.buffer(originalTables, 16, new Object[] {"e", 1.0, null, false});
         KeyWindows restored = serializerRoundTrip(original);
-        for (KeyWindows w : new KeyWindows[] {original, restored}) {
-            w.buffer(20, new Object[] {"f", null, null, null});
-            w.buffer(40, new Object[] {"g", null, null, true});
+        WindowTables restoredTables = originalTables.copy();  // the tables are map states of their own
+        for (int k = 0; k < 2; k++) {
+            KeyWindows w = k == 0 ? original : restored;
+            WindowTables t = k == 0 ? originalTables : restoredTables;
+            w.buffer(t, 20, new Object[] {"f", null, null, null});
+            w.buffer(t, 40, new Object[] {"g", null, null, true});
         }
         for (long t : new long[] {16, 20, 40}) {
-            List<Object[]> a = original.fire(SPEC, t), b = restored.fire(SPEC, t);
+            List<Object[]> a = original.fire(SPEC, originalTables, t), b = restored.fire(SPEC, restoredTables, t);
             assertEquals(a.size(), b.size());
             for (int i = 0; i < a.size(); i++) assertArrayEquals(a.get(i), b.get(i), "at " + t);
         }
         restored = serializerRoundTrip(original);
-        original.buffer(41, new Object[] {"h", null, null, null});
-        restored.buffer(41, new Object[] {"h", null, null, null});
-        Object[] h = restored.fire(SPEC, 41).get(0);
-        assertArrayEquals(original.fire(SPEC, 41).get(0), h);
+        restoredTables = originalTables.copy();
+        original.buffer(originalTables, 41, new Object[] {"h", null, null, null});
+        restored.buffer(restoredTables, 41, new Object[] {"h", null, null, null});
+        Object[] h = restored.fire(SPEC, restoredTables, 41).get(0);
+        assertArrayEquals(original.fire(SPEC, originalTables, 41).get(0), h);
         // h: window [31, 41] holds g (paid true) and h; no amount or flag.
         assertArrayEquals(new Object[] {"h", null, null, null, 2L, null, null, null, 1L, true, null}, h);
     }
