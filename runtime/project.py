@@ -18,6 +18,7 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
     defaults:
       allowed_lateness: 5s        # the stream's allowed lateness
       max_future: 1h              # an event time further ahead of the clock is invalid
+      state_backend: hashmap      # the stream's state: hashmap (JVM heap) or rocksdb (local disk)
     pipelines: ...                # owners and SLAs; alerts: ... channels; metrics: ... output;
                                   # orchestration: ... schedules (``runtime.operations`` says how)
     serving: ...                  # tandem serve: token, max_entities, timeout, breaker (``runtime.serving_settings``)
@@ -60,7 +61,8 @@ _KEYS = {"project", "catalogs", "lake", "online_store", "kafka", "kafka_properti
 # Kafka properties Tandem sets itself, per client: a project cannot override them
 _KAFKA_OWN = {"bootstrap.servers", "group.id", "isolation.level", "transactional.id", "key.deserializer",
               "value.deserializer", "key.serializer", "value.serializer", "enable.auto.commit", "auto.offset.reset"}
-_DEFAULT_KEYS = {"allowed_lateness", "max_future"}
+_DEFAULT_KEYS = {"allowed_lateness", "max_future", "state_backend"}
+STATE_BACKENDS = ("hashmap", "rocksdb")  # Flink's state.backend.type values Tandem runs on
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Project:
     kafka_properties: dict[str, str] = field(default_factory=dict, repr=False)
     allowed_lateness_ms: int = 5_000
     max_future_ms: int = 3_600_000
+    state_backend: str = "hashmap"  # where the stream job keeps its state (STATE_BACKENDS)
     operations: Operations | None = None  # owners, SLAs, alert channels, metrics output (runtime.operations)
     serving: ServingSettings = ServingSettings()  # tandem serve (runtime.serving_settings)
     online_store_as_written: str | None = None  # ${VARS} unexpanded (tandem env prints this, not the secret)
@@ -182,7 +185,14 @@ def load_project(path: Path) -> Project:
         kafka_properties=_kafka_properties(path, doc.get("kafka_properties")),
         allowed_lateness_ms=_duration(path, defaults, "allowed_lateness", "5s"),
         max_future_ms=_duration(path, defaults, "max_future", "1h"),
+        state_backend=_state_backend(path, defaults.get("state_backend", "hashmap")),
     )
+
+
+def _state_backend(path: Path, value: Any) -> str:
+    if value not in STATE_BACKENDS:
+        raise UserError(f"{path}: defaults: state_backend must be one of {', '.join(STATE_BACKENDS)} (got {value!r})")
+    return value
 
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

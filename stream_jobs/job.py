@@ -45,6 +45,7 @@ class StreamJobSpec:
     dead_letters: str | None = None  # None or "files": OUT/dead_letters; "kafka:BROKERS/TOPIC"
     max_future_ms: int = DEFAULT_MAX_FUTURE_MS  # events further ahead of the wall clock are invalid
     checkpoint_interval_ms: int = 2_000  # 0 turns checkpointing off
+    state_backend: str = "hashmap"  # hashmap (JVM heap) | rocksdb (local disk; incremental checkpoints)
     roll_interval_ms: int = 60_000  # longest a row waits in an open part file (see file_sink_options)
     rest_port: int | None = None  # the mini-cluster's web UI / REST API (metrics) port; None: a random one
     restart_attempts: int = 3  # restarts from the last checkpoint after a failure, then the job fails
@@ -167,10 +168,18 @@ class JobFailed(UserError):
 
 
 def configure_checkpoints(t_env: StreamTableEnvironment, spec: StreamJobSpec) -> None:
+    """The state backend, and checkpoints to ``OUT/_checkpoints``, resumed from the newest complete one.
+
+    RocksDB keeps state on local disk, entry by entry (the window operator keeps a row per entry), so the heap
+    stays flat however many rows the windows hold; its checkpoints are incremental (only new files are
+    uploaded), else each would copy all of the state."""
+    config = t_env.get_config()
+    config.set("state.backend.type", spec.state_backend)
+    if spec.state_backend == "rocksdb":
+        config.set("execution.checkpointing.incremental", "true")
     if spec.checkpoint_interval_ms <= 0:
         return
     folder = (spec.out_dir / "_checkpoints").resolve()
-    config = t_env.get_config()
     config.set("execution.checkpointing.interval", f"{spec.checkpoint_interval_ms} ms")
     config.set("execution.checkpointing.mode", "EXACTLY_ONCE")
     config.set("execution.checkpointing.dir", folder.as_uri())
@@ -180,8 +189,15 @@ def configure_checkpoints(t_env: StreamTableEnvironment, spec: StreamJobSpec) ->
     config.set("restart-strategy.fixed-delay.attempts", str(spec.restart_attempts))
     config.set("restart-strategy.fixed-delay.delay", "1 s")
     latest = latest_checkpoint(folder)
+    written_by = folder / "state_backend"  # a checkpoint restores only on the backend that wrote it
     if latest is not None:
+        earlier = written_by.read_text().strip() if written_by.exists() else "hashmap"  # older runs: hashmap
+        if earlier != spec.state_backend:
+            raise UserError(f"--state-backend {spec.state_backend}: {folder} holds checkpoints of the {earlier} "
+                            f"backend, which only it restores; run with --state-backend {earlier}, or use a new --out")
         config.set("execution.state-recovery.path", latest.as_uri())
+    folder.mkdir(parents=True, exist_ok=True)
+    written_by.write_text(spec.state_backend + "\n")
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

@@ -56,6 +56,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("dead_letters", "files (OUT/dead_letters) or kafka:BROKERS/TOPIC.", "files"),
     Option("max_future", "An event time further ahead of the clock is invalid (default: the project's).",
            kind="duration"),
+    Option("state_backend", "Where the job keeps its windows and seen event ids: hashmap (the JVM heap: fastest; "
+                            "memory grows with the rows inside the longest window) or rocksdb (local disk: the "
+                            "heap stays flat, for long windows at high rates; incremental checkpoints) "
+                            "(default: the project's, else hashmap)."),
     Option("checkpoint_interval", "How often the job checkpoints, e.g. 500ms, 2s; 0ms turns checkpoints off.",
            "2s", "duration"),
     Option("rest_port", "Port of Flink's REST API and web UI (metrics); default: a random one.", kind="int"),
@@ -86,7 +90,7 @@ def argument_parser(prog: str = "stream") -> argparse.ArgumentParser:
 def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict[str, Any]:
     """The :class:`~stream_jobs.job.StreamJobSpec` arguments of parsed option values (by name); bad values are
     UserErrors. ``project_lake``: no ``--lake`` means the project's lake (``tandem stream``), else none."""
-    from runtime.project import find_project
+    from runtime.project import STATE_BACKENDS, find_project
 
     project = find_project(values.get("project"))
     catalog = project.catalog(values.get("catalog"))
@@ -100,6 +104,9 @@ def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict
         except ValueError as e:
             raise UserError(f"--{name.replace('_', '-')}: {e}") from None
 
+    state_backend = values.get("state_backend") or project.state_backend
+    if state_backend not in STATE_BACKENDS:
+        raise UserError(f"--state-backend: one of {', '.join(STATE_BACKENDS)} (got {state_backend!r})")
     redis = values.get("redis")
     if values.get("online"):
         if redis:
@@ -115,7 +122,7 @@ def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict
         kafka_until_latest=bool(values["until_latest"]), kafka_properties=project.kafka_properties,
         follow_ms=duration("follow_interval") if values["follow"] else None,
         dead_letters=values["dead_letters"], max_future_ms=duration("max_future", project.max_future_ms),
-        checkpoint_interval_ms=duration("checkpoint_interval"), rest_port=values.get("rest_port"),
+        checkpoint_interval_ms=duration("checkpoint_interval"), state_backend=state_backend, rest_port=values.get("rest_port"),
         roll_interval_ms=duration("roll_interval"), restart_attempts=values["restarts"],
         lake=Path(values["lake"]) if values.get("lake") is not None else project.lake_root if project_lake else None,
         metrics_port=values.get("metrics_port"), operations=project.operations)

@@ -258,7 +258,7 @@ def demo(
             write_events(gen(spec), events, catalog)
         with _online_store(redis, step) as address:
             result = run_parity(events, parity_dir, lateness, catalog, step=step, serving_redis=address,
-                                serving_project=example.name)
+                                serving_project=example.name, state_backend=example.state_backend)
             sample = _online_sample(result, address, catalog, example.name)
     _print_demo_summary(result, sample, catalog, time.perf_counter() - began)
     out.print(f"reports: {parity_dir / REPORT_JSON}, {parity_dir / REPORT_HTML}; lake: {parity_dir / 'work' / 'lake'}",
@@ -509,7 +509,7 @@ def parity(
     check_out_dir(out_dir)
     with _progress() as step, _online_store(redis if serving else "", step) as address:
         result = run_parity(events, out_dir, lateness, chosen, step=step, serving_redis=address or None,
-                            serving_project=f"{proj.name}_parity")
+                            serving_project=f"{proj.name}_parity", state_backend=proj.state_backend)
     print_table(result, out)
     out.print(f"reports: {out_dir / REPORT_JSON}, {out_dir / REPORT_HTML}", highlight=False)
     if not result.passed:

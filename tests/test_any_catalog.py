@@ -22,6 +22,7 @@ from tandem.parity.run import BATCH, REJECTED, STREAM, run_parity
 from tandem.reference import evaluate
 from tests.catalogs.rides import rides
 from tests.factories import T0
+from tests.shell import flink_logs_since
 
 LATENESS_MS = 2_000
 PROJECT = "rides_and_cards"
@@ -33,8 +34,15 @@ def make_project(folder: Path) -> Path:
     (folder / "features" / "__init__.py").write_text("")
     shutil.copy(Path(__file__).parent / "catalogs" / "rides.py", folder / "features" / "rides.py")
     (folder / "tandem.yaml").write_text(f"project: {PROJECT}\ncatalogs:\n  - features.rides\n"
-                                        "  - examples.transactions.features.transactions\nlake: lake\n")
+                                        "  - examples.transactions.features.transactions\nlake: lake\n"
+                                        "defaults:\n  state_backend: rocksdb\n")
     return folder
+
+
+def rocksdb_windows_built() -> int:
+    """How many window operators (Flink's ProcessSetTableOperator) Flink's logs say got a RocksDB state backend."""
+    return sum(line.count("ProcessSetTableOperator") for text in flink_logs_since(0) for line in text.splitlines()
+               if "Finished building RocksDB keyed state-backend" in line)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +53,11 @@ def parity_run(spark, redis_server, tmp_path_factory):
     records = rides(1_500, seed=11, start_ms=T0)
     write_events(records, root / "rides.jsonl", catalog)
     address = f"{redis_server.host}:{redis_server.port},db=11"
+    rocksdb_before = rocksdb_windows_built()
     result = run_parity(root / "rides.jsonl", root / "out", LATENESS_MS, catalog, spark=spark, serving_redis=address,
-                        serving_sample=1_000, serving_project=PROJECT)
+                        serving_sample=1_000, serving_project=PROJECT, state_backend=project.state_backend)
+    # the project's state backend ran the stream: its window operators kept their state in RocksDB
+    assert rocksdb_windows_built() > rocksdb_before
     return project, catalog, records, result, address
 
 

@@ -74,10 +74,21 @@ def test_paths_are_relative_to_tandem_yaml_and_the_environment_overrides_them(tm
     assert project.lake_root == (root / "data" / "lake").resolve()
     assert project.online_store == "redis.internal:6379"
     assert project.allowed_lateness_ms == 30_000 and project.max_future_ms == 3_600_000
+    assert project.state_backend == "hashmap"
     monkeypatch.setenv("TANDEM_LAKE", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("TANDEM_REDIS", "10.0.0.1:6380")
     project = load_project(root / "tandem.yaml")
     assert project.lake_root == (tmp_path / "elsewhere").resolve() and project.online_store == "10.0.0.1:6380"
+
+
+def test_the_stream_state_backend_is_a_project_default_and_a_wrong_one_is_one_line(tmp_path):
+    root = make_project(tmp_path / "p", yaml_extra="defaults:\n  state_backend: rocksdb\n")
+    assert load_project(root / "tandem.yaml").state_backend == "rocksdb"
+    root = make_project(tmp_path / "q", yaml_extra="defaults:\n  state_backend: memory\n")
+    with pytest.raises(UserError) as e:
+        load_project(root / "tandem.yaml")
+    assert str(e.value) == f"{root / 'tandem.yaml'}: defaults: state_backend must be one of hashmap, rocksdb " \
+                           "(got 'memory')"
 
 
 def test_a_password_comes_from_the_environment_and_tandem_env_prints_only_the_reference(tmp_path, monkeypatch):

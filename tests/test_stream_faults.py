@@ -8,6 +8,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from runtime.errors import UserError
 from stream_jobs.job import latest_checkpoint
 from stream_jobs.outputs import dead_letters, feature_rows
 from runtime.events_io import write_events
@@ -42,14 +45,36 @@ def test_the_restart_budget_reaches_flink(tmp_path):
     assert t_env.get_config().get("restart-strategy.fixed-delay.attempts", None) == "5"
 
 
+def test_a_checkpoint_of_the_other_state_backend_is_refused_in_one_line(tmp_path):
+    from stream_jobs.flink_env import build_table_env
+    from stream_jobs.job import configure_checkpoints
+
+    t_env = build_table_env(parallelism=1)
+    configure_checkpoints(t_env, stream_spec("file:unused", tmp_path, state_backend="rocksdb"))
+    assert t_env.get_config().get("state.backend.type", None) == "rocksdb"
+    assert t_env.get_config().get("execution.checkpointing.incremental", None) == "true"
+    chk = tmp_path / "_checkpoints" / "job" / "chk-3"
+    chk.mkdir(parents=True)
+    (chk / "_metadata").write_bytes(b"written by a rocksdb run")
+    with pytest.raises(UserError) as refused:
+        configure_checkpoints(build_table_env(parallelism=1), stream_spec("file:unused", tmp_path))
+    assert str(refused.value) == (f"--state-backend hashmap: {tmp_path.resolve() / '_checkpoints'} holds checkpoints "
+                                  "of the rocksdb backend, which only it restores; run with --state-backend rocksdb, "
+                                  "or use a new --out")
+    t_env = build_table_env(parallelism=1)
+    configure_checkpoints(t_env, stream_spec("file:unused", tmp_path, state_backend="rocksdb"))
+    assert t_env.get_config().get("execution.state-recovery.path", None) == chk.resolve().as_uri()
+
+
 def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
+    """On RocksDB (the other restarts in the suite run on the heap): its incremental checkpoints restore."""
     records = generate(StreamSpec(users=200, merchants=20, rate_per_s=40, duration="25m", seed=23))
     events = tmp_path / "events.jsonl"
     write_events(records, events, TRANSACTIONS)
     out = tmp_path / "out"
 
     log = tmp_path / "job.log"
-    job = start_job(events, out, log)
+    job = start_job(events, out, log, "--state-backend", "rocksdb")
     deadline = time.monotonic() + 240
     while job.poll() is None and time.monotonic() < deadline and latest_checkpoint(out / "_checkpoints") is None:
         time.sleep(0.05)
@@ -61,7 +86,7 @@ def test_killed_then_restarted_from_a_checkpoint_equals_the_reference(tmp_path):
     expected = evaluate(records, TRANSACTIONS, allowed_lateness_ms=5_000)
     assert len(partial) < len(expected.rows), "the kill came after the job had finished"
 
-    job = start_job(events, out, log)
+    job = start_job(events, out, log, "--state-backend", "rocksdb")
     assert job.wait(timeout=300) == 0, log.read_text()[-3000:]
 
     got = feature_rows(out, TRANSACTIONS)

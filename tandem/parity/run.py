@@ -70,7 +70,8 @@ def check_out_dir(out_dir: Path) -> None:
 
 def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: Catalog,
                spark=None, step: Step = _quiet_step, serving_redis: str | None = None,
-               serving_sample: int = 25, serving_project: str = "tandem_parity") -> ParityRun:
+               serving_sample: int = 25, serving_project: str = "tandem_parity",
+               state_backend: str = "hashmap") -> ParityRun:
     """Run both engines and the reference over ``events``, compare, and write every output under ``out_dir``.
 
     ``spark``: an existing session (tests share one); otherwise one is built.
@@ -80,6 +81,7 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
     let the stream write into it too, then compare ``get_historical_features``
     with ``get_online_features`` for ``serving_sample`` entities per group;
     ``serving_project`` names the Feast project (and the Redis keys' suffix) it writes.
+    ``state_backend``: the stream job's (the project's ``defaults: state_backend``).
     """
     events, out_dir = Path(events), Path(out_dir)
     check_out_dir(out_dir)
@@ -115,7 +117,7 @@ def run_parity(events: Path, out_dir: Path, allowed_lateness_ms: int, catalog: C
             store = _prepare_serving(spark, work / "lake", serving_redis, catalog, batch_reference, serving_project)
     with timed("stream: Flink replay of the file" + (" into Redis" if serving_redis else "")):
         stream, stream_rejected = _run_stream(events, work, allowed_lateness_ms, catalog, serving_redis,
-                                              serving_project)
+                                              serving_project, state_backend)
     with timed("reference (stream semantics) and comparison"):
         refs = references(records, allowed_lateness_ms, catalog, batch=batch_reference, not_after_ms=not_after_ms)
         comparison = compare(PathOutput(batch, [(r[0], r[1]) for r in batch_rejected]),
@@ -197,7 +199,7 @@ def _prepare_serving(spark, lake_root: Path, redis: str, catalog: Catalog, batch
 
 
 def _run_stream(events: Path, work: Path, allowed_lateness_ms: int, catalog: Catalog,
-                redis: str | None, project: str):
+                redis: str | None, project: str, state_backend: str):
     from stream_jobs.flink_env import build_table_env
     from stream_jobs.job import StreamJobSpec, run
     from stream_jobs.outputs import dead_letters, feature_rows
@@ -210,7 +212,7 @@ def _run_stream(events: Path, work: Path, allowed_lateness_ms: int, catalog: Cat
     out = work / "stream"
     run(build_table_env(parallelism=1),
         StreamJobSpec(f"file:{source}", out, allowed_lateness_ms, catalog=catalog, project=project, redis=redis,
-                      checkpoint_interval_ms=0))
+                      checkpoint_interval_ms=0, state_backend=state_backend))
     rows = feature_rows(out, catalog)
     eid = catalog.schema.event_id
     rejected = [(d[eid], d["reason"], _detail(d.get("kind"), d.get("detail"))) for d in dead_letters(out)]
