@@ -26,6 +26,7 @@ report against that view alone.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Sequence
 
 import redis
@@ -118,10 +119,33 @@ def event_ms(stored: bytes | None) -> int | None:
     return ts.seconds * 1000 + ts.nanos // 1_000_000
 
 
+_DOUBLE = struct.Struct("<d").unpack_from
+
+
 def value_of(stored: bytes | None):
-    """A stored ``feast.types.Value`` as the Python value Feast's ``to_dict`` gives (an empty message: None)."""
+    """A stored ``feast.types.Value`` as the Python value Feast's ``to_dict`` gives (an empty message: None).
+
+    The common one-field messages are read directly, each matched on its tag and exact length so that no other
+    message can match: a double (tag 0x29, 8 little-endian bytes), an int64 below 128 or a bool (tag 0x20 or
+    0x38, one varint byte), a string shorter than 128 bytes (tag 0x12, a one-byte length, UTF-8). That is a
+    third of the protobuf decoder's cost, for most values a lookup serves. Every other message, and text that
+    is not UTF-8, goes through the decoder, which returns or refuses it as before.
+    """
     if not stored:
         return None
+    size, tag = len(stored), stored[0]
+    if tag == 0x29 and size == 9:  # double_val (field 5, fixed64)
+        return _DOUBLE(stored, 1)[0]
+    if size == 2 and stored[1] < 0x80:
+        if tag == 0x20:  # int64_val (field 4, varint)
+            return stored[1]
+        if tag == 0x38 and stored[1] < 2:  # bool_val (field 7, varint)
+            return stored[1] == 1
+    if tag == 0x12 and size > 1 and stored[1] == size - 2 and size < 0x82:  # string_val (field 2)
+        try:
+            return stored[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # the decoder refuses it below
     message = ValueProto.FromString(stored)
     which = message.WhichOneof("val")
     return None if which is None or which == "null_val" else getattr(message, which)

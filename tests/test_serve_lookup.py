@@ -148,6 +148,55 @@ def test_hash_keys_are_feasts_byte_for_byte():
     assert checked == 1000
 
 
+def test_stored_values_decode_as_feasts_protobuf_message_does():
+    """serving.online_store.value_of reads common encodings itself: on every edge of each type, other Value
+    fields, and random bytes shaped like them, it returns what the Value message's own decoder gives (the same
+    type; a float's very bits) or, where the decoder refuses the bytes, refuses them too."""
+    import struct
+
+    from feast.protos.feast.types.Value_pb2 import Value
+    from google.protobuf.message import DecodeError
+
+    from serving.online_store import value_of
+
+    def decoded(stored):
+        try:
+            if not stored:
+                return "ok", None
+            message = Value.FromString(stored)
+            which = message.WhichOneof("val")
+            return "ok", None if which in (None, "null_val") else getattr(message, which)
+        except DecodeError:
+            return "refused", None
+
+    def ours(stored):
+        try:
+            return "ok", value_of(stored)
+        except DecodeError:
+            return "refused", None
+
+    values = [Value(int64_val=v) for v in (0, 1, 127, 128, 255, -1, 2**53 + 1, 2**63 - 1, -(2**63))]
+    values += [Value(bool_val=v) for v in (True, False)]
+    values += [Value(double_val=v) for v in (0.0, -0.0, 1.5, 0.1 + 0.2, 5e-324, 1e300, math.inf, -math.inf, math.nan)]
+    values += [Value(string_val=v) for v in ("", "a", "none", "ü-東京", "😀", "x" * 125, "x" * 126, "x" * 127,
+                                             "x" * 128, "x" * 300)]
+    values += [Value(null_val=0), Value(int32_val=5), Value(float_val=1.5), Value(bytes_val=b"ab"),
+               Value(unix_timestamp_val=7)]
+    cases = [b"", *(v.SerializeToString() for v in values)]
+    rng = random.Random(9)
+    for _ in range(50_000):  # the fast paths' tags with arbitrary lengths and bytes
+        size = rng.choice([1, 2, 3, 9, 10, rng.randrange(1, 140)])
+        cases.append(bytes([rng.choice([0x29, 0x20, 0x38, 0x12, rng.randrange(256)])])
+                     + rng.randbytes(size - 1))
+    for stored in cases:
+        want, got = decoded(stored), ours(stored)
+        assert got[0] == want[0] and type(got[1]) is type(want[1]), (stored.hex(), got, want)
+        if isinstance(want[1], float):
+            assert struct.pack("<d", got[1]) == struct.pack("<d", want[1]), stored.hex()
+        else:
+            assert got[1] == want[1], stored.hex()
+
+
 # --- statuses at the budget edges ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("alone", [False, True], ids=["batch", "one-entity-lookups"])
