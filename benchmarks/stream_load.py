@@ -11,6 +11,7 @@ What runs:
 * a project made by ``tandem init`` (the example catalog: user and merchant groups);
 * ``tandem stream`` itself, as a user starts it, in its own process group: ``--source kafka:...``
   ``--redis ...`` ``--allowed-lateness`` (``--lateness``, 100 ms by default, as the freshness benchmark),
+  ``--state-backend`` (rocksdb by default: state off the heap; ``--state-backend hashmap`` for the heap),
   checkpoints every 2 s, the feature log and dead letters as files, the project's run log, ``--metrics-port``
   (the monitor's Prometheus endpoint) and ``--rest-port`` (Flink's REST API);
 * a producer process, ``benchmarks/jvm/PacedProducer.java``, replaying generated card transactions
@@ -344,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=10, help="how long the producer sends")
     p.add_argument("--lateness", default="100ms", help="the job's --allowed-lateness")
     p.add_argument("--checkpoint-interval", default="2s", help="the job's --checkpoint-interval")
+    p.add_argument("--state-backend", default="rocksdb", choices=("hashmap", "rocksdb"),
+                   help="the job's --state-backend: rocksdb keeps the windows off the heap (the ten-minute target)")
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--merchants", type=int, default=5_000)
     p.add_argument("--seed", type=int, default=1)
@@ -395,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         env.pop("TANDEM_REDIS", None), env.pop("TANDEM_KAFKA", None), env.pop("TANDEM_LAKE", None)
         cmd = [TANDEM, "stream", "--project", str(folder), "--source", f"kafka:{kafka.bootstrap_servers}/{topic}",
                "--out", str(work / "out"), "--redis", redis_addr, "--allowed-lateness", args.lateness,
-               "--checkpoint-interval", args.checkpoint_interval, "--kafka-start", "earliest",
+               "--checkpoint-interval", args.checkpoint_interval, "--state-backend", args.state_backend,
+               "--kafka-start", "earliest",
                "--rest-port", str(rest_port), "--metrics-port", str(metrics_port)]
         say(f"starting tandem stream ({' '.join(cmd[2:])}) ...")
         with log.open("w") as out:

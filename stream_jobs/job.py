@@ -172,11 +172,13 @@ def configure_checkpoints(t_env: StreamTableEnvironment, spec: StreamJobSpec) ->
 
     RocksDB keeps state on local disk, entry by entry (the window operator keeps a row per entry), so the heap
     stays flat however many rows the windows hold; its checkpoints are incremental (only new files are
-    uploaded), else each would copy all of the state."""
+    uploaded), else each would copy all of the state. Bloom filters answer the many gets that find nothing
+    (a new user, a new pending event time, a new distinct value) without reading a file."""
     config = t_env.get_config()
     config.set("state.backend.type", spec.state_backend)
     if spec.state_backend == "rocksdb":
         config.set("execution.checkpointing.incremental", "true")
+        config.set("state.backend.rocksdb.use-bloom-filter", "true")
     if spec.checkpoint_interval_ms <= 0:
         return
     folder = (spec.out_dir / "_checkpoints").resolve()
