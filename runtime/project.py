@@ -21,7 +21,8 @@ nearest ``tandem.yaml`` at or above the current directory. ``tandem.yaml``::
       state_backend: hashmap      # the stream's state: hashmap (JVM heap) or rocksdb (local disk)
     pipelines: ...                # owners and SLAs; alerts: ... channels; metrics: ... output;
                                   # orchestration: ... schedules (``runtime.operations`` says how)
-    serving: ...                  # tandem serve: token, max_entities, timeout, breaker (``runtime.serving_settings``)
+    serving: ...                  # tandem serve: token, max_entities, timeout, breaker, degraded_refresh
+                                  # (``runtime.serving_settings``)
 
 ``${VAR}`` in ``online_store``, ``kafka`` and ``kafka_properties`` is read from the environment
 when the project loads (an unset one is an error), so a password lives in the

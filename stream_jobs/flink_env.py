@@ -34,6 +34,14 @@ Why each setting is here:
   the Python workers' whole environment (every variable of this process, a
   ``${VAR}`` password of tandem.yaml among them) at INFO and WARN when a job
   ends, into Flink's log file; only its errors are logged.
+- ``worker_processes`` (the stream job's launchers: ``tandem stream``,
+  ``python -m stream_jobs.job``): on a local mini-cluster PyFlink runs the
+  row functions' Python worker inside this process (its loopback mode), and
+  there the process grew 35-60 MiB a minute at 2,000 events/s; with the
+  worker in a process of its own (PyFlink's ``process`` mode) the driver grew
+  5.6 MiB/min and the worker 1.5 (BENCHMARKS.md, "Stream load"). A job start
+  costs the same either way. ``_python_worker_execution_mode`` in the
+  environment, PyFlink's own switch, still wins.
 
 With no cluster configured, PyFlink runs jobs on a local mini-cluster inside
 its gateway JVM; ``flink run`` supplies the cluster instead. One gateway JVM
@@ -167,8 +175,12 @@ def build_stream_env(parallelism: int = 1, streaming: bool = True) -> StreamExec
     return env
 
 
-def build_table_env(parallelism: int = 1, streaming: bool = True) -> StreamTableEnvironment:
-    """A StreamTableEnvironment over ``build_stream_env``, in streaming or batch mode."""
+def build_table_env(parallelism: int = 1, streaming: bool = True,
+                    worker_processes: bool = False) -> StreamTableEnvironment:
+    """A StreamTableEnvironment over ``build_stream_env``, in streaming or batch mode; ``worker_processes``: Python
+    UDF workers in processes of their own, not in this one (for long-running jobs: see the module docstring)."""
+    if worker_processes:
+        os.environ.setdefault("_python_worker_execution_mode", "process")  # read when the environment opens
     env = build_stream_env(parallelism, streaming)
     settings = (EnvironmentSettings.new_instance()
                 .with_configuration(flink_config(parallelism)))

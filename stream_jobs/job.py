@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = argument_parser().parse_args(argv)
     try:
-        run(build_table_env(parallelism=1), StreamJobSpec(**job_arguments(vars(args))))
+        run(build_table_env(parallelism=1, worker_processes=True), StreamJobSpec(**job_arguments(vars(args))))
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -439,7 +439,7 @@ def stream(**values) -> None:
     kafka = dl.parse_target(spec.dead_letters)
     started_ms = time.time_ns() // 1_000_000
     with console.status("starting Flink"):
-        t_env = build_table_env(parallelism=1)
+        t_env = build_table_env(parallelism=1, worker_processes=True)
     if spec.rest_port is not None:
         console.print(f"Flink REST API and web UI: http://localhost:{spec.rest_port}", highlight=False)
     if spec.metrics_port is not None:
