@@ -18,8 +18,10 @@ checkpoint is usually seen on its own; see :class:`JobReader`):
   ``OnlineWriter.java``) and the watermark assigner's ``currentOutputWatermark``.
 
 **Counting.** Flink's counters live as long as a task attempt: after a restart they start again from 0.
-The monitor keeps running totals (:class:`RunningTotals`): a counter read lower than before belongs to a
-new attempt and is added on top of the old attempt's last reading. Records that the new attempt reads
+The monitor keeps running totals (:class:`RunningTotals`): a counter read lower than before, once the job's
+restarts have grown since its attempt began, belongs to a new attempt and is added on top of the old
+attempt's last reading; read lower with no restart, it is a stale answer of Flink's metric fetcher (seen
+under load: one such reading counted a whole run's records twice) and is ignored. Records that the new attempt reads
 again from the restored checkpoint are counted again (they were read twice); what the old attempt did
 after the monitor's last reading is not counted.
 
@@ -84,11 +86,16 @@ class RunningTotals:
     def __init__(self) -> None:
         self._done: dict[str, int] = {}  # summed last readings of ended attempts
         self._last: dict[str, int] = {}  # the current attempt's last reading
+        self._began: dict[str, int] = {}  # the job's restarts when the current attempt's counter began
 
-    def see(self, name: str, value: int) -> None:
+    def see(self, name: str, value: int, restarts: int) -> None:
+        """``value``: the counter as read now; ``restarts``: the job's restarts as read in the same poll."""
         last = self._last.get(name, 0)
-        if value < last:  # a new attempt's counter
-            self._done[name] = self._done.get(name, 0) + last
+        if value < last:
+            if restarts <= self._began.get(name, 0):
+                return  # no restart since this attempt began: a stale reading, not a new counter
+            self._done[name] = self._done.get(name, 0) + last  # a new attempt's counter
+            self._began[name] = restarts
         self._last[name] = value
 
     def totals(self) -> dict[str, int]:
@@ -138,6 +145,7 @@ class JobReader:
             self._vertices = {n["id"]: n.get("description", "") for n in self.get(f"{job}/plan")["plan"]["nodes"]}
         checkpoints = self.get(f"{job}/checkpoints")
         restarts = {m["id"]: m["value"] for m in self.get(f"{job}/metrics?get=numRestarts")}
+        restart_count = int(float(restarts.get("numRestarts", 0)))
         if refresh_ids or time.monotonic() - self._ids_read_at > 3 or not self._ids:
             self._ids = {v: self._wanted(v, [m["id"] for m in self.get(f"{job}/vertices/{v}/subtasks/metrics")])
                          for v in self._vertices}
@@ -158,12 +166,12 @@ class JobReader:
                         source_ended = True
                     final = final and m["min"] >= _END_OF_TIME
                 else:
-                    self.counters.see(self._counter_name(vertex, metric_id), int(m["sum"]))
+                    self.counters.see(self._counter_name(vertex, metric_id), int(m["sum"]), restart_count)
         history = checkpoints.get("history") or []
         latest = (checkpoints.get("latest") or {}).get("completed") or {}
         counts = checkpoints.get("counts") or {}
         return Reading(
-            totals=self.counters.totals(), restarts=int(float(restarts.get("numRestarts", 0))),
+            totals=self.counters.totals(), restarts=restart_count,
             checkpoints=history, completed=counts.get("completed", 0), failed=counts.get("failed", 0),
             last_checkpoint_s=latest["end_to_end_duration"] / 1000 if "end_to_end_duration" in latest else None,
             watermark_ms=max(watermarks, default=None), source_ended=source_ended, final=source_ended and final)

@@ -209,10 +209,13 @@ def test_tandem_stream_gives_the_project_lake_and_the_flink_main_none_unless_tol
         assert (args["lake"], args["metrics_port"]) == (tmp_path / "elsewhere", 9464)
 
 
-def test_running_totals_carry_counts_across_task_restarts():
-    """Flink's counters start again from 0 with each task attempt; the totals go on."""
+def test_running_totals_carry_counts_across_task_restarts_and_ignore_stale_readings():
+    """Flink's counters start again from 0 with each task attempt; the totals go on. A lower reading with no
+    restart since the attempt began is a stale answer of Flink's metric fetcher, not a new counter."""
     totals = RunningTotals()
-    for value in (5, 12, 3, 9):  # 12, then a restart: 3 and 9 are the new attempt's
-        totals.see("records_in", value)
-    totals.see("dead_letters_late", 2)
-    assert totals.totals() == {"records_in": 21, "dead_letters_late": 2}
+    for value, restarts in ((5, 0), (12, 0), (0, 0), (13, 0),  # a stale 0: still the first attempt's 13
+                            (3, 1), (9, 1), (4, 1), (11, 1),  # a restart: 3, 9, 11 are the new attempt's
+                            (2, 3), (6, 3)):  # two restarts more, one attempt seen
+        totals.see("records_in", value, restarts)
+    totals.see("dead_letters_late", 2, 3)
+    assert totals.totals() == {"records_in": 13 + 11 + 6, "dead_letters_late": 2}
