@@ -186,13 +186,15 @@ def load_project(path: Path) -> Project:
         kafka_properties=_kafka_properties(path, doc.get("kafka_properties")),
         allowed_lateness_ms=_duration(path, defaults, "allowed_lateness", "5s"),
         max_future_ms=_duration(path, defaults, "max_future", "1h"),
-        state_backend=_state_backend(path, defaults.get("state_backend", "hashmap")),
+        state_backend=checked_state_backend(defaults.get("state_backend", "hashmap"),
+                                            f"{path}: defaults: state_backend"),
     )
 
 
-def _state_backend(path: Path, value: Any) -> str:
+def checked_state_backend(value: Any, where: str) -> str:
+    """``value`` if it is one of :data:`STATE_BACKENDS`, else a UserError naming ``where`` it was given."""
     if value not in STATE_BACKENDS:
-        raise UserError(f"{path}: defaults: state_backend must be one of {', '.join(STATE_BACKENDS)} (got {value!r})")
+        raise UserError(f"{where} must be one of {', '.join(STATE_BACKENDS)} (got {value!r})")
     return value
 
 

@@ -90,7 +90,7 @@ def argument_parser(prog: str = "stream") -> argparse.ArgumentParser:
 def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict[str, Any]:
     """The :class:`~stream_jobs.job.StreamJobSpec` arguments of parsed option values (by name); bad values are
     UserErrors. ``project_lake``: no ``--lake`` means the project's lake (``tandem stream``), else none."""
-    from runtime.project import STATE_BACKENDS, find_project
+    from runtime.project import checked_state_backend, find_project
 
     project = find_project(values.get("project"))
     catalog = project.catalog(values.get("catalog"))
@@ -104,9 +104,7 @@ def job_arguments(values: Mapping[str, Any], project_lake: bool = False) -> dict
         except ValueError as e:
             raise UserError(f"--{name.replace('_', '-')}: {e}") from None
 
-    state_backend = values.get("state_backend") or project.state_backend
-    if state_backend not in STATE_BACKENDS:
-        raise UserError(f"--state-backend: one of {', '.join(STATE_BACKENDS)} (got {state_backend!r})")
+    state_backend = checked_state_backend(values.get("state_backend") or project.state_backend, "--state-backend")
     redis = values.get("redis")
     if values.get("online"):
         if redis:
